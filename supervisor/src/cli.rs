@@ -1,0 +1,103 @@
+//! The command line: argument parsing and one module per subcommand.
+//! Exit codes are decided here and in `main.rs`, nowhere else.
+
+mod call;
+mod mcp;
+mod tools;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, PoolConfig};
+
+/// Exit code when a call fails.
+pub const EXIT_CALL_FAILED: u8 = 1;
+/// Exit code for bad usage, config or a worker that cannot start.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code after Ctrl-C (128 + SIGINT).
+pub const EXIT_INTERRUPTED: u8 = 130;
+/// Exit code after SIGTERM (128 + SIGTERM).
+pub const EXIT_TERMINATED: u8 = 143;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "flw",
+    version,
+    about = "Run AI-agent tools written in Python: as an MCP server, or one call at a time.",
+    long_about = "flw runs your tools in worker processes it supervises. Write a Python file \
+with @tool functions, then serve it to an MCP host (flw mcp agent.py) or call a tool from the \
+shell (flw call agent.py echo --json '{\"text\": \"hi\"}'). Cancelling a call kills the \
+worker's whole process group, so nothing the tool started keeps running.",
+    after_help = "Examples:\n  \
+flw tools examples/hello-python/agent.py\n  \
+flw call examples/hello-python/agent.py echo --json '{\"text\": \"hi\"}'\n  \
+flw mcp examples/hello-python/agent.py\n  \
+flw mcp --config flw.toml\n\n\
+Logs go to stderr; set FLW_LOG=debug for more."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List the tools a worker script provides, with their parameters.
+    Tools(tools::Args),
+    /// Call one tool and print its result as JSON on stdout.
+    Call(call::Args),
+    /// Serve tools to an MCP host (IDE, desktop agent app) over stdio.
+    Mcp(mcp::Args),
+}
+
+/// Parses the command line and runs it.
+pub fn run() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Tools(a) => tools::run(a).await,
+            Command::Call(a) => call::run(a).await,
+            Command::Mcp(a) => mcp::run(a).await,
+        }
+    })
+}
+
+/// Pools for scripts named on the command line, or from `--config`.
+fn pools_from(scripts: &[PathBuf], config: Option<&PathBuf>) -> anyhow::Result<Config> {
+    let mut cfg = match config {
+        Some(path) => Config::load(path)?,
+        None => Config {
+            pools: Vec::new(),
+            max_in_flight: None,
+        },
+    };
+    for s in scripts {
+        cfg.pools.push(PoolConfig::for_script(s)?);
+    }
+    if cfg.pools.is_empty() {
+        anyhow::bail!(
+            "name a worker script (e.g. flw mcp agent.py) or a config (--config flw.toml)"
+        );
+    }
+    Ok(cfg)
+}
+
+/// Resolves when SIGINT or SIGTERM arrives, with the exit code it implies.
+async fn interrupted() -> u8 {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => EXIT_INTERRUPTED,
+        _ = term.recv() => EXIT_TERMINATED,
+    }
+}

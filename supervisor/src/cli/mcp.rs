@@ -1,0 +1,38 @@
+//! `flw mcp`: serve the scripts' tools to an MCP host over stdio.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::mcp::McpServer;
+use crate::router::Router;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Worker scripts whose tools to serve, e.g. agent.py.
+    scripts: Vec<PathBuf>,
+    /// A flw.toml that configures pools (their scripts, modes, limits, env).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// How long calls in flight may run on after the client leaves or a signal arrives.
+    #[arg(long, value_name = "DURATION", value_parser = crate::config::parse_duration, default_value = "5s")]
+    drain: Duration,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    crate::logging::init("info");
+    let config = super::pools_from(&args.scripts, args.config.as_ref())?;
+    let router = Router::start(config);
+    let server = McpServer::new(router.clone());
+    let code = tokio::select! {
+        r = server.serve_stdio() => {
+            if let Err(e) = r {
+                tracing::error!("MCP session ended: {e:#}");
+            }
+            ExitCode::SUCCESS
+        }
+        code = super::interrupted() => ExitCode::from(code),
+    };
+    router.shutdown(args.drain).await;
+    Ok(code)
+}

@@ -1,0 +1,103 @@
+//! `flw tools SCRIPT`: the tools a script provides and their parameters.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::config::PoolConfig;
+use crate::router::Router;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The worker script, e.g. agent.py.
+    script: PathBuf,
+    /// Print the tool manifest as JSON (name, description, input_schema, output_schema).
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    crate::logging::init("warn");
+    let mut pool = PoolConfig::for_script(&args.script)?;
+    pool.instances = 1;
+    let router = Router::for_pools(vec![pool]);
+    let tools = router.tools().await;
+    router.shutdown(Duration::ZERO).await;
+    let tools = match tools {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(super::EXIT_USAGE));
+        }
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&tools)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if tools.is_empty() {
+        println!(
+            "{} defines no tools (decorate functions with @tool)",
+            args.script.display()
+        );
+    }
+    for t in &tools {
+        let first = t.description.lines().next().unwrap_or("");
+        println!(
+            "{}{}",
+            t.name,
+            if first.is_empty() {
+                String::new()
+            } else {
+                format!("  {first}")
+            }
+        );
+        let required: Vec<&str> = t
+            .input_schema
+            .get("required")
+            .and_then(Value::as_array)
+            .map(|r| r.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        if let Some(Value::Object(props)) = t.input_schema.get("properties") {
+            for (name, schema) in props {
+                let mut line = format!("    {name}: {}", type_of(schema));
+                if required.contains(&name.as_str()) {
+                    line.push_str(" (required)");
+                } else if let Some(d) = schema.get("default") {
+                    line.push_str(&format!(" = {d}"));
+                }
+                if let Some(Value::String(d)) = schema.get("description") {
+                    line.push_str(&format!("  {d}"));
+                }
+                println!("{line}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A short type name for a property schema: `string`, `integer | null`, ….
+fn type_of(schema: &Value) -> String {
+    if let Some(t) = schema.get("type") {
+        return match t {
+            Value::String(s) if s == "array" => match schema.get("items") {
+                Some(items) => format!("array of {}", type_of(items)),
+                None => "array".into(),
+            },
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+    }
+    if let Some(Value::Array(options)) = schema.get("anyOf") {
+        return options.iter().map(type_of).collect::<Vec<_>>().join(" | ");
+    }
+    if let Some(Value::Array(values)) = schema.get("enum") {
+        return values
+            .iter()
+            .map(Value::to_string)
+            .collect::<Vec<_>>()
+            .join(" | ");
+    }
+    "any".into()
+}

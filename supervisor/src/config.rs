@@ -1,0 +1,402 @@
+//! `flw.toml`: pools of workers and their limits, and the defaults used when
+//! scripts are named on the command line.
+//!
+//! ```toml
+//! [pools.agent]
+//! script = "agent.py"        # relative to this file
+//! mode = "isolated"          # or "shared"
+//! instances = 4              # worker processes, started up front
+//! cancel_grace = "1s"        # cooperative cancel before SIGTERM
+//! env = { LOG_LEVEL = "debug" }
+//! pass_env = ["OPENAI_API_KEY"]
+//! ```
+
+use std::collections::BTreeMap;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// How a pool runs calls in its processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// One call at a time per process; a cancelled call's process is replaced.
+    #[default]
+    Isolated,
+    /// Many concurrent calls per process (async tools).
+    Shared,
+}
+
+impl Mode {
+    /// `isolated` or `shared`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Isolated => "isolated",
+            Mode::Shared => "shared",
+        }
+    }
+}
+
+/// Everything about one pool, with paths resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolConfig {
+    /// The pool's name (the table name, or the script's stem).
+    pub name: String,
+    /// Absolute path of the worker script.
+    pub script: PathBuf,
+    /// Concurrency mode.
+    pub mode: Mode,
+    /// Worker processes kept running.
+    pub instances: usize,
+    /// Concurrent calls per process in `shared` mode.
+    pub max_concurrency: usize,
+    /// Calls that may wait for a free worker before `overloaded`.
+    pub queue: usize,
+    /// Time a cancelled call gets to stop on its own before SIGTERM.
+    pub cancel_grace: Duration,
+    /// Time between SIGTERM and SIGKILL.
+    pub kill_grace: Duration,
+    /// Deadline of every call, unless the caller gives one.
+    pub call_timeout: Option<Duration>,
+    /// Time a worker has to complete its handshake.
+    pub handshake_timeout: Duration,
+    /// Consecutive failed starts or crashes after which a slot gives up.
+    pub max_restarts: u32,
+    /// Variables set for the worker.
+    pub env: Vec<(String, String)>,
+    /// Variables passed through from flw's environment.
+    pub pass_env: Vec<String>,
+    /// The interpreter, e.g. `python3`.
+    pub interpreter: Option<PathBuf>,
+}
+
+impl PoolConfig {
+    /// The defaults for a script named on the command line.
+    pub fn for_script(script: &Path) -> Result<PoolConfig, ConfigError> {
+        let script = resolve_script(script, None)?;
+        let name = script
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "worker".into());
+        Ok(PoolConfig {
+            name,
+            script,
+            mode: Mode::Isolated,
+            instances: default_instances(),
+            max_concurrency: 256,
+            queue: 10_000,
+            cancel_grace: Duration::from_secs(1),
+            kill_grace: Duration::from_secs(2),
+            call_timeout: None,
+            handshake_timeout: Duration::from_secs(10),
+            max_restarts: 5,
+            env: Vec::new(),
+            pass_env: Vec::new(),
+            interpreter: None,
+        })
+    }
+}
+
+/// Processes per isolated pool when not configured: one per core.
+pub fn default_instances() -> usize {
+    std::thread::available_parallelism().map_or(2, NonZeroUsize::get)
+}
+
+/// The whole file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Pools in file order of their names.
+    pub pools: Vec<PoolConfig>,
+    /// Calls in flight across all pools before new ones queue.
+    pub max_in_flight: Option<usize>,
+}
+
+/// A config file or CLI value that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Bad content, with the place.
+    #[error("{path}:{line}:{column}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// A script that does not exist or cannot run.
+    #[error("{0}")]
+    Script(String),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    pools: BTreeMap<String, toml::Spanned<RawPool>>,
+    max_in_flight: Option<NonZeroUsize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPool {
+    script: toml::Spanned<String>,
+    #[serde(default)]
+    mode: Mode,
+    instances: Option<NonZeroUsize>,
+    max_concurrency: Option<NonZeroUsize>,
+    queue: Option<usize>,
+    cancel_grace: Option<Dur>,
+    kill_grace: Option<Dur>,
+    call_timeout: Option<Dur>,
+    handshake_timeout: Option<Dur>,
+    max_restarts: Option<u32>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    #[serde(default)]
+    pass_env: Vec<String>,
+    interpreter: Option<String>,
+}
+
+/// A duration written as `"500ms"`, `"2s"`, `"1.5s"`, `"1m"`, or a number of seconds.
+#[derive(Debug, Clone, Copy)]
+struct Dur(Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Float(f64),
+            Text(String),
+        }
+        let parsed = match Raw::deserialize(d)? {
+            Raw::Int(s) => Ok(Duration::from_secs(s)),
+            Raw::Float(s) => Duration::try_from_secs_f64(s).map_err(|e| e.to_string()),
+            Raw::Text(t) => parse_duration(&t),
+        };
+        parsed.map(Dur).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parses `"250ms"`, `"2s"`, `"1.5s"`, `"3m"`, `"1h"`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num.parse().map_err(|_| {
+        format!("invalid duration {text:?}: write e.g. \"500ms\", \"2s\" or \"1m\"")
+    })?;
+    let secs = match unit.trim() {
+        "ms" => value / 1000.0,
+        "s" | "" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        other => {
+            return Err(format!(
+                "invalid duration {text:?}: unknown unit {other:?} (use ms, s, m or h)"
+            ))
+        }
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("invalid duration {text:?}: {e}"))
+}
+
+impl Config {
+    /// Reads and checks `path`; relative paths inside resolve against its folder.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses `text` as the content of `path`.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let at = |offset: usize, message: String| {
+            let (line, column) = line_col(text, offset);
+            ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message,
+            }
+        };
+        let raw: RawFile = toml::from_str(text).map_err(|e| {
+            let offset = e.span().map_or(0, |s| s.start);
+            at(offset, e.message().trim().to_string())
+        })?;
+        if raw.pools.is_empty() {
+            return Err(at(
+                0,
+                "no pools: add a [pools.NAME] table with a script, e.g. [pools.agent] script = \"agent.py\"".into(),
+            ));
+        }
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut pools = Vec::new();
+        for (name, spanned) in raw.pools {
+            let span = spanned.span();
+            let p = spanned.into_inner();
+            if !flw_protocol::is_valid_tool_name(&name) {
+                return Err(at(
+                    span.start,
+                    format!("pool name {name:?} may only use A-Z a-z 0-9 _ - ."),
+                ));
+            }
+            let script_span = p.script.span();
+            let script = resolve_script(Path::new(p.script.get_ref()), Some(base))
+                .map_err(|e| at(script_span.start, e.to_string()))?;
+            let mut cfg = PoolConfig::for_script(&script)
+                .map_err(|e| at(script_span.start, e.to_string()))?;
+            cfg.name = name;
+            cfg.mode = p.mode;
+            if let Some(n) = p.instances {
+                cfg.instances = n.get();
+            }
+            if let Some(n) = p.max_concurrency {
+                cfg.max_concurrency = n.get();
+            }
+            if let Some(n) = p.queue {
+                cfg.queue = n;
+            }
+            if let Some(d) = p.cancel_grace {
+                cfg.cancel_grace = d.0;
+            }
+            if let Some(d) = p.kill_grace {
+                cfg.kill_grace = d.0;
+            }
+            cfg.call_timeout = p.call_timeout.map(|d| d.0);
+            if let Some(d) = p.handshake_timeout {
+                cfg.handshake_timeout = d.0;
+            }
+            if let Some(n) = p.max_restarts {
+                cfg.max_restarts = n;
+            }
+            cfg.env = p.env.into_iter().collect();
+            cfg.pass_env = p.pass_env;
+            cfg.interpreter = p.interpreter.map(|i| {
+                let ip = PathBuf::from(&i);
+                if ip.components().count() > 1 && ip.is_relative() {
+                    base.join(ip)
+                } else {
+                    ip
+                }
+            });
+            pools.push(cfg);
+        }
+        Ok(Config {
+            pools,
+            max_in_flight: raw.max_in_flight.map(NonZeroUsize::get),
+        })
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// Makes `script` absolute (against `base` or the current directory) and
+/// checks that it is a file flw knows how to run.
+fn resolve_script(script: &Path, base: Option<&Path>) -> Result<PathBuf, ConfigError> {
+    let joined = match base {
+        Some(b) if script.is_relative() => b.join(script),
+        _ => script.to_path_buf(),
+    };
+    let abs = std::path::absolute(&joined).unwrap_or(joined);
+    if !abs.is_file() {
+        return Err(ConfigError::Script(format!(
+            "worker script {} not found",
+            abs.display()
+        )));
+    }
+    crate::sdk::Language::of(&abs).map_err(ConfigError::Script)?;
+    Ok(abs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        let dir = std::env::temp_dir().join(format!("flw-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("agent.py"), "").unwrap();
+        Config::parse(text, &dir.join("flw.toml")).map_err(|e| {
+            let s = e.to_string();
+            s[s.find("flw.toml").unwrap()..].to_string()
+        })
+    }
+
+    #[test]
+    fn full_pool_parses_with_paths_relative_to_the_file() {
+        let c = parse(
+            "[pools.agent]\nscript = \"agent.py\"\nmode = \"shared\"\ninstances = 3\ncancel_grace = \"250ms\"\nenv = { A = \"1\" }\n",
+        )
+        .unwrap();
+        let p = &c.pools[0];
+        assert_eq!(p.name, "agent");
+        assert!(p.script.is_absolute() && p.script.ends_with("agent.py"));
+        assert_eq!(p.mode, Mode::Shared);
+        assert_eq!(p.instances, 3);
+        assert_eq!(p.cancel_grace, Duration::from_millis(250));
+        assert_eq!(p.env, vec![("A".to_string(), "1".to_string())]);
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_column() {
+        let e = parse("[pools.agent]\nscript = \"agent.py\"\nmodes = \"shared\"\n").unwrap_err();
+        assert!(e.starts_with("flw.toml:3:1: unknown field `modes`"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_their_line() {
+        let e = parse("[pools.agent]\nscript = \"agent.py\"\nmode = \"fast\"\n").unwrap_err();
+        assert!(
+            e.starts_with("flw.toml:3:8:") && e.contains("isolated"),
+            "{e}"
+        );
+        let e = parse("[pools.agent]\nscript = \"agent.py\"\ninstances = 0\n").unwrap_err();
+        assert!(e.starts_with("flw.toml:3:13:"), "{e}");
+        let e = parse("[pools.agent]\nscript = \"agent.py\"\ncancel_grace = \"2 weeks\"\n")
+            .unwrap_err();
+        assert!(
+            e.starts_with("flw.toml:3:16:") && e.contains("unknown unit"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn missing_script_is_reported_at_its_line() {
+        let e = parse("[pools.agent]\nscript = \"nope.py\"\n").unwrap_err();
+        assert!(
+            e.starts_with("flw.toml:2:10:") && e.contains("nope.py not found"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("fast").is_err());
+    }
+}

@@ -1,0 +1,14 @@
+//! flw: a supervisor for AI-agent tools that run in Python worker processes.
+//!
+//! The library holds the daemon work; `main.rs` is only the command line.
+//! See `ARCHITECTURE.md` at the repository root for the map.
+
+pub mod call;
+pub mod cli;
+pub mod config;
+pub mod logging;
+pub mod mcp;
+pub mod pool;
+pub mod router;
+pub mod sdk;
+pub mod worker;

@@ -1,0 +1,174 @@
+//! `flw mcp`: the pools' tools as an MCP server on stdio, built on rmcp.
+//!
+//! `initialize` is answered at once (workers start in the background);
+//! `tools/list` waits for the first worker of each pool. A `progressToken`
+//! turns worker progress into `notifications/progress`, and
+//! `notifications/cancelled` takes the kill path of [`crate::pool`].
+
+use std::sync::Arc;
+
+use flw_protocol::ErrorKind;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities,
+    ServerConfig, Tool,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, ServiceExt};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::call::{CallEvent, CallFailure};
+use crate::pool::CallOptions;
+use crate::router::Router;
+
+/// Longest JSON-RPC line accepted from the MCP client (rmcp's codec is
+/// unbounded unless told).
+pub const MAX_CLIENT_LINE_BYTES: usize = 16 * 1024 * 1024;
+
+/// The MCP server over a [`Router`].
+#[derive(Clone)]
+pub struct McpServer {
+    router: Router,
+}
+
+impl McpServer {
+    /// Serves `router` to an MCP client.
+    pub fn new(router: Router) -> McpServer {
+        McpServer { router }
+    }
+
+    /// Serves on this process's stdin/stdout until the client closes them.
+    pub async fn serve_stdio(self) -> anyhow::Result<()> {
+        let (r, w) = rmcp::transport::stdio_pipes();
+        let transport = rmcp::transport::async_rw::AsyncRwTransport::new_server(r, w)
+            .with_max_line_length(MAX_CLIENT_LINE_BYTES);
+        let running = self.serve(transport).await?;
+        running.waiting().await?;
+        Ok(())
+    }
+}
+
+/// The MCP form of a tool of the manifest.
+fn to_mcp_tool(t: &flw_protocol::ToolSpec) -> Tool {
+    let mut tool = Tool::new(
+        t.name.clone(),
+        t.description.clone(),
+        Arc::new(t.input_schema.clone()),
+    );
+    tool.output_schema = t.output_schema.clone().map(Arc::new);
+    tool
+}
+
+/// The MCP result for a call's outcome: text content, plus structured
+/// content for object results; a failure is an `isError` result with its
+/// message (and the last lines of a traceback).
+pub fn to_mcp_result(outcome: Result<Value, CallFailure>) -> CallToolResult {
+    match outcome {
+        Ok(value) => {
+            let text = match &value {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let mut r = CallToolResult::success(vec![ContentBlock::text(text)]);
+            if value.is_object() {
+                r.structured_content = Some(value);
+            }
+            r
+        }
+        Err(f) => {
+            let mut text = format!("{}: {}", f.kind, f.message);
+            if let Some(tb) = &f.traceback {
+                let tail: Vec<&str> = tb.lines().rev().take(6).collect();
+                text.push_str("\n\n");
+                text.push_str(&tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+            }
+            CallToolResult::error(vec![ContentBlock::text(text)])
+        }
+    }
+}
+
+impl ServerHandler for McpServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_tool_list_changed()
+                .build(),
+        )
+        .with_server_info(Implementation::new("flw", env!("CARGO_PKG_VERSION")))
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        let tools = self
+            .router
+            .tools()
+            .await
+            .map_err(|e| McpError::internal_error(e, None))?;
+        Ok(ListToolsResult::with_all_items(
+            tools.iter().map(to_mcp_tool).collect(),
+        ))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let args = request.arguments.unwrap_or_default();
+        let (events, forward) = match context.meta.get_progress_token() {
+            Some(token) => {
+                let (tx, mut rx) = mpsc::unbounded_channel::<CallEvent>();
+                let peer = context.peer.clone();
+                let task = tokio::spawn(async move {
+                    while let Some(ev) = rx.recv().await {
+                        if let CallEvent::Progress {
+                            progress,
+                            total,
+                            message,
+                        } = ev
+                        {
+                            let mut p = ProgressNotificationParam::new(
+                                token.clone(),
+                                progress.as_f64().unwrap_or(0.0),
+                            );
+                            p.total = total.and_then(|t| t.as_f64());
+                            p.message = message;
+                            if peer.notify_progress(p).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+                (Some(tx), Some(task))
+            }
+            None => (None, None),
+        };
+        let outcome = self
+            .router
+            .call(
+                &request.name,
+                args,
+                CallOptions {
+                    timeout: None,
+                    cancel: context.ct.clone(),
+                    events,
+                },
+            )
+            .await;
+        // Progress sent before the result must reach the client before it.
+        if let Some(task) = forward {
+            let _ = task.await;
+        }
+        match outcome {
+            Err(f) if f.kind == ErrorKind::UnknownTool => {
+                Err(McpError::invalid_params(f.message, None))
+            }
+            other => Ok(to_mcp_result(other).into()),
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! The set of pools a supervisor runs, and routing of a tool name to the
+//! pool whose workers announced it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use flw_protocol::{ErrorKind, ToolSpec};
+use serde_json::{Map, Value};
+use tokio::sync::Semaphore;
+
+use crate::call::{CallFailure, CallOutcome};
+use crate::config::{Config, PoolConfig};
+use crate::pool::{CallOptions, Pool};
+
+/// All pools of one `flw` process.
+#[derive(Clone)]
+pub struct Router {
+    pools: Arc<Vec<Pool>>,
+    limit: Option<Arc<Semaphore>>,
+}
+
+impl Router {
+    /// Starts a pool for each entry; workers come up in the background.
+    pub fn start(config: Config) -> Router {
+        Router {
+            pools: Arc::new(config.pools.into_iter().map(Pool::start).collect()),
+            limit: config.max_in_flight.map(|n| Arc::new(Semaphore::new(n))),
+        }
+    }
+
+    /// Starts one pool per script with the command-line defaults.
+    pub fn for_pools(pools: Vec<PoolConfig>) -> Router {
+        Router::start(Config {
+            pools,
+            max_in_flight: None,
+        })
+    }
+
+    /// The pools.
+    pub fn pools(&self) -> &[Pool] {
+        &self.pools
+    }
+
+    /// Every tool of every pool, once each pool's first worker is up; the
+    /// error names the pool that could not start, or a name two pools share.
+    pub async fn tools(&self) -> Result<Vec<ToolSpec>, String> {
+        let manifests = futures::future::join_all(self.pools.iter().map(|p| p.manifest())).await;
+        let mut all: Vec<ToolSpec> = Vec::new();
+        let mut owner: std::collections::HashMap<String, &str> = Default::default();
+        for (pool, m) in self.pools.iter().zip(manifests) {
+            let m = m?;
+            for t in m.tools() {
+                if let Some(other) = owner.insert(t.name.clone(), &pool.config().name) {
+                    return Err(format!(
+                        "tool {:?} is defined by both pool {other} and pool {}; rename one of them",
+                        t.name,
+                        pool.config().name
+                    ));
+                }
+                all.push(t.clone());
+            }
+        }
+        Ok(all)
+    }
+
+    /// Validates `args` and runs `tool` in the pool that has it.
+    pub async fn call(
+        &self,
+        tool: &str,
+        args: Map<String, Value>,
+        opts: CallOptions,
+    ) -> CallOutcome {
+        let mut names = Vec::new();
+        let mut target = None;
+        for pool in self.pools.iter() {
+            let m = pool
+                .manifest()
+                .await
+                .map_err(|e| CallFailure::new(ErrorKind::Unavailable, e))?;
+            if m.get(tool).is_some() {
+                m.validate(tool, &args)?;
+                target = Some(pool);
+                break;
+            }
+            names.extend(m.tools().iter().map(|t| t.name.clone()));
+        }
+        let Some(pool) = target else {
+            return Err(CallFailure::new(
+                ErrorKind::UnknownTool,
+                format!(
+                    "no tool named {tool:?}; the tools are: {}",
+                    if names.is_empty() {
+                        "(none)".to_string()
+                    } else {
+                        names.join(", ")
+                    }
+                ),
+            ));
+        };
+        let _permit = match &self.limit {
+            Some(s) => Some(tokio::select! {
+                p = s.clone().acquire_owned() => p.map_err(|_| CallFailure::new(ErrorKind::ShuttingDown, "flw is shutting down"))?,
+                _ = opts.cancel.cancelled() => return Err(CallFailure::new(ErrorKind::Cancelled, format!("call to {tool} was cancelled while it waited for a slot"))),
+            }),
+            None => None,
+        };
+        pool.call(tool, args, opts).await
+    }
+
+    /// Drains every pool (calls in flight get `drain` to finish), then stops
+    /// all workers.
+    pub async fn shutdown(&self, drain: Duration) {
+        futures::future::join_all(self.pools.iter().map(|p| p.shutdown(drain))).await;
+    }
+}

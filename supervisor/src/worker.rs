@@ -1,0 +1,624 @@
+//! One worker process: spawn, handshake, the channel, and its death.
+//!
+//! A [`Worker`] is a handle shared by the pool and the calls it hosts. Three
+//! tasks serve it: a reader that routes the worker's messages to the calls
+//! waiting for them, a writer that batches outgoing lines, and a lifecycle
+//! task that owns the child, sends heartbeats, carries out kill requests
+//! (SIGTERM to the group, a grace period, SIGKILL) and, once the process has
+//! exited, sweeps the group with SIGKILL and fails whatever calls are left.
+//!
+//! **Architecture invariant:** every process group a worker creates is killed
+//! when the worker ends, whatever the path: an exit, a kill request, a
+//! dropped task (the [`group::GroupGuard`]), or the supervisor's own death
+//! (the SDK's channel watchdog and `PR_SET_PDEATHSIG`).
+
+pub mod group;
+pub mod lines;
+pub mod output;
+pub mod spawn;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use flw_protocol::{
+    decode_worker_line, negotiate, Call, Cancel, DecodeErrorCode, ErrorKind, Heartbeat, Hello,
+    LogLevel, Shutdown, SupervisorMessage, Welcome, WorkerMessage, SUPPORTED_VERSIONS,
+};
+use nix::sys::signal::Signal;
+use serde_json::{Map, Value};
+use tokio::io::AsyncWriteExt;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::process::Child;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::call::{CallEvent, CallFailure, CallOutcome, EventSink};
+use group::{describe_exit, signal_group, GroupGuard};
+use lines::{Line, LineReader};
+use output::{pump, StderrTail, Stream};
+use spawn::SpawnSpec;
+
+/// Settings of one worker process.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Label for logs and errors, e.g. `agent.py#2`.
+    pub label: String,
+    /// How to start the process.
+    pub spawn: SpawnSpec,
+    /// How long the worker has to send `hello`.
+    pub handshake_timeout: Duration,
+    /// Time between SIGTERM and SIGKILL when the group is killed.
+    pub kill_grace: Duration,
+    /// How often a heartbeat is sent.
+    pub heartbeat_interval: Duration,
+    /// How long a heartbeat may go unanswered before the worker is killed.
+    pub heartbeat_timeout: Duration,
+    /// Longest line accepted from the worker.
+    pub max_line_bytes: usize,
+}
+
+/// Why a worker could not be started; the message includes the last lines
+/// of its stderr.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct StartError {
+    /// What happened, where, and the worker's last stderr lines.
+    pub message: String,
+}
+
+/// How a worker process ended.
+#[derive(Debug, Clone)]
+pub struct ExitInfo {
+    /// "exit status 1", "signal 9 (SIGKILL)".
+    pub status: String,
+    /// Whether the supervisor asked for it (shutdown or kill).
+    pub requested: bool,
+    /// Whether it ended cleanly (exit 0 after a requested shutdown).
+    pub clean: bool,
+    /// What the remaining calls were failed with, when not a plain crash.
+    pub reason: Option<CallFailure>,
+}
+
+struct Pending {
+    reply: oneshot::Sender<CallOutcome>,
+    events: EventSink,
+}
+
+enum Control {
+    /// Kill the group; fail the calls still hosted with this failure.
+    Kill(CallFailure),
+    /// The channel reached end-of-file.
+    ChannelClosed,
+}
+
+/// A live worker process. Cheap to share; see the module docs.
+pub struct Worker {
+    label: Arc<str>,
+    pid: u32,
+    hello: Hello,
+    out: mpsc::UnboundedSender<Vec<u8>>,
+    control: mpsc::UnboundedSender<Control>,
+    pending: Mutex<HashMap<u64, Pending>>,
+    next_id: AtomicU64,
+    exit: watch::Receiver<Option<ExitInfo>>,
+    closing: AtomicBool,
+    last_ack: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("label", &self.label)
+            .field("pid", &self.pid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Worker {
+    /// Spawns the process and completes the handshake.
+    pub async fn start(cfg: WorkerConfig) -> Result<Arc<Worker>, StartError> {
+        let label: Arc<str> = cfg.label.as_str().into();
+        let program = cfg.spawn.program.display().to_string();
+        let spawned = cfg.spawn.spawn().map_err(|e| StartError {
+            message: format!(
+                "worker {label} failed to start: could not run {program}: {e}{}",
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    " (is it installed and on PATH?)"
+                } else {
+                    ""
+                }
+            ),
+        })?;
+        let mut child = spawned.child;
+        let pid = child.id().unwrap_or(0);
+        let mut guard = GroupGuard::new(pid);
+        let tail = StderrTail::default();
+        let stdout = child
+            .stdout
+            .take()
+            .map(|s| tokio::spawn(pump(s, Stream::Stdout, label.clone(), None)));
+        let stderr = child
+            .stderr
+            .take()
+            .map(|s| tokio::spawn(pump(s, Stream::Stderr, label.clone(), Some(tail.clone()))));
+        let (read_half, write_half) = spawned.channel.into_split();
+        let mut reader = LineReader::new(read_half, cfg.max_line_bytes);
+
+        let hello = tokio::select! {
+            r = tokio::time::timeout(cfg.handshake_timeout, read_hello(&mut reader, cfg.max_line_bytes)) => match r {
+                Ok(Ok(hello)) => Ok(hello),
+                Ok(Err(why)) => Err(why),
+                Err(_) => Err(format!(
+                    "sent no hello within the handshake timeout of {:?} (raise handshake_timeout in flw.toml if its imports are slow)",
+                    cfg.handshake_timeout
+                )),
+            },
+            status = child.wait() => Err(match status {
+                Ok(s) => format!("{program} exited with {} before its handshake", describe_exit(&s)),
+                Err(e) => format!("could not wait for {program}: {e}"),
+            }),
+        };
+        let hello = match hello.and_then(|h| check_hello(h, cfg.max_line_bytes)) {
+            Ok(h) => h,
+            Err(why) => {
+                guard.kill_now();
+                let _ = child.wait().await;
+                if let Some(t) = stderr {
+                    let _ = tokio::time::timeout(Duration::from_millis(500), t).await;
+                }
+                if let Some(t) = stdout {
+                    t.abort();
+                }
+                return Err(StartError {
+                    message: format!("worker {label} failed to start: {why}{}", tail.render()),
+                });
+            }
+        };
+        let version = negotiate(&hello.protocol).expect("checked by check_hello");
+
+        let (out_tx, out_rx) = mpsc::unbounded_channel();
+        let (control_tx, control_rx) = mpsc::unbounded_channel();
+        let (exit_tx, exit_rx) = watch::channel(None);
+        let last_ack = Arc::new(AtomicU64::new(0));
+        let worker = Arc::new(Worker {
+            label: label.clone(),
+            pid,
+            hello,
+            out: out_tx,
+            control: control_tx,
+            pending: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            exit: exit_rx,
+            closing: AtomicBool::new(false),
+            last_ack: last_ack.clone(),
+        });
+        worker.send(&SupervisorMessage::Welcome(Welcome { protocol: version }));
+        tokio::spawn(write_loop(write_half, out_rx));
+        tokio::spawn(read_loop(
+            reader,
+            Arc::downgrade(&worker),
+            cfg.max_line_bytes,
+        ));
+        tokio::spawn(lifecycle(
+            LifecycleParts {
+                child,
+                guard,
+                stderr,
+                tail,
+                control: control_rx,
+                exit: exit_tx,
+                started: Instant::now(),
+            },
+            worker.clone(),
+            cfg,
+        ));
+        tracing::debug!(worker = %label, pid, "worker ready");
+        Ok(worker)
+    }
+
+    /// The worker's label, e.g. `agent.py#2`.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// The process id, which is also its process group id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// What the worker announced: SDK, tools.
+    pub fn hello(&self) -> &Hello {
+        &self.hello
+    }
+
+    /// Calls in flight on this worker.
+    pub fn in_flight(&self) -> usize {
+        self.lock_pending().len()
+    }
+
+    /// Whether the process has exited.
+    pub fn has_exited(&self) -> bool {
+        self.exit.borrow().is_some()
+    }
+
+    /// Whether the worker is being stopped or has exited.
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire) || self.has_exited()
+    }
+
+    /// Sends a call; the receiver gets exactly one outcome.
+    pub fn start_call(
+        &self,
+        tool: &str,
+        args: Map<String, Value>,
+        deadline: Option<Duration>,
+        events: EventSink,
+    ) -> (u64, oneshot::Receiver<CallOutcome>) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        if let Some(info) = self.exit.borrow().as_ref() {
+            let _ = tx.send(Err(self.exit_failure(info)));
+            return (id, rx);
+        }
+        self.lock_pending()
+            .insert(id, Pending { reply: tx, events });
+        self.send(&SupervisorMessage::Call(Call {
+            id,
+            tool: tool.to_string(),
+            args,
+            deadline_ms: deadline.map(|d| d.as_millis().try_into().unwrap_or(u64::MAX)),
+        }));
+        (id, rx)
+    }
+
+    /// Asks the worker to stop call `id` (cooperative; see [`Worker::kill`]).
+    pub fn cancel(&self, id: u64) {
+        self.send(&SupervisorMessage::Cancel(Cancel { id }));
+    }
+
+    /// Drops call `id`: a late reply for it is ignored.
+    pub fn forget(&self, id: u64) {
+        self.lock_pending().remove(&id);
+    }
+
+    /// Kills the process group (SIGTERM, grace, SIGKILL) and waits for the
+    /// exit. Calls still hosted are failed with `reason`.
+    pub async fn kill(&self, reason: CallFailure) -> ExitInfo {
+        self.closing.store(true, Ordering::Release);
+        let _ = self.control.send(Control::Kill(reason));
+        self.exited().await
+    }
+
+    /// Asks the worker to exit; kills it if it has not within `grace`.
+    pub async fn shutdown(&self, grace: Duration) -> ExitInfo {
+        self.closing.store(true, Ordering::Release);
+        self.send(&SupervisorMessage::Shutdown(Shutdown::default()));
+        match tokio::time::timeout(grace, self.exited()).await {
+            Ok(info) => info,
+            Err(_) => {
+                self.kill(CallFailure::new(
+                    ErrorKind::ShuttingDown,
+                    format!(
+                        "worker {} did not exit within {grace:?} of shutdown",
+                        self.label
+                    ),
+                ))
+                .await
+            }
+        }
+    }
+
+    /// Waits until the process has exited and its group is gone.
+    pub async fn exited(&self) -> ExitInfo {
+        let mut rx = self.exit.clone();
+        loop {
+            if let Some(info) = rx.borrow_and_update().as_ref() {
+                return info.clone();
+            }
+            if rx.changed().await.is_err() {
+                // The lifecycle task is gone without a report: treat as exited.
+                return ExitInfo {
+                    status: "unknown".into(),
+                    requested: false,
+                    clean: false,
+                    reason: None,
+                };
+            }
+        }
+    }
+
+    fn send(&self, msg: &SupervisorMessage) {
+        let mut buf = Vec::with_capacity(128);
+        msg.encode_into(&mut buf);
+        let _ = self.out.send(buf);
+    }
+
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Pending>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn exit_failure(&self, info: &ExitInfo) -> CallFailure {
+        if let Some(reason) = &info.reason {
+            return reason.clone();
+        }
+        CallFailure::new(
+            ErrorKind::WorkerCrashed,
+            format!(
+                "worker {} (pid {}) ended with {} while it hosted this call",
+                self.label, self.pid, info.status
+            ),
+        )
+    }
+
+    fn protocol_violation(&self, why: String) {
+        tracing::error!(worker = %self.label, "protocol error: {why}; replacing the worker");
+        self.closing.store(true, Ordering::Release);
+        let _ = self.control.send(Control::Kill(CallFailure::new(
+            ErrorKind::ProtocolError,
+            format!("worker {} broke the protocol: {why}", self.label),
+        )));
+    }
+
+    fn route(&self, msg: WorkerMessage) {
+        match msg {
+            WorkerMessage::Result(r) => {
+                if let Some(p) = self.lock_pending().remove(&r.id) {
+                    let _ = p.reply.send(Ok(r.value));
+                }
+            }
+            WorkerMessage::Error(e) => {
+                if let Some(p) = self.lock_pending().remove(&e.id) {
+                    let _ = p.reply.send(Err(CallFailure {
+                        kind: e.kind,
+                        message: e.message,
+                        traceback: e.traceback,
+                    }));
+                }
+            }
+            WorkerMessage::Progress(p) => self.emit(
+                p.id,
+                CallEvent::Progress {
+                    progress: p.progress,
+                    total: p.total,
+                    message: p.message,
+                },
+            ),
+            WorkerMessage::Chunk(c) => self.emit(c.id, CallEvent::Chunk(c.data)),
+            WorkerMessage::Log(l) => {
+                let w = &*self.label;
+                match l.level {
+                    LogLevel::Debug => {
+                        tracing::debug!(target: "flw::worker", worker = w, call = l.id, "{}", l.message)
+                    }
+                    LogLevel::Info => {
+                        tracing::info!(target: "flw::worker", worker = w, call = l.id, "{}", l.message)
+                    }
+                    LogLevel::Warning => {
+                        tracing::warn!(target: "flw::worker", worker = w, call = l.id, "{}", l.message)
+                    }
+                    LogLevel::Error => {
+                        tracing::error!(target: "flw::worker", worker = w, call = l.id, "{}", l.message)
+                    }
+                }
+                if let Some(id) = l.id {
+                    self.emit(
+                        id,
+                        CallEvent::Log {
+                            level: l.level,
+                            message: l.message,
+                        },
+                    );
+                }
+            }
+            WorkerMessage::Heartbeat(h) => self.last_ack.store(h.seq, Ordering::Release),
+            WorkerMessage::Hello(_) => {
+                self.protocol_violation("sent a second hello".into());
+            }
+        }
+    }
+
+    fn emit(&self, id: u64, event: CallEvent) {
+        if let Some(Pending {
+            events: Some(tx), ..
+        }) = self.lock_pending().get(&id)
+        {
+            let _ = tx.send(event);
+        }
+    }
+}
+
+async fn read_hello(reader: &mut LineReader<OwnedReadHalf>, max: usize) -> Result<Hello, String> {
+    match reader.next().await {
+        None => Err("closed its channel before its handshake".into()),
+        Some(Line::TooLong) => Err(format!("sent a hello over the {max}-byte line limit")),
+        Some(Line::Text(line)) => match decode_worker_line(&line, max) {
+            Ok(WorkerMessage::Hello(h)) => Ok(h),
+            Ok(other) => Err(format!(
+                "sent {:?} before hello",
+                other.encode().chars().take(80).collect::<String>()
+            )),
+            Err(e) => Err(format!("sent a bad hello: {e}")),
+        },
+    }
+}
+
+fn check_hello(hello: Hello, _max: usize) -> Result<Hello, String> {
+    if negotiate(&hello.protocol).is_none() {
+        return Err(format!(
+            "no common protocol version: the worker ({} SDK {}) speaks {:?}, this flw speaks {:?}; upgrade the older side",
+            hello.sdk, hello.sdk_version, hello.protocol, SUPPORTED_VERSIONS
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for t in &hello.tools {
+        if !seen.insert(t.name.as_str()) {
+            return Err(format!("announced the tool {:?} twice", t.name));
+        }
+    }
+    Ok(hello)
+}
+
+async fn write_loop(mut w: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Vec<u8>>) {
+    let mut batch = Vec::with_capacity(8 * 1024);
+    while let Some(first) = rx.recv().await {
+        batch.clear();
+        batch.extend_from_slice(&first);
+        while batch.len() < 256 * 1024 {
+            match rx.try_recv() {
+                Ok(more) => batch.extend_from_slice(&more),
+                Err(_) => break,
+            }
+        }
+        if w.write_all(&batch).await.is_err() {
+            return; // the process is gone; the lifecycle task reports it
+        }
+    }
+}
+
+async fn read_loop(
+    mut reader: LineReader<OwnedReadHalf>,
+    worker: std::sync::Weak<Worker>,
+    max: usize,
+) {
+    while let Some(line) = reader.next().await {
+        let Some(w) = worker.upgrade() else { return };
+        match line {
+            Line::TooLong => {
+                w.protocol_violation(format!("sent a line over the {max}-byte limit"));
+                return;
+            }
+            Line::Text(bytes) => match decode_worker_line(&bytes, max) {
+                Ok(msg) => w.route(msg),
+                Err(e) if e.code == DecodeErrorCode::UnknownType => {
+                    tracing::warn!(worker = %w.label, "skipping a message: {e}");
+                }
+                Err(e) => {
+                    w.protocol_violation(format!("sent a bad line: {e}"));
+                    return;
+                }
+            },
+        }
+    }
+    if let Some(w) = worker.upgrade() {
+        let _ = w.control.send(Control::ChannelClosed);
+    }
+}
+
+struct LifecycleParts {
+    child: Child,
+    guard: GroupGuard,
+    stderr: Option<tokio::task::JoinHandle<()>>,
+    tail: StderrTail,
+    control: mpsc::UnboundedReceiver<Control>,
+    exit: watch::Sender<Option<ExitInfo>>,
+    started: Instant,
+}
+
+async fn lifecycle(mut p: LifecycleParts, worker: Arc<Worker>, cfg: WorkerConfig) {
+    let label = worker.label.clone();
+    let pid = worker.pid;
+    // The lifecycle task must not keep the worker alive forever: it holds a
+    // strong reference only until the process exits.
+    let mut reason: Option<CallFailure> = None;
+    let mut kill_at: Option<tokio::time::Instant> = None;
+    let mut channel_closed_at: Option<tokio::time::Instant> = None;
+    let mut heartbeat = tokio::time::interval(cfg.heartbeat_interval);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    heartbeat.tick().await;
+    let mut seq: u64 = 0;
+    let mut seq_sent_at = Instant::now();
+    let status = loop {
+        let deadline = match (kill_at, channel_closed_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        tokio::select! {
+            status = p.child.wait() => break status,
+            Some(ctl) = p.control.recv() => match ctl {
+                Control::Kill(why) => {
+                    if reason.is_none() {
+                        reason = Some(why);
+                    }
+                    if kill_at.is_none() {
+                        signal_group(pid, Signal::SIGTERM);
+                        kill_at = Some(tokio::time::Instant::now() + cfg.kill_grace);
+                    }
+                }
+                Control::ChannelClosed => {
+                    channel_closed_at.get_or_insert(tokio::time::Instant::now() + Duration::from_secs(2));
+                }
+            },
+            _ = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                if kill_at.is_some_and(|k| k <= tokio::time::Instant::now()) {
+                    signal_group(pid, Signal::SIGKILL);
+                    kill_at = None;
+                } else {
+                    channel_closed_at = None;
+                    reason.get_or_insert_with(|| CallFailure::new(
+                        ErrorKind::ProtocolError,
+                        format!("worker {label} closed its channel but kept running"),
+                    ));
+                    signal_group(pid, Signal::SIGKILL);
+                }
+            }
+            _ = heartbeat.tick() => {
+                let acked = worker.last_ack.load(Ordering::Acquire);
+                if seq > acked && seq_sent_at.elapsed() > cfg.heartbeat_timeout {
+                    reason.get_or_insert_with(|| CallFailure::new(
+                        ErrorKind::WorkerCrashed,
+                        format!(
+                            "worker {label} (pid {pid}) did not answer a heartbeat within {:?}; it was killed as unresponsive",
+                            cfg.heartbeat_timeout
+                        ),
+                    ));
+                    signal_group(pid, Signal::SIGKILL);
+                } else if seq == acked {
+                    seq += 1;
+                    seq_sent_at = Instant::now();
+                    worker.send(&SupervisorMessage::Heartbeat(Heartbeat { seq }));
+                }
+            }
+        }
+    };
+    // Sweep the group: a tool's child processes die with their worker.
+    p.guard.kill_now();
+    if let Some(t) = p.stderr.take() {
+        let _ = tokio::time::timeout(Duration::from_millis(500), t).await;
+    }
+    let requested = worker.closing.load(Ordering::Acquire);
+    let status_text = match &status {
+        Ok(s) => describe_exit(s),
+        Err(e) => format!("unknown status ({e})"),
+    };
+    let clean = requested && status.as_ref().is_ok_and(|s| s.success());
+    let lived = p.started.elapsed();
+    if !requested {
+        tracing::warn!(worker = %label, pid, "worker ended with {status_text} after {lived:?}");
+    } else {
+        tracing::debug!(worker = %label, pid, "worker ended with {status_text}");
+    }
+    let crash = CallFailure::new(
+        ErrorKind::WorkerCrashed,
+        format!(
+            "worker {label} (pid {pid}) ended with {status_text} while it hosted this call{}",
+            p.tail.render()
+        ),
+    );
+    let failure = reason.clone().unwrap_or(crash);
+    let pending: Vec<Pending> = worker.lock_pending().drain().map(|(_, p)| p).collect();
+    for call in pending {
+        let _ = call.reply.send(Err(failure.clone()));
+    }
+    let _ = p.exit.send(Some(ExitInfo {
+        status: status_text,
+        requested,
+        clean,
+        reason,
+    }));
+}
