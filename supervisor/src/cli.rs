@@ -87,6 +87,16 @@ fn pools_from(scripts: &[PathBuf], config: Option<&PathBuf>) -> anyhow::Result<C
     Ok(cfg)
 }
 
+/// Applies `--env KEY=VALUE` (set) and `--env KEY` (pass through) to a pool.
+fn apply_env(pool: &mut PoolConfig, env: &[String]) {
+    for e in env {
+        match e.split_once('=') {
+            Some((k, v)) => pool.env.push((k.to_string(), v.to_string())),
+            None => pool.pass_env.push(e.clone()),
+        }
+    }
+}
+
 /// Resolves when SIGINT or SIGTERM arrives, with the exit code it implies.
 async fn interrupted() -> u8 {
     use tokio::signal::unix::{signal, SignalKind};

@@ -287,14 +287,8 @@ impl Pool {
                 break;
             }
         }
+        // Each slot task shuts its own worker down (kills it after 2 s).
         inner.stop.cancel();
-        let workers: Vec<Arc<Worker>> = inner
-            .lock()
-            .slots
-            .iter()
-            .filter_map(|s| s.worker.clone())
-            .collect();
-        futures::future::join_all(workers.iter().map(|w| w.shutdown(Duration::from_secs(2)))).await;
         inner.tasks.close();
         inner.tasks.wait().await;
     }
@@ -485,13 +479,6 @@ async fn run_slot(inner: Arc<Inner>, i: usize) {
         };
         match outcome {
             Ok((worker, manifest)) => {
-                inner.tools.send_if_modified(|t| match t {
-                    ToolsState::Ready(_) => false,
-                    _ => {
-                        *t = ToolsState::Ready(Arc::new(manifest));
-                        true
-                    }
-                });
                 let generation = {
                     let mut st = inner.lock();
                     let s = &mut st.slots[i];
@@ -502,8 +489,19 @@ async fn run_slot(inner: Arc<Inner>, i: usize) {
                     inner.dispatch(&mut st);
                     g
                 };
+                // Publish the tools only once the worker can take calls.
+                inner.tools.send_if_modified(|t| match t {
+                    ToolsState::Ready(_) => false,
+                    _ => {
+                        *t = ToolsState::Ready(Arc::new(manifest));
+                        true
+                    }
+                });
                 let alive_since = Instant::now();
-                let info = worker.exited().await;
+                let info = tokio::select! {
+                    info = worker.exited() => info,
+                    _ = inner.stop.cancelled() => worker.shutdown(Duration::from_secs(2)).await,
+                };
                 {
                     let mut st = inner.lock();
                     let s = &mut st.slots[i];

@@ -154,10 +154,18 @@ impl Worker {
                     cfg.handshake_timeout
                 )),
             },
-            status = child.wait() => Err(match status {
-                Ok(s) => format!("{program} exited with {} before its handshake", describe_exit(&s)),
-                Err(e) => format!("could not wait for {program}: {e}"),
-            }),
+            status = child.wait() => Err(exited_early(&program, status)),
+        };
+        // A worker that dies closes its channel just before it exits: report
+        // the exit status rather than the closed channel when there is one.
+        let hello = match hello {
+            Err(why) if why.starts_with("closed its channel") => {
+                match tokio::time::timeout(Duration::from_secs(1), child.wait()).await {
+                    Ok(status) => Err(exited_early(&program, status)),
+                    Err(_) => Err(why),
+                }
+            }
+            other => other,
         };
         let hello = match hello.and_then(|h| check_hello(h, cfg.max_line_bytes)) {
             Ok(h) => h,
@@ -440,6 +448,16 @@ async fn read_hello(reader: &mut LineReader<OwnedReadHalf>, max: usize) -> Resul
             )),
             Err(e) => Err(format!("sent a bad hello: {e}")),
         },
+    }
+}
+
+fn exited_early(program: &str, status: std::io::Result<std::process::ExitStatus>) -> String {
+    match status {
+        Ok(s) => format!(
+            "{program} exited with {} before its handshake",
+            describe_exit(&s)
+        ),
+        Err(e) => format!("could not wait for {program}: {e}"),
     }
 }
 

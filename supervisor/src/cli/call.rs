@@ -30,13 +30,27 @@ pub struct Args {
     /// Time a cancelled call gets to stop on its own before its worker is killed.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1s")]
     cancel_grace: Duration,
+    /// The Python interpreter for the worker (default: $FLW_PYTHON, else python3).
+    #[arg(long, value_name = "PATH")]
+    python: Option<PathBuf>,
+    /// Time the worker has to start and announce its tools.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
+    handshake_timeout: Duration,
+    /// Set a variable for the worker (KEY=VALUE), or pass one through from this
+    /// environment (KEY); workers otherwise see only an allow-list (PATH, HOME, LANG, ...).
+    #[arg(long = "env", value_name = "KEY[=VALUE]")]
+    env: Vec<String>,
     /// Do not print progress and log lines on stderr.
     #[arg(long, short)]
     quiet: bool,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    crate::logging::init(if args.quiet { "warn" } else { "info" });
+    crate::logging::init(if args.quiet {
+        "warn,flw::pool=off"
+    } else {
+        "info,flw::pool=off"
+    });
     let call_args: Map<String, Value> = match serde_json::from_str(&args.json) {
         Ok(Value::Object(m)) => m,
         Ok(other) => anyhow::bail!(
@@ -48,6 +62,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     pool.instances = 1;
     pool.cancel_grace = args.cancel_grace;
     pool.max_restarts = 0;
+    pool.interpreter = args.python;
+    pool.handshake_timeout = args.handshake_timeout;
+    super::apply_env(&mut pool, &args.env);
     let router = Router::for_pools(vec![pool]);
     if let Err(e) = router.tools().await {
         router.shutdown(Duration::ZERO).await;

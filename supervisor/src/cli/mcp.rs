@@ -14,14 +14,20 @@ pub struct Args {
     /// A flw.toml that configures pools (their scripts, modes, limits, env).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Set a variable for the scripts' workers (KEY=VALUE), or pass one through (KEY).
+    #[arg(long = "env", value_name = "KEY[=VALUE]")]
+    env: Vec<String>,
     /// How long calls in flight may run on after the client leaves or a signal arrives.
     #[arg(long, value_name = "DURATION", value_parser = crate::config::parse_duration, default_value = "5s")]
     drain: Duration,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    crate::logging::init("info");
-    let config = super::pools_from(&args.scripts, args.config.as_ref())?;
+    crate::logging::init("info,rmcp=warn");
+    let mut config = super::pools_from(&args.scripts, args.config.as_ref())?;
+    for pool in &mut config.pools {
+        super::apply_env(pool, &args.env);
+    }
     let router = Router::start(config);
     let server = McpServer::new(router.clone());
     let code = tokio::select! {

@@ -13,15 +13,20 @@ use crate::router::Router;
 pub struct Args {
     /// The worker script, e.g. agent.py.
     script: PathBuf,
+    /// The Python interpreter for the worker (default: $FLW_PYTHON, else python3).
+    #[arg(long, value_name = "PATH")]
+    python: Option<PathBuf>,
     /// Print the tool manifest as JSON (name, description, input_schema, output_schema).
     #[arg(long)]
     json: bool,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    crate::logging::init("warn");
+    crate::logging::init("warn,flw::pool=off");
     let mut pool = PoolConfig::for_script(&args.script)?;
     pool.instances = 1;
+    pool.max_restarts = 0;
+    pool.interpreter = args.python;
     let router = Router::for_pools(vec![pool]);
     let tools = router.tools().await;
     router.shutdown(Duration::ZERO).await;

@@ -1,0 +1,167 @@
+"""Shared helpers for the end-to-end tests: the real flw binary, real Python
+workers, process inspection through /proc, and a loopback TCP server."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+TOOLS = FIXTURES / "tools.py"
+RAW_WORKER = FIXTURES / "raw_worker.py"
+
+
+def flw_bin() -> str:
+    env = os.environ.get("FLW_BIN")
+    if env:
+        return env
+    path = ROOT / "target" / "debug" / "flw"
+    if not path.exists():
+        raise RuntimeError("build flw first: cargo build (or set FLW_BIN)")
+    return str(path)
+
+
+FLW = flw_bin()
+
+
+def run_flw(*args: str, timeout: float = 60, **kw) -> subprocess.CompletedProcess[str]:
+    """Runs flw to completion and returns its output."""
+    return subprocess.run(
+        [FLW, *args], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, **kw
+    )
+
+
+def alive(pid: int) -> bool:
+    """Whether pid is a live process (a zombie counts as dead)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live processes whose process group is pgid."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            out.append(int(entry))
+    return out
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of pid."""
+    out: list[int] = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out.extend(int(x) for x in f.read().split())
+    except OSError:
+        pass
+    return out
+
+
+def wait_until(pred: Callable[[], bool], timeout: float, what: str) -> float:
+    """Polls pred every 10 ms; returns the seconds it took, fails on timeout."""
+    start = time.monotonic()
+    while not pred():
+        if time.monotonic() - start > timeout:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.01)
+    return time.monotonic() - start
+
+
+def read_pids(path: Path, timeout: float = 20) -> list[int]:
+    """Waits for a pid file a fixture tool writes, returns its pids."""
+    wait_until(lambda: path.exists() and path.read_text().endswith("\n"), timeout, f"{path.name}")
+    return [int(x) for x in path.read_text().split()]
+
+
+class HangingServer:
+    """A loopback TCP server that accepts connections, reads requests and
+    never answers; it records when each connection is closed by the peer."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.opened = threading.Event()
+        self.closed_at: float | None = None
+        self._stop = False
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        try:
+            conn, _ = self.sock.accept()
+        except OSError:
+            return
+        self.opened.set()
+        conn.settimeout(0.05)
+        while not self._stop:
+            try:
+                data = conn.recv(4096)
+            except socket.timeout:
+                continue
+            except OSError:
+                data = b""
+            if not data:
+                self.closed_at = time.monotonic()
+                break
+        conn.close()
+
+    def close(self) -> None:
+        self._stop = True
+        self.sock.close()
+
+
+@pytest.fixture
+def hanging_server():
+    s = HangingServer()
+    yield s
+    s.close()
+
+
+def write_config(tmp_path: Path, body: str) -> Path:
+    """Writes flw.toml into tmp_path with a copy of the fixture tools."""
+    (tmp_path / "tools.py").write_text(TOOLS.read_text())
+    cfg = tmp_path / "flw.toml"
+    cfg.write_text(body)
+    return cfg
+
+
+def start_flw(*args: str, **kw) -> subprocess.Popen:
+    """Starts flw in the background with pipes on all three streams."""
+    return subprocess.Popen(
+        [FLW, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        **kw,
+    )
+
+
+def interrupt(proc: subprocess.Popen, sig: int = signal.SIGINT) -> None:
+    proc.send_signal(sig)
+
+
+def jsonl(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
