@@ -1,0 +1,190 @@
+"""Shared fixtures: a clean tool registry per test and a worker-process harness."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flw import _tool
+from flw._protocol import decode, encode_line
+
+TESTS = Path(__file__).resolve().parent
+FIXTURES = TESTS / "fixtures"
+SRC = TESTS.parent / "src"
+TERMINAL = ("result", "error")
+
+
+@pytest.fixture(autouse=True)
+def clean_registry() -> Iterator[None]:
+    """Each test starts with the registry it found and leaves it that way."""
+    saved = dict(_tool._registry)
+    _tool._registry.clear()
+    yield
+    _tool._registry.clear()
+    _tool._registry.update(saved)
+
+
+def worker_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLW_")}
+    env["PYTHONPATH"] = str(SRC)
+    env.update(extra)
+    return env
+
+
+class WorkerProcess:
+    """A worker started the way the supervisor starts it: fd 3, new session."""
+
+    def __init__(
+        self,
+        script: Path | str,
+        *,
+        mode: str = "shared",
+        max_line_bytes: int | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        parent, child = socket.socketpair()
+        child_fd = child.fileno()
+
+        def put_channel_on_fd_3() -> None:
+            if child_fd == 3:
+                os.set_inheritable(3, True)
+            else:
+                os.dup2(child_fd, 3)  # dup2 makes fd 3 inheritable
+
+        extra = {"FLW_CHANNEL_FD": "3", "FLW_MODE": mode, "FLW_WORKER": "test.py#1"}
+        if max_line_bytes is not None:
+            extra["FLW_MAX_LINE_BYTES"] = str(max_line_bytes)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "flw", str(script)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**worker_env(**extra), **(env or {})},
+            start_new_session=True,
+            close_fds=False,
+            preexec_fn=put_channel_on_fd_3,
+        )
+        self.channel_link = f"socket:[{os.fstat(child_fd).st_ino}]"
+        child.close()
+        self.sock = parent
+        self._buffer = b""
+        self.stdout = b""
+        self.stderr = b""
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.sock.sendall(encode_line(message))
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def recv_line(self, timeout: float = 5.0) -> bytes | None:
+        """The next raw line, or None at end-of-file. Fails on timeout."""
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no line from the worker within {timeout} s")
+            self.sock.settimeout(left)
+            try:
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            if not data:
+                return None
+            self._buffer += data
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line
+
+    def recv(self, timeout: float = 5.0) -> dict[str, Any]:
+        """The next message, decoded and checked as a supervisor would."""
+        line = self.recv_line(timeout)
+        assert line is not None, "the worker closed the channel"
+        return decode(line, "worker", 1 << 30)
+
+    def handshake(self) -> dict[str, Any]:
+        hello = self.recv()
+        assert hello["type"] == "hello"
+        self.send({"type": "welcome", "protocol": 1})
+        return hello
+
+    def call(
+        self, call_id: int, tool: str, args: dict[str, Any] | None = None, timeout: float = 5.0
+    ) -> list[dict[str, Any]]:
+        """Send a call; return its messages up to and including the terminal reply."""
+        self.send({"type": "call", "id": call_id, "tool": tool, "args": args or {}})
+        return self.collect(call_id, timeout)
+
+    def collect(self, call_id: int, timeout: float = 5.0) -> list[dict[str, Any]]:
+        messages = []
+        while True:
+            message = self.recv(timeout)
+            if message.get("id") != call_id:
+                continue
+            messages.append(message)
+            if message["type"] in TERMINAL:
+                return messages
+
+    def wait(self, timeout: float = 5.0) -> int:
+        out, err = self.proc.communicate(timeout=timeout)
+        self.stdout += out
+        self.stderr += err
+        return self.proc.returncode
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        self.wait()
+        self.sock.close()
+
+
+@pytest.fixture
+def spawn() -> Iterator[Any]:
+    """Start workers; every one is killed and reaped at the end of the test."""
+    workers: list[WorkerProcess] = []
+
+    def start(script: Path | str, **kwargs: Any) -> WorkerProcess:
+        worker = WorkerProcess(script, **kwargs)
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.close()
+
+
+def process_is_dead(pid: int) -> bool:
+    """Gone, or a zombie waiting for init to reap it: either way it cannot run."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            state = stat.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return state in ("Z", "X")
+
+
+def wait_dead(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process_is_dead(pid):
+            return True
+        time.sleep(0.02)
+    return process_is_dead(pid)

@@ -1,0 +1,98 @@
+"""Every shared test vector of protocol/vectors/vectors.json, decoded and encoded."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flw._channel import LineReader
+from flw._protocol import ERROR_CODES, ProtocolError, decode, encode, encode_line
+
+VECTORS_FILE = (
+    Path(__file__).resolve().parent.parent.parent / "protocol" / "vectors" / "vectors.json"
+)
+VECTORS = json.loads(VECTORS_FILE.read_text(encoding="utf-8"))
+VALID: list[dict[str, Any]] = VECTORS["valid"]
+INVALID: list[dict[str, Any]] = VECTORS["invalid"]
+DEFAULT_MAX = VECTORS["default_max_line_bytes"]
+
+
+def _raw(case: dict[str, Any]) -> bytes:
+    if "line_hex" in case:
+        return bytes.fromhex(case["line_hex"])
+    return case["line"].encode("utf-8")
+
+
+def test_the_vector_file_has_cases_of_both_kinds() -> None:
+    assert VECTORS["protocol"] == 1
+    assert len(VALID) >= 20
+    assert len(INVALID) >= 20
+    assert {case["from"] for case in VALID} == {"worker", "supervisor"}
+    for case in INVALID:
+        assert case["error"] in ERROR_CODES, case["name"]
+
+
+@pytest.mark.parametrize("case", VALID, ids=[c["name"] for c in VALID])
+def test_valid_line_decodes_to_message(case: dict[str, Any]) -> None:
+    message = decode(_raw(case), case["from"], DEFAULT_MAX)
+    assert message == case["message"]
+    # Members come out in table order, whatever order the line had.
+    assert list(message) == list(case["message"])
+
+
+@pytest.mark.parametrize("case", VALID, ids=[c["name"] for c in VALID])
+def test_valid_message_encodes_to_canonical_line(case: dict[str, Any]) -> None:
+    expected = case.get("canonical", case["line"])
+    assert encode(case["message"]) == expected
+    assert encode_line(case["message"]) == expected.encode("utf-8") + b"\n"
+    assert encode(decode(_raw(case), case["from"])) == expected
+
+
+@pytest.mark.parametrize("case", INVALID, ids=[c["name"] for c in INVALID])
+def test_invalid_line_fails_with_its_code(case: dict[str, Any]) -> None:
+    limit = case.get("max_line_bytes", DEFAULT_MAX)
+    with pytest.raises(ProtocolError) as info:
+        decode(_raw(case), case["from"], limit)
+    assert info.value.code == case["error"]
+    assert info.value.message
+    if case["error"] == "line_too_long":
+        assert str(limit) in info.value.message
+
+
+@pytest.mark.parametrize("case", INVALID, ids=[c["name"] for c in INVALID])
+def test_invalid_line_through_the_line_reader(case: dict[str, Any]) -> None:
+    """The bounded reader reports over-long lines itself; the rest reach decode."""
+    limit = case.get("max_line_bytes", DEFAULT_MAX)
+    read_fd, write_fd = os.pipe()
+    try:
+        os.write(write_fd, _raw(case) + b"\n")
+        os.close(write_fd)
+        items = list(LineReader(read_fd, limit))
+    finally:
+        os.close(read_fd)
+    assert len(items) == 1
+    item = items[0]
+    if isinstance(item, ProtocolError):
+        code = item.code
+    else:
+        with pytest.raises(ProtocolError) as info:
+            decode(item, case["from"], limit)
+        code = info.value.code
+    assert code == case["error"]
+
+
+def test_all_valid_lines_through_the_line_reader() -> None:
+    read_fd, write_fd = os.pipe()
+    try:
+        os.write(write_fd, b"".join(_raw(case) + b"\n" for case in VALID))
+        os.close(write_fd)
+        lines = list(LineReader(read_fd, DEFAULT_MAX))
+    finally:
+        os.close(read_fd)
+    assert [decode(line, c["from"]) for line, c in zip(lines, VALID)] == [
+        c["message"] for c in VALID
+    ]
