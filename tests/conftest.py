@@ -36,9 +36,7 @@ FLW = flw_bin()
 
 def run_flw(*args: str, timeout: float = 60, **kw) -> subprocess.CompletedProcess[str]:
     """Runs flw to completion and returns its output."""
-    return subprocess.run(
-        [FLW, *args], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, **kw
-    )
+    return subprocess.run([FLW, *args], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, **kw)
 
 
 def alive(pid: int) -> bool:

@@ -13,7 +13,7 @@ def call(tool: str, args: dict | None = None, *extra: str, script=TOOLS, **kw):
 
 
 def test_call_prints_the_result_as_json_on_stdout():
-    r = call("echo", {"text": "héllo \"world\""})
+    r = call("echo", {"text": 'héllo "world"'})
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == 'héllo "world"'
 
@@ -45,7 +45,7 @@ def test_tool_exception_is_reported_with_its_traceback():
     assert r.returncode == 1
     assert "error: tool_error: ValueError: bad url" in r.stderr
     assert "Traceback (most recent call last)" in r.stderr
-    assert 'raise ValueError(message)' in r.stderr
+    assert "raise ValueError(message)" in r.stderr
 
 
 def test_print_fd1_and_child_stdout_do_not_corrupt_the_protocol():
@@ -94,7 +94,16 @@ def test_missing_script_and_bad_json_are_usage_errors(tmp_path):
 def raw(mode: str, *extra: str):
     env = dict(os.environ, RAW_MODE=mode)
     return run_flw(
-        "call", str(FIXTURES / "tools.py"), "echo", "--python", str(RAW_WORKER), "--env", "RAW_MODE", *extra, env=env, timeout=60
+        "call",
+        str(FIXTURES / "tools.py"),
+        "echo",
+        "--python",
+        str(RAW_WORKER),
+        "--env",
+        "RAW_MODE",
+        *extra,
+        env=env,
+        timeout=60,
     )
 
 

@@ -321,8 +321,15 @@ impl Fields<'_> {
                 .into_iter()
                 .enumerate()
                 .map(|(i, item)| tool_spec(i, item))
-                .collect()
+                .collect::<Result<Vec<_>, _>>()
         })?;
+        let mut names = std::collections::HashSet::new();
+        if let Some(dup) = tools.iter().find(|t| !names.insert(t.name.as_str())) {
+            return Err(self.invalid(
+                "tools",
+                &format!("unique tool names ({:?} appears twice)", dup.name),
+            ));
+        }
         let nodes = self.optional("nodes", |f, v| match v {
             Value::Array(items) => Ok(items),
             _ => Err(f.invalid("nodes", "an array")),

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs every test of the project: Rust (fmt, clippy, unit and vector tests),
+# the Python SDK (ruff, pytest) and the end-to-end suite (the real flw binary
+# with real Python workers, driven by the official MCP Python SDK client).
+# Installs what it needs: Rust's clippy/rustfmt components and a .venv with
+# the pinned Python test tools.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "toolchains"
+command -v cargo >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs)" >&2; exit 1; }
+command -v python3 >/dev/null || { echo "python3 not found: install Python 3.9 or newer" >&2; exit 1; }
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+  rustup component add rustfmt clippy
+fi
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+
+step "rust: fmt, clippy, build"
+cargo fmt --all -- --check
+cargo clippy --all-targets --quiet -- -D warnings
+cargo build --quiet
+
+step "rust: tests (protocol vectors, config, codec)"
+cargo test --quiet
+
+step "python SDK: ruff and pytest (protocol vectors, schema, real worker processes)"
+(cd workers-python && ../.venv/bin/ruff check . && ../.venv/bin/ruff format --check .)
+(cd workers-python && ../.venv/bin/python -m pytest -q)
+
+step "end to end: the flw binary with Python workers and the MCP Python SDK client"
+.venv/bin/ruff check tests examples && .venv/bin/ruff format --check tests examples
+FLW_BIN="$PWD/target/debug/flw" .venv/bin/python -m pytest -q tests

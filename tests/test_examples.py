@@ -1,0 +1,24 @@
+"""The commands the README shows, run as written against the examples."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import ROOT, run_flw
+
+HELLO = str(ROOT / "examples" / "hello-python" / "agent.py")
+
+
+def test_readme_quick_start_call_shows_progress_and_prints_done():
+    r = run_flw("call", HELLO, "slow", "--json", '{"seconds": 1, "steps": 5}')
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == "done"
+    assert "progress 5/5: step 5" in r.stderr
+
+
+def test_readme_echo_and_tools():
+    r = run_flw("call", HELLO, "echo", "--json", '{"text": "hello"}')
+    assert r.returncode == 0 and json.loads(r.stdout) == "hello"
+    r = run_flw("tools", HELLO)
+    assert "slow  Sleep in steps, reporting progress." in r.stdout
+    assert "steps: integer = 10" in r.stdout
