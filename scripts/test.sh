@@ -33,5 +33,5 @@ step "python SDK: ruff and pytest (protocol vectors, schema, real worker process
 (cd workers-python && ../.venv/bin/python -m pytest -q)
 
 step "end to end: the flw binary with Python workers and the MCP Python SDK client"
-.venv/bin/ruff check tests examples && .venv/bin/ruff format --check tests examples
+.venv/bin/ruff check tests examples bench && .venv/bin/ruff format --check tests examples bench
 FLW_BIN="$PWD/target/debug/flw" .venv/bin/python -m pytest -q tests
