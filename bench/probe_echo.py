@@ -51,7 +51,8 @@ def main() -> None:
             w.write(json.dumps({"jsonrpc": "2.0", "id": next_id, "method": method, "params": params}).encode() + b"\n")
             return next_id
 
-        send("initialize", {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "p", "version": "1"}})
+        client = {"name": "probe", "version": "1"}
+        send("initialize", {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": client})
         w.write(b'{"jsonrpc":"2.0","method":"notifications/initialized"}\n')
         send("tools/list", {})
         w.flush()
@@ -66,7 +67,8 @@ def main() -> None:
             r.readline()
             lat.append(time.perf_counter() - t)
         lat.sort()
-        print(f"sequential echo: p50 {statistics.median(lat) * 1e6:.0f} us, p99 {lat[int(len(lat) * 0.99)] * 1e6:.0f} us")
+        p50, p99 = statistics.median(lat), lat[int(len(lat) * 0.99)]
+        print(f"sequential echo: p50 {p50 * 1e6:.0f} us, p99 {p99 * 1e6:.0f} us")
         for depth in (1, 16, 256):
             done = 0
             t = time.perf_counter()
