@@ -137,3 +137,11 @@ def test_deadline_times_the_call_out_and_kills_the_worker():
     assert r.returncode == 1
     assert "error: timeout: call 1 to sleepy timed out after 300ms" in r.stderr
     assert "process group were killed" in r.stderr
+
+
+def test_durations_over_a_year_are_refused():
+    # Regression: a huge --timeout overflowed Instant arithmetic and panicked.
+    r = call("echo", {"text": "x"}, "--timeout", "10000000000000000000s")
+    assert r.returncode == 2
+    assert "longer than a year" in r.stderr
+    assert "panicked" not in r.stderr

@@ -12,7 +12,7 @@ import anyio
 import pytest
 from mcp import ClientSession, StdioServerParameters, stdio_client
 
-from conftest import FLW, TOOLS, alive, read_pids, wait_until, write_config
+from conftest import FLW, RAW_WORKER, TOOLS, alive, read_pids, wait_until, write_config
 
 pytestmark = pytest.mark.anyio
 
@@ -160,3 +160,31 @@ async def test_crashes_restart_the_slot_until_the_ceiling(tmp_path: Path):
         r = await s.call_tool("echo", {"text": "no worker left"})
         assert r.is_error
         assert "unavailable: pool tools has no worker: worker tools.py#2 ended with exit status 4" in r.content[0].text
+
+
+async def test_protocol_errors_count_toward_the_restart_ceiling(tmp_path: Path):
+    # Regression: a worker that broke the protocol was restarted at once, forever.
+    cfg = write_config(
+        tmp_path,
+        '[pools.tools]\nscript = "tools.py"\ninstances = 1\nmax_restarts = 1\n'
+        f'interpreter = "{RAW_WORKER}"\nenv = {{ RAW_MODE = "garbage" }}\n',
+    )
+    async with session("--config", str(cfg)) as s:
+        for _ in range(2):
+            r = await s.call_tool("echo", {})
+            assert r.is_error and "protocol_error" in r.content[0].text
+        r = await s.call_tool("echo", {})
+        assert r.is_error and "unavailable: pool tools has no worker" in r.content[0].text
+
+
+async def test_a_caller_that_left_the_queue_does_not_count_against_its_bound(tmp_path: Path):
+    # Regression: cancelled waiters stayed in the queue and caused false `overloaded`.
+    cfg = write_config(tmp_path, '[pools.tools]\nscript = "tools.py"\ninstances = 1\nqueue = 1\n')
+    async with session("--config", str(cfg)) as s, anyio.create_task_group() as tg:
+        tg.start_soon(s.call_tool, "sleepy", {"seconds": 1.5})
+        await anyio.sleep(0.3)
+        with anyio.move_on_after(0.3):
+            await s.call_tool("echo", {"text": "gives up while queued"})
+        r = await s.call_tool("echo", {"text": "queued after"})
+        assert not r.is_error, r.content[0].text
+        assert r.content[0].text == "queued after"

@@ -381,8 +381,10 @@ fn as_string(f: &Fields, name: &str, v: Value) -> Result<String, DecodeError> {
 }
 
 fn as_uint(f: &Fields, name: &str, v: Value) -> Result<u64, DecodeError> {
-    v.as_u64()
-        .ok_or_else(|| f.invalid(name, "a non-negative integer"))
+    match v.as_u64() {
+        Some(n) if n <= MAX_CALL_ID => Ok(n),
+        _ => Err(f.invalid(name, "an integer from 0 to 2^53-1")),
+    }
 }
 
 fn as_id(f: &Fields, name: &str, v: Value) -> Result<u64, DecodeError> {

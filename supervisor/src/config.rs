@@ -184,8 +184,10 @@ impl<'de> Deserialize<'de> for Dur {
             Text(String),
         }
         let parsed = match Raw::deserialize(d)? {
-            Raw::Int(s) => Ok(Duration::from_secs(s)),
-            Raw::Float(s) => Duration::try_from_secs_f64(s).map_err(|e| e.to_string()),
+            Raw::Int(s) => cap(Duration::from_secs(s), &s.to_string()),
+            Raw::Float(s) => Duration::try_from_secs_f64(s)
+                .map_err(|e| e.to_string())
+                .and_then(|d| cap(d, &s.to_string())),
             Raw::Text(t) => parse_duration(&t),
         };
         parsed.map(Dur).map_err(serde::de::Error::custom)
@@ -213,7 +215,20 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             ))
         }
     };
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("invalid duration {text:?}: {e}"))
+    Duration::try_from_secs_f64(secs)
+        .map_err(|e| format!("invalid duration {text:?}: {e}"))
+        .and_then(|d| cap(d, text))
+}
+
+/// The longest duration flw accepts anywhere: one year.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+fn cap(d: Duration, text: &str) -> Result<Duration, String> {
+    if d > MAX_DURATION {
+        Err(format!("invalid duration {text:?}: longer than a year"))
+    } else {
+        Ok(d)
+    }
 }
 
 impl Config {
@@ -398,5 +413,7 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
         assert!(parse_duration("fast").is_err());
+        let e = parse_duration("10000000000000000000s").unwrap_err();
+        assert!(e.contains("longer than a year"), "{e}");
     }
 }

@@ -125,6 +125,8 @@ impl ServerHandler for McpServer {
                 let (tx, mut rx) = mpsc::unbounded_channel::<CallEvent>();
                 let peer = context.peer.clone();
                 let task = tokio::spawn(async move {
+                    // MCP requires progress to increase: drop values that do not.
+                    let mut last = f64::NEG_INFINITY;
                     while let Some(ev) = rx.recv().await {
                         if let CallEvent::Progress {
                             progress,
@@ -132,10 +134,12 @@ impl ServerHandler for McpServer {
                             message,
                         } = ev
                         {
-                            let mut p = ProgressNotificationParam::new(
-                                token.clone(),
-                                progress.as_f64().unwrap_or(0.0),
-                            );
+                            let value = progress.as_f64().unwrap_or(0.0);
+                            if value <= last {
+                                continue;
+                            }
+                            last = value;
+                            let mut p = ProgressNotificationParam::new(token.clone(), value);
                             p.total = total.and_then(|t| t.as_f64());
                             p.message = message;
                             if peer.notify_progress(p).await.is_err() {

@@ -171,7 +171,7 @@ impl Pool {
     ) -> CallOutcome {
         let cfg = &self.inner.cfg;
         let timeout = opts.timeout.or(cfg.call_timeout);
-        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        let deadline = timeout.and_then(|t| tokio::time::Instant::now().checked_add(t));
         let sleep = async {
             match deadline {
                 Some(d) => tokio::time::sleep_until(d).await,
@@ -277,7 +277,7 @@ impl Pool {
             st.closed = true;
             st.queue.clear(); // waiters see their sender dropped: shutting_down
         }
-        let deadline = tokio::time::Instant::now() + drain;
+        let deadline = tokio::time::Instant::now() + drain.min(crate::config::MAX_DURATION);
         loop {
             let released = inner.released.notified();
             if inner.lock().slots.iter().all(|s| s.in_flight == 0) {
@@ -339,6 +339,7 @@ impl Inner {
             if st.slots.iter().all(|s| s.gave_up) {
                 return Err(self.unavailable(&st));
             }
+            st.queue.retain(|tx| !tx.is_closed()); // callers that gave up
             if st.queue.len() >= self.cfg.queue {
                 return Err(CallFailure::new(
                     ErrorKind::Overloaded,

@@ -72,11 +72,15 @@ impl Router {
     ) -> CallOutcome {
         let mut names = Vec::new();
         let mut target = None;
+        let mut failed = None;
         for pool in self.pools.iter() {
-            let m = pool
-                .manifest()
-                .await
-                .map_err(|e| CallFailure::new(ErrorKind::Unavailable, e))?;
+            let m = match pool.manifest().await {
+                Ok(m) => m,
+                Err(e) => {
+                    failed.get_or_insert(e); // another pool may still have the tool
+                    continue;
+                }
+            };
             if m.get(tool).is_some() {
                 m.validate(tool, &args)?;
                 target = Some(pool);
@@ -85,6 +89,9 @@ impl Router {
             names.extend(m.tools().iter().map(|t| t.name.clone()));
         }
         let Some(pool) = target else {
+            if let Some(e) = failed {
+                return Err(CallFailure::new(ErrorKind::Unavailable, e));
+            }
             return Err(CallFailure::new(
                 ErrorKind::UnknownTool,
                 format!(

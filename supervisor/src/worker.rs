@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use flw_protocol::{
     decode_worker_line, negotiate, Call, Cancel, DecodeErrorCode, ErrorKind, Heartbeat, Hello,
-    LogLevel, Shutdown, SupervisorMessage, Welcome, WorkerMessage, SUPPORTED_VERSIONS,
+    LogLevel, Shutdown, SupervisorMessage, Welcome, WorkerMessage, MAX_CALL_ID, SUPPORTED_VERSIONS,
 };
 use nix::sys::signal::Signal;
 use serde_json::{Map, Value};
@@ -85,6 +85,14 @@ struct Pending {
     events: EventSink,
 }
 
+/// The calls a worker hosts; `dead` is set, under the same lock, once the
+/// process has exited, so no call can slip in after the last drain.
+#[derive(Default)]
+struct Calls {
+    map: HashMap<u64, Pending>,
+    dead: bool,
+}
+
 enum Control {
     /// Kill the group; fail the calls still hosted with this failure.
     Kill(CallFailure),
@@ -99,10 +107,12 @@ pub struct Worker {
     hello: Hello,
     out: mpsc::UnboundedSender<Vec<u8>>,
     control: mpsc::UnboundedSender<Control>,
-    pending: Mutex<HashMap<u64, Pending>>,
+    pending: Mutex<Calls>,
     next_id: AtomicU64,
+    max_line_bytes: usize,
     exit: watch::Receiver<Option<ExitInfo>>,
     closing: AtomicBool,
+    requested: AtomicBool,
     last_ack: Arc<AtomicU64>,
 }
 
@@ -195,10 +205,12 @@ impl Worker {
             hello,
             out: out_tx,
             control: control_tx,
-            pending: Mutex::new(HashMap::new()),
+            pending: Mutex::new(Calls::default()),
             next_id: AtomicU64::new(1),
+            max_line_bytes: cfg.max_line_bytes,
             exit: exit_rx,
             closing: AtomicBool::new(false),
+            requested: AtomicBool::new(false),
             last_ack: last_ack.clone(),
         });
         worker.send(&SupervisorMessage::Welcome(Welcome { protocol: version }));
@@ -242,7 +254,7 @@ impl Worker {
 
     /// Calls in flight on this worker.
     pub fn in_flight(&self) -> usize {
-        self.lock_pending().len()
+        self.lock_pending().map.len()
     }
 
     /// Whether the process has exited.
@@ -252,7 +264,7 @@ impl Worker {
 
     /// Whether the worker is being stopped or has exited.
     pub fn is_closing(&self) -> bool {
-        self.closing.load(Ordering::Acquire) || self.has_exited()
+        self.closing.load(Ordering::Acquire) || self.has_exited() || self.lock_pending().dead
     }
 
     /// Sends a call; the receiver gets exactly one outcome.
@@ -265,18 +277,45 @@ impl Worker {
     ) -> (u64, oneshot::Receiver<CallOutcome>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        if let Some(info) = self.exit.borrow().as_ref() {
-            let _ = tx.send(Err(self.exit_failure(info)));
-            return (id, rx);
-        }
-        self.lock_pending()
-            .insert(id, Pending { reply: tx, events });
-        self.send(&SupervisorMessage::Call(Call {
+        let mut line = Vec::with_capacity(128);
+        SupervisorMessage::Call(Call {
             id,
             tool: tool.to_string(),
             args,
-            deadline_ms: deadline.map(|d| d.as_millis().try_into().unwrap_or(u64::MAX)),
-        }));
+            deadline_ms: deadline.map(|d| {
+                u64::try_from(d.as_millis()).map_or(MAX_CALL_ID, |ms| ms.min(MAX_CALL_ID))
+            }),
+        })
+        .encode_into(&mut line);
+        if line.len() - 1 > self.max_line_bytes {
+            let _ = tx.send(Err(CallFailure::new(
+                ErrorKind::InvalidArguments,
+                format!(
+                    "the arguments of this call to {tool} encode to {} bytes, over the worker's {}-byte line limit",
+                    line.len() - 1,
+                    self.max_line_bytes
+                ),
+            )));
+            return (id, rx);
+        }
+        {
+            let mut calls = self.lock_pending();
+            if calls.dead {
+                drop(calls);
+                let info = self.exit.borrow().clone();
+                let failure = match info {
+                    Some(info) => self.exit_failure(&info),
+                    None => CallFailure::new(
+                        ErrorKind::WorkerCrashed,
+                        format!("worker {} (pid {}) has exited", self.label, self.pid),
+                    ),
+                };
+                let _ = tx.send(Err(failure));
+                return (id, rx);
+            }
+            calls.map.insert(id, Pending { reply: tx, events });
+        }
+        let _ = self.out.send(line);
         (id, rx)
     }
 
@@ -287,12 +326,13 @@ impl Worker {
 
     /// Drops call `id`: a late reply for it is ignored.
     pub fn forget(&self, id: u64) {
-        self.lock_pending().remove(&id);
+        self.lock_pending().map.remove(&id);
     }
 
     /// Kills the process group (SIGTERM, grace, SIGKILL) and waits for the
     /// exit. Calls still hosted are failed with `reason`.
     pub async fn kill(&self, reason: CallFailure) -> ExitInfo {
+        self.requested.store(true, Ordering::Release);
         self.closing.store(true, Ordering::Release);
         let _ = self.control.send(Control::Kill(reason));
         self.exited().await
@@ -300,6 +340,7 @@ impl Worker {
 
     /// Asks the worker to exit; kills it if it has not within `grace`.
     pub async fn shutdown(&self, grace: Duration) -> ExitInfo {
+        self.requested.store(true, Ordering::Release);
         self.closing.store(true, Ordering::Release);
         self.send(&SupervisorMessage::Shutdown(Shutdown::default()));
         match tokio::time::timeout(grace, self.exited()).await {
@@ -342,7 +383,7 @@ impl Worker {
         let _ = self.out.send(buf);
     }
 
-    fn lock_pending(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Pending>> {
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, Calls> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -371,12 +412,14 @@ impl Worker {
     fn route(&self, msg: WorkerMessage) {
         match msg {
             WorkerMessage::Result(r) => {
-                if let Some(p) = self.lock_pending().remove(&r.id) {
+                let p = self.lock_pending().map.remove(&r.id);
+                if let Some(p) = p {
                     let _ = p.reply.send(Ok(r.value));
                 }
             }
             WorkerMessage::Error(e) => {
-                if let Some(p) = self.lock_pending().remove(&e.id) {
+                let p = self.lock_pending().map.remove(&e.id);
+                if let Some(p) = p {
                     let _ = p.reply.send(Err(CallFailure {
                         kind: e.kind,
                         message: e.message,
@@ -429,7 +472,7 @@ impl Worker {
     fn emit(&self, id: u64, event: CallEvent) {
         if let Some(Pending {
             events: Some(tx), ..
-        }) = self.lock_pending().get(&id)
+        }) = self.lock_pending().map.get(&id)
         {
             let _ = tx.send(event);
         }
@@ -564,6 +607,7 @@ async fn lifecycle(mut p: LifecycleParts, worker: Arc<Worker>, cfg: WorkerConfig
                     }
                 }
                 Control::ChannelClosed => {
+                    worker.closing.store(true, Ordering::Release);
                     channel_closed_at.get_or_insert(tokio::time::Instant::now() + Duration::from_secs(2));
                 }
             },
@@ -587,7 +631,7 @@ async fn lifecycle(mut p: LifecycleParts, worker: Arc<Worker>, cfg: WorkerConfig
             }
             _ = heartbeat.tick() => {
                 let acked = worker.last_ack.load(Ordering::Acquire);
-                if seq > acked && seq_sent_at.elapsed() > cfg.heartbeat_timeout {
+                if acked < seq && seq_sent_at.elapsed() > cfg.heartbeat_timeout {
                     reason.get_or_insert_with(|| CallFailure::new(
                         ErrorKind::WorkerCrashed,
                         format!(
@@ -596,7 +640,7 @@ async fn lifecycle(mut p: LifecycleParts, worker: Arc<Worker>, cfg: WorkerConfig
                         ),
                     ));
                     signal_group(pid, Signal::SIGKILL);
-                } else if seq == acked {
+                } else if acked >= seq {
                     seq += 1;
                     seq_sent_at = Instant::now();
                     worker.send(&SupervisorMessage::Heartbeat(Heartbeat { seq }));
@@ -604,12 +648,14 @@ async fn lifecycle(mut p: LifecycleParts, worker: Arc<Worker>, cfg: WorkerConfig
             }
         }
     };
+    // No new call may start on a dead process.
+    worker.lock_pending().dead = true;
     // Sweep the group: a tool's child processes die with their worker.
     p.guard.kill_now();
     if let Some(t) = p.stderr.take() {
         let _ = tokio::time::timeout(Duration::from_millis(500), t).await;
     }
-    let requested = worker.closing.load(Ordering::Acquire);
+    let requested = worker.requested.load(Ordering::Acquire);
     let status_text = match &status {
         Ok(s) => describe_exit(s),
         Err(e) => format!("unknown status ({e})"),
@@ -629,7 +675,7 @@ async fn lifecycle(mut p: LifecycleParts, worker: Arc<Worker>, cfg: WorkerConfig
         ),
     );
     let failure = reason.clone().unwrap_or(crash);
-    let pending: Vec<Pending> = worker.lock_pending().drain().map(|(_, p)| p).collect();
+    let pending: Vec<Pending> = worker.lock_pending().map.drain().map(|(_, p)| p).collect();
     for call in pending {
         let _ = call.reply.send(Err(failure.clone()));
     }
