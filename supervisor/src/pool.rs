@@ -19,7 +19,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use flw_protocol::{ErrorKind, ToolSpec};
+use flw_protocol::ErrorKind;
 use serde_json::{Map, Value};
 use tokio::sync::{oneshot, watch, Notify};
 use tokio_util::sync::CancellationToken;
@@ -143,23 +143,6 @@ impl Pool {
                 return Err("the pool stopped".into());
             }
         }
-    }
-
-    /// The tools, if a worker has started.
-    pub fn tools_now(&self) -> Option<Vec<ToolSpec>> {
-        match &*self.inner.tools.borrow() {
-            ToolsState::Ready(m) => Some(m.tools().to_vec()),
-            _ => None,
-        }
-    }
-
-    /// Pids of the live workers (for tests and `flw ps`).
-    pub fn worker_pids(&self) -> Vec<u32> {
-        let st = self.inner.lock();
-        st.slots
-            .iter()
-            .filter_map(|s| s.worker.as_ref().map(|w| w.pid()))
-            .collect()
     }
 
     /// Runs `tool` with `args` (already validated) on a free worker.

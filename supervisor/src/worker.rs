@@ -74,8 +74,6 @@ pub struct ExitInfo {
     pub status: String,
     /// Whether the supervisor asked for it (shutdown or kill).
     pub requested: bool,
-    /// Whether it ended cleanly (exit 0 after a requested shutdown).
-    pub clean: bool,
     /// What the remaining calls were failed with, when not a plain crash.
     pub reason: Option<CallFailure>,
 }
@@ -177,8 +175,8 @@ impl Worker {
             }
             other => other,
         };
-        let hello = match hello.and_then(|h| check_hello(h, cfg.max_line_bytes)) {
-            Ok(h) => h,
+        let (hello, version) = match hello.and_then(|h| negotiate_hello(&h).map(|v| (h, v))) {
+            Ok(hv) => hv,
             Err(why) => {
                 guard.kill_now();
                 let _ = child.wait().await;
@@ -193,7 +191,6 @@ impl Worker {
                 });
             }
         };
-        let version = negotiate(&hello.protocol).expect("checked by check_hello");
 
         let (out_tx, out_rx) = mpsc::unbounded_channel();
         let (control_tx, control_rx) = mpsc::unbounded_channel();
@@ -250,11 +247,6 @@ impl Worker {
     /// What the worker announced: SDK, tools.
     pub fn hello(&self) -> &Hello {
         &self.hello
-    }
-
-    /// Calls in flight on this worker.
-    pub fn in_flight(&self) -> usize {
-        self.lock_pending().map.len()
     }
 
     /// Whether the process has exited.
@@ -370,7 +362,6 @@ impl Worker {
                 return ExitInfo {
                     status: "unknown".into(),
                     requested: false,
-                    clean: false,
                     reason: None,
                 };
             }
@@ -504,20 +495,15 @@ fn exited_early(program: &str, status: std::io::Result<std::process::ExitStatus>
     }
 }
 
-fn check_hello(hello: Hello, _max: usize) -> Result<Hello, String> {
-    if negotiate(&hello.protocol).is_none() {
-        return Err(format!(
+/// The protocol version to speak with a worker, or why there is none.
+/// (Duplicate tool names are already refused by the decoder.)
+fn negotiate_hello(hello: &Hello) -> Result<u32, String> {
+    negotiate(&hello.protocol).ok_or_else(|| {
+        format!(
             "no common protocol version: the worker ({} SDK {}) speaks {:?}, this flw speaks {:?}; upgrade the older side",
             hello.sdk, hello.sdk_version, hello.protocol, SUPPORTED_VERSIONS
-        ));
-    }
-    let mut seen = std::collections::HashSet::new();
-    for t in &hello.tools {
-        if !seen.insert(t.name.as_str()) {
-            return Err(format!("announced the tool {:?} twice", t.name));
-        }
-    }
-    Ok(hello)
+        )
+    })
 }
 
 async fn write_loop(mut w: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Vec<u8>>) {
@@ -660,7 +646,6 @@ async fn lifecycle(mut p: LifecycleParts, worker: Arc<Worker>, cfg: WorkerConfig
         Ok(s) => describe_exit(s),
         Err(e) => format!("unknown status ({e})"),
     };
-    let clean = requested && status.as_ref().is_ok_and(|s| s.success());
     let lived = p.started.elapsed();
     if !requested {
         tracing::warn!(worker = %label, pid, "worker ended with {status_text} after {lived:?}");
@@ -682,7 +667,6 @@ async fn lifecycle(mut p: LifecycleParts, worker: Arc<Worker>, cfg: WorkerConfig
     let _ = p.exit.send(Some(ExitInfo {
         status: status_text,
         requested,
-        clean,
         reason,
     }));
 }
