@@ -10,7 +10,15 @@ from typing import Any
 import pytest
 
 from flw._channel import LineReader
-from flw._protocol import ERROR_CODES, ProtocolError, decode, encode, encode_line
+from flw._protocol import (
+    ERROR_CODES,
+    ProtocolError,
+    decode,
+    decode_from_supervisor,
+    encode,
+    encode_line,
+    result_line,
+)
 
 VECTORS_FILE = (
     Path(__file__).resolve().parent.parent.parent / "protocol" / "vectors" / "vectors.json"
@@ -42,6 +50,31 @@ def test_valid_line_decodes_to_message(case: dict[str, Any]) -> None:
     assert message == case["message"]
     # Members come out in table order, whatever order the line had.
     assert list(message) == list(case["message"])
+
+
+@pytest.mark.parametrize("case", VALID + INVALID, ids=[c["name"] for c in VALID + INVALID])
+def test_the_fast_supervisor_decoder_agrees_with_decode(case: dict[str, Any]) -> None:
+    if case["from"] != "supervisor":
+        pytest.skip("a worker's line")
+    limit = case.get("max_line_bytes", DEFAULT_MAX)
+
+    def outcome(fn: Any) -> Any:
+        try:
+            message = fn()
+        except ProtocolError as exc:
+            return ("error", exc.code, exc.message)
+        return ("message", message, list(message))
+
+    fast = outcome(lambda: decode_from_supervisor(_raw(case), limit))
+    assert fast == outcome(lambda: decode(_raw(case), "supervisor", limit))
+
+
+@pytest.mark.parametrize("case", VALID, ids=[c["name"] for c in VALID])
+def test_result_line_matches_encode_line(case: dict[str, Any]) -> None:
+    message = case["message"]
+    if message["type"] != "result":
+        pytest.skip("not a result")
+    assert result_line(message["id"], message["value"]) == encode_line(message)
 
 
 @pytest.mark.parametrize("case", VALID, ids=[c["name"] for c in VALID])

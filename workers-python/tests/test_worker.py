@@ -14,7 +14,8 @@ from typing import Any, Callable
 import pytest
 
 from conftest import FIXTURES, WorkerProcess, wait_dead, worker_env
-from flw._protocol import decode, encode
+from flw import _worker
+from flw._protocol import decode, encode, encode_line
 
 TOOLS = FIXTURES / "tools_script.py"
 
@@ -234,6 +235,60 @@ def test_concurrent_calls_in_shared_mode(shared: WorkerProcess) -> None:
             results[message["id"]] = message["value"]
     assert sorted(results) == ids
     assert time.monotonic() - start < 0.8  # they ran side by side
+
+
+def test_a_slow_sync_call_does_not_hold_up_calls_read_with_it(shared: WorkerProcess) -> None:
+    slow_id, fast_id = next_id(), next_id()
+    shared.send_raw(
+        encode_line({"type": "call", "id": slow_id, "tool": "sync_sleep", "args": {"seconds": 1}})
+        + encode_line({"type": "call", "id": fast_id, "tool": "echo", "args": {"text": "x"}})
+    )
+    start = time.monotonic()
+    first = shared.recv(timeout=5)
+    assert first == {"type": "result", "id": fast_id, "value": "x"}
+    assert time.monotonic() - start < 0.8  # not after the second the slow call takes
+    assert shared.recv(timeout=5) == {"type": "result", "id": slow_id, "value": "slept"}
+
+
+def test_hundreds_of_sync_calls_in_one_read_all_get_their_reply(shared: WorkerProcess) -> None:
+    ids = [next_id() for _ in range(300)]
+    shared.send_raw(
+        b"".join(
+            encode_line({"type": "call", "id": i, "tool": "echo", "args": {"text": str(i)}})
+            for i in ids
+        )
+    )
+    replies = [shared.recv(timeout=5) for _ in ids]
+    assert sorted(r["id"] for r in replies) == ids
+    assert all(r == {"type": "result", "id": r["id"], "value": str(r["id"])} for r in replies)
+
+
+def test_sync_calls_past_the_thread_limit_wait_and_heartbeats_go_on(
+    shared: WorkerProcess,
+) -> None:
+    ids = [next_id() for _ in range(_worker.SHARED_THREADS + 6)]
+    for call_id in ids:
+        shared.send({"type": "call", "id": call_id, "tool": "sync_sleep", "args": {"seconds": 0.5}})
+    time.sleep(0.1)
+    shared.send({"type": "heartbeat", "seq": 9})
+    assert shared.recv(timeout=0.4) == {"type": "heartbeat", "seq": 9}
+    start = time.monotonic()
+    replies = [shared.recv(timeout=5) for _ in ids]
+    assert sorted(r["id"] for r in replies) == ids
+    assert {r["value"] for r in replies} == {"slept"}
+    # The six beyond the limit ran after a first call ended: about 0.5 s more.
+    assert time.monotonic() - start > 0.2
+
+
+def test_heartbeat_is_answered_while_a_sync_tool_runs_in_isolated_mode(spawn: Spawn) -> None:
+    worker = spawn(TOOLS, mode="isolated")
+    worker.handshake()
+    call_id = next_id()
+    worker.send({"type": "call", "id": call_id, "tool": "sync_sleep", "args": {"seconds": 1}})
+    time.sleep(0.1)
+    worker.send({"type": "heartbeat", "seq": 3})
+    assert worker.recv(timeout=0.5) == {"type": "heartbeat", "seq": 3}
+    assert worker.recv(timeout=5) == {"type": "result", "id": call_id, "value": "slept"}
 
 
 def test_nothing_is_sent_for_a_call_after_its_reply(shared: WorkerProcess) -> None:

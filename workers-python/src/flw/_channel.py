@@ -23,49 +23,71 @@ _CHUNK = 64 * 1024
 class LineReader:
     """Reads ``\\n``-terminated lines from a descriptor with a bounded buffer.
 
-    Iterating yields each line (bytes, without the ``\\n``) or, for a line
-    longer than ``max_line_bytes``, a ``ProtocolError("line_too_long")``
-    once its end was found and skipped. Iteration ends at end-of-file;
-    ``torn`` then says whether the stream stopped in the middle of a line.
-    Read errors (``OSError``) propagate.
+    ``read_batch`` does one ``os.read`` and returns every line it completed
+    (bytes, without the ``\\n``) or, for a line longer than
+    ``max_line_bytes``, a ``ProtocolError("line_too_long")`` once its end
+    was found and skipped; ``None`` at end-of-file, when ``torn`` says
+    whether the stream stopped in the middle of a line. Iterating yields the
+    same items one by one. Read errors (``OSError``) propagate. One thread
+    at a time may read; the buffer moves with the reader.
     """
 
     def __init__(self, fd: int, max_line_bytes: int) -> None:
         self.fd = fd
         self.max_line_bytes = max_line_bytes
         self.torn = False
+        self._buf = bytearray()
+        self._discarding = False
 
     def __iter__(self) -> Iterator[bytes | ProtocolError]:
-        limit = self.max_line_bytes
-        buf = bytearray()
-        discarding = False
         while True:
-            if discarding:
-                chunk = os.read(self.fd, _CHUNK)
-            else:
-                chunk = os.read(self.fd, max(1, min(_CHUNK, limit + 1 - len(buf))))
-            if not chunk:
-                self.torn = discarding or bool(buf)
+            batch = self.read_batch()
+            if batch is None:
                 return
-            if discarding:
-                end = chunk.find(b"\n")
-                if end < 0:
-                    continue
-                discarding = False
-                yield self._too_long()
-                chunk = chunk[end + 1 :]
-            buf += chunk
-            start = 0
-            while True:
-                end = buf.find(b"\n", start)
-                if end < 0:
-                    break
-                yield bytes(buf[start:end])
-                start = end + 1
-            del buf[:start]
-            if len(buf) > limit:
-                buf.clear()
-                discarding = True
+            yield from batch
+
+    def read_batch(self) -> list[bytes | ProtocolError] | None:
+        """Read once; the items completed by that read (maybe none), or ``None`` at EOF."""
+        limit = self.max_line_bytes
+        buf = self._buf
+        if self._discarding:
+            chunk = os.read(self.fd, _CHUNK)
+        else:
+            chunk = os.read(self.fd, max(1, min(_CHUNK, limit + 1 - len(buf))))
+        if not chunk:
+            self.torn = self._discarding or bool(buf)
+            return None
+        items: list[bytes | ProtocolError] = []
+        if self._discarding:
+            end = chunk.find(b"\n")
+            if end < 0:
+                return items
+            self._discarding = False
+            items.append(self._too_long())
+            chunk = chunk[end + 1 :]
+        if not chunk:
+            return items
+        if not buf:
+            # The common case: whole lines in one read, nothing carried over.
+            last = chunk.rfind(b"\n")
+            if last == len(chunk) - 1:
+                items.extend(chunk[:last].split(b"\n"))
+                # The read was at most limit + 1 bytes, so no line in it is
+                # over the limit.
+                return items
+        buf += chunk
+        start = 0
+        while True:
+            end = buf.find(b"\n", start)
+            if end < 0:
+                break
+            items.append(bytes(buf[start:end]))
+            start = end + 1
+        del buf[:start]
+        if len(buf) > limit:
+            buf.clear()
+            self._discarding = True
+        return items
 
     def _too_long(self) -> ProtocolError:
         return ProtocolError(
@@ -98,6 +120,10 @@ class LineWriter:
 
     def send(self, message: Mapping[str, Any]) -> None:
         """Encode ``message`` and write it as one line."""
+        self.write(self.encode(message))
+
+    def encode(self, message: Mapping[str, Any]) -> bytes:
+        """The line for ``message``; ``ProtocolError`` when it is over the limit."""
         data = encode_line(message)
         size = len(data) - 1
         if size > self.max_line_bytes:
@@ -106,6 +132,10 @@ class LineWriter:
                 f"the {message.get('type')} message is {size} bytes, over the line limit "
                 f"of {self.max_line_bytes} bytes (FLW_MAX_LINE_BYTES)",
             )
+        return data
+
+    def write(self, data: bytes) -> None:
+        """Write ``data`` (whole lines, already checked) until every byte is out."""
         view = memoryview(data)
         with self._lock:
             try:

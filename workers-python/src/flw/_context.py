@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 from collections.abc import Generator
 from typing import Any, Callable
 
@@ -65,7 +64,7 @@ class Context:
         self._call_id = call_id
         self._tool = tool
         self._emit: Emit | None = None
-        self._cancelled = threading.Event()
+        self._cancelled = False
 
     @property
     def call_id(self) -> int | None:
@@ -80,7 +79,7 @@ class Context:
     @property
     def cancelled(self) -> bool:
         """Whether the caller asked to stop this call; sync tools poll it."""
-        return self._cancelled.is_set()
+        return self._cancelled
 
     def progress(
         self,
@@ -161,7 +160,7 @@ class Context:
         self._emit = emit
 
     def _cancel(self) -> None:
-        self._cancelled.set()
+        self._cancelled = True
 
 
 def _number(name: str, value: Any) -> float:

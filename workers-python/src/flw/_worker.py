@@ -1,10 +1,25 @@
 """The worker: handshake, call dispatch, cancellation and the watchdog.
 
-A ``Worker`` owns the protocol channel. A reader thread decodes the
-supervisor's lines, answers heartbeats itself and hands everything else to
-the asyncio loop in the main thread. Async tools run as tasks on that loop,
-sync tools in a thread pool. Every call gets exactly one terminal reply;
-progress, logs and chunks that come after it are dropped.
+Reading the channel is a role, not a thread. The worker's "pump" threads
+take turns at it (leader/followers): the pump holding the role blocks in
+``os.read``, decodes everything that arrived, answers heartbeats itself,
+hands the role to another pump and then runs the sync calls it read on its
+own thread. A sync call therefore reaches its function with no hand-off
+between threads, and its reply is written as soon as the function returns.
+At least one pump is always free to read, so heartbeats and cancels get
+through while tools run; ``isolated`` mode has two pumps, ``shared`` mode up
+to ``SHARED_THREADS + 1``, and calls beyond that wait in a backlog for the
+next free pump. In ``shared`` mode a batch of calls read together runs on
+one pump while its tools are fast; before a tool that is not known to be
+fast, the rest of the batch goes back to the backlog for other pumps.
+
+Async tools run as tasks on an asyncio loop in the main thread. The loop
+(and ``asyncio`` itself) exists only when the script has an async tool; the
+reader hands it the calls of one read at a time, and it writes the replies
+of one loop iteration with one write.
+
+Every call gets exactly one terminal reply; progress, logs and chunks that
+come after it are dropped.
 
 The watchdog: when the channel reaches end-of-file or fails (the supervisor
 is gone, perhaps killed with SIGKILL) the worker kills its own process group
@@ -14,31 +29,42 @@ does the same.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
-import platform
 import signal
 import sys
 import threading
+import time
 import traceback
+from collections import deque
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from types import FrameType
-from typing import Any, NamedTuple, NoReturn
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 from ._channel import Channel, LineReader, LineWriter
 from ._context import Context
 from ._convert import NotJSONSerializable, to_json
-from ._protocol import DEFAULT_MAX_LINE_BYTES, PROTOCOL_VERSIONS, ProtocolError, decode
+from ._protocol import (
+    DEFAULT_MAX_LINE_BYTES,
+    PROTOCOL_VERSIONS,
+    ProtocolError,
+    decode_from_supervisor,
+    result_line,
+)
 from ._tool import InvalidArguments, Tool, ToolDefinitionError
 from ._version import __version__
+
+if TYPE_CHECKING:
+    import asyncio
 
 SHUTDOWN_GRACE_SECONDS = 3.0
 """How long ``shutdown`` waits for calls still in flight."""
 
 SHARED_THREADS = 64
-"""Threads for sync tools in ``shared`` mode (``isolated`` uses one)."""
+"""Sync calls running at once in ``shared`` mode (``isolated`` runs one)."""
+
+FAST_TOOL_SECONDS = 0.0005
+"""A tool whose calls take less than this on average runs batched on one pump."""
 
 
 class Settings(NamedTuple):
@@ -93,7 +119,18 @@ def kill_process_group(label: str, reason: str) -> NoReturn:
 class _Call:
     """One call in flight. ``lock`` orders its messages and its end."""
 
-    __slots__ = ("cancel_requested", "ctx", "done", "finished", "id", "lock", "task", "tool")
+    __slots__ = (
+        "cancel_requested",
+        "ctx",
+        "done",
+        "finished",
+        "id",
+        "keywords",
+        "lock",
+        "positional",
+        "task",
+        "tool",
+    )
 
     def __init__(self, call_id: int, tool: Tool, ctx: Context) -> None:
         self.id = call_id
@@ -104,6 +141,8 @@ class _Call:
         self.finished = False  # the tool's function returned or raised
         self.cancel_requested = False  # a cancel came before the function ended
         self.task: asyncio.Task[None] | None = None
+        self.positional: list[Any] = []
+        self.keywords: dict[str, Any] = {}
 
     def mark_finished(self) -> None:
         with self.lock:
@@ -116,24 +155,36 @@ class Worker:
     def __init__(self, channel: Channel, settings: Settings) -> None:
         self.channel = channel
         self.settings = settings
-        self._loop = asyncio.new_event_loop()
         self._writer = LineWriter(channel.write_fd, settings.max_line_bytes, self._write_failed)
+        self._reader = LineReader(channel.read_fd, settings.max_line_bytes)
         self._tools: dict[str, Tool] = {}
         self._calls: dict[int, _Call] = {}
+        self._average: dict[str, float] = {}  # seconds per call of each sync tool
         self._welcomed = False
         self._stopping = False  # shutdown came: the end of the channel is expected
         self._abandoned = False  # calls were still running when we gave up waiting
-        self._handshake: asyncio.Future[dict[str, Any]] = self._loop.create_future()
-        self._stop: asyncio.Future[None] = self._loop.create_future()
-        threads = 1 if settings.mode == "isolated" else SHARED_THREADS
-        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="flw-tool")
+        self._ready = threading.Event()  # the tools are known: lines may be acted on
+        self._handshake = threading.Event()
+        self._answer: dict[str, Any] = {}
+        self._stopped = threading.Event()
+        self._async: _AsyncRunner | None = None
+        # The pumps: ``_pumps`` threads, ``_busy`` of them running calls, one
+        # of the others ``_reading``; ``_cond`` guards these and the backlog.
+        self._max_pumps = 2 if settings.mode == "isolated" else SHARED_THREADS + 1
+        self._cond = threading.Condition(threading.Lock())
+        self._pumps = 0
+        self._busy = 0
+        self._reading = False
+        self._ended = False  # the channel ended: pumps exit
+        self._backlog: deque[list[_Call]] = deque()
 
     # -- channel and watchdog -------------------------------------------
 
     def start_reader(self) -> None:
-        """Start the thread that reads the channel and guards it."""
-        thread = threading.Thread(target=self._read_loop, name="flw-reader", daemon=True)
-        thread.start()
+        """Start reading the channel (and guarding it) on a pump thread."""
+        with self._cond:
+            self._pumps += 1
+        self._spawn_pump()
 
     def install_signal_handlers(self) -> None:
         """Make SIGTERM kill the process group (main thread only)."""
@@ -146,34 +197,6 @@ class Worker:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)
 
-    def _read_loop(self) -> None:
-        reason = "the channel reached end-of-file"
-        reader = LineReader(self.channel.read_fd, self.settings.max_line_bytes)
-        try:
-            for item in reader:
-                if isinstance(item, ProtocolError):
-                    note(self.settings.label, item.message)
-                    continue
-                try:
-                    message = decode(item, "supervisor", self.settings.max_line_bytes)
-                except ProtocolError as exc:
-                    note(self.settings.label, f"ignoring a line from the supervisor: {exc}")
-                    continue
-                if message["type"] == "heartbeat":
-                    self._writer.send({"type": "heartbeat", "seq": message["seq"]})
-                    continue
-                if message["type"] == "shutdown":
-                    self._stopping = True
-                try:
-                    self._loop.call_soon_threadsafe(self._on_message, message)
-                except RuntimeError:  # the loop is closed: we are exiting
-                    return
-            if reader.torn:
-                reason = "the channel ended in the middle of a line"
-        except OSError as exc:
-            reason = f"reading the channel failed: {exc}"
-        self._channel_lost(reason)
-
     def _channel_lost(self, reason: str) -> None:
         if self._stopping:
             return
@@ -183,6 +206,122 @@ class Worker:
 
     def _write_failed(self, exc: OSError) -> None:
         self._channel_lost(f"writing to the channel failed: {exc}")
+
+    # -- pumps ------------------------------------------------------------
+
+    def _spawn_pump(self) -> None:
+        """Start one more pump; the caller already counted it in ``_pumps``."""
+        threading.Thread(target=self._pump, name="flw-pump", daemon=True).start()
+
+    def _pump(self) -> None:
+        while True:
+            work = self._next_work()
+            if work is None:
+                return
+            if not work:
+                continue
+            try:
+                self._run_batch(work)
+            finally:
+                with self._cond:
+                    self._busy -= 1
+
+    def _claim(self) -> bool | None:
+        """Count the caller as busy if a pump stays free to read (``_cond`` held).
+
+        Returns ``True`` when a new pump must be started for that, ``False``
+        when none is needed, ``None`` when the caller may not run calls now.
+        """
+        free_others = self._pumps - self._busy - 1
+        if free_others >= 1:
+            self._busy += 1
+            return False
+        if self._pumps < self._max_pumps:
+            self._pumps += 1
+            self._busy += 1
+            return True
+        return None
+
+    def _next_work(self) -> list[_Call] | None:
+        """Wait for calls to run: from the backlog, or by taking the reader role."""
+        cond = self._cond
+        spawn = False
+        with cond:
+            while True:
+                if self._ended:
+                    return None
+                if self._backlog:
+                    claimed = self._claim()
+                    if claimed is not None:
+                        work = self._backlog.popleft()
+                        spawn = claimed
+                        break
+                if not self._reading:
+                    self._reading = True
+                    work = None
+                    break
+                cond.wait()
+        if work is not None:
+            if spawn:
+                self._spawn_pump()
+            return work
+        work = self._read()
+        with cond:
+            self._reading = False
+            if work is None:
+                if self._ended:
+                    cond.notify_all()
+                    return None
+                cond.notify()
+                return []
+            claimed = self._claim()
+            if claimed is None:
+                self._backlog.append(work)
+                cond.notify()
+                return []
+            cond.notify()
+        if claimed:
+            self._spawn_pump()
+        return work
+
+    def _read(self) -> list[_Call] | None:
+        """One read as the reader: the sync calls to run, or ``None`` if there are none."""
+        try:
+            batch = self._reader.read_batch()
+        except OSError as exc:
+            self._end(f"reading the channel failed: {exc}")
+            return None
+        if batch is None:
+            torn = self._reader.torn
+            self._end(
+                "the channel ended in the middle of a line"
+                if torn
+                else "the channel reached end-of-file"
+            )
+            return None
+        if not self._ready.is_set():
+            self._ready.wait()  # lines that came while the script was loading
+        work = self._dispatch(batch)
+        return work or None
+
+    def _end(self, reason: str) -> None:
+        with self._cond:
+            self._ended = True
+        self._channel_lost(reason)
+
+    def _share(self, rest: list[_Call]) -> None:
+        """Put calls back in the backlog for another pump."""
+        spawn = False
+        with self._cond:
+            self._backlog.append(rest)
+            waiting = self._pumps - self._busy - (1 if self._reading else 0)
+            if waiting >= 1:
+                self._cond.notify()
+            elif self._pumps < self._max_pumps:
+                self._pumps += 1
+                spawn = True
+        if spawn:
+            self._spawn_pump()
 
     # -- serving ----------------------------------------------------------
 
@@ -194,18 +333,23 @@ class Worker:
         except ToolDefinitionError as exc:
             note(self.settings.label, str(exc))
             return 1
+        if any(entry.is_async for entry in tools):
+            self._async = _AsyncRunner(self)
+        self._ready.set()
         try:
-            code = self._loop.run_until_complete(self._main(hello))
+            code = self._serve(hello)
         finally:
             self._stopping = True
-            self._executor.shutdown(wait=False)
         if self._abandoned:
             flush_std_streams()
             os._exit(code)
-        self._loop.close()
+        if self._async is not None:
+            self._async.close()
         return code
 
     def _hello(self, tools: Sequence[Tool]) -> dict[str, Any]:
+        import platform
+
         return {
             "type": "hello",
             "protocol": list(PROTOCOL_VERSIONS),
@@ -216,13 +360,14 @@ class Worker:
             "tools": [entry.manifest() for entry in tools],
         }
 
-    async def _main(self, hello: dict[str, Any]) -> int:
+    def _serve(self, hello: dict[str, Any]) -> int:
         try:
             self._writer.send(hello)
         except ProtocolError as exc:
             note(self.settings.label, f"cannot send hello: {exc.message}")
             return 1
-        answer = await self._handshake
+        self._handshake.wait()
+        answer = self._answer
         if answer["type"] == "shutdown":
             reason = answer.get("reason")
             note(self.settings.label, f"shutdown before welcome: {reason or 'no reason given'}")
@@ -234,55 +379,89 @@ class Worker:
                 f"but this SDK speaks {list(PROTOCOL_VERSIONS)}",
             )
             return 1
-        await self._stop
-        tasks = [call.task for call in self._calls.values() if call.task is not None]
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_SECONDS)
-            if pending:
-                note(
-                    self.settings.label,
-                    f"shutdown: {len(pending)} call(s) still running after "
-                    f"{SHUTDOWN_GRACE_SECONDS:g} s; exiting anyway",
-                )
-                self._abandoned = True
+        if self._async is not None:
+            self._async.serve_until_drained()
+        else:
+            self._stopped.wait()
+            deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS
+            while self._calls and time.monotonic() < deadline:
+                time.sleep(0.01)
+        if self._calls:
+            note(
+                self.settings.label,
+                f"shutdown: {len(self._calls)} call(s) still running after "
+                f"{SHUTDOWN_GRACE_SECONDS:g} s; exiting anyway",
+            )
+            self._abandoned = True
         return 0
 
-    def _on_message(self, message: dict[str, Any]) -> None:
-        kind = message["type"]
-        if kind == "shutdown":
-            self._stopping = True
-            if not self._handshake.done():
-                self._handshake.set_result(message)  # _main reports the reason
-                return
-            reason = message.get("reason")
-            if reason:
-                note(self.settings.label, f"shutdown: {reason}")
-            if not self._stop.done():
-                self._stop.set_result(None)
-        elif kind == "welcome":
-            if self._handshake.done():
-                note(self.settings.label, "ignoring a second welcome")
-            else:
-                # Calls may follow in the same loop iteration: accept them now.
-                self._welcomed = message["protocol"] in PROTOCOL_VERSIONS
-                self._handshake.set_result(message)
-        elif kind == "call":
-            if not self._welcomed or self._stop.done():
-                note(self.settings.label, f"ignoring call {message['id']}: not serving calls now")
-            else:
-                self._start_call(message)
-        elif kind == "cancel":
-            self._cancel(message["id"])
+    # -- what the reader does ----------------------------------------------
 
-    def _start_call(self, message: dict[str, Any]) -> None:
+    def _dispatch(self, batch: list[bytes | ProtocolError]) -> list[_Call]:
+        """Act on the lines of one read; return the sync calls among them."""
+        work: list[_Call] = []
+        to_loop: list[tuple[bool, _Call]] = []
+        label = self.settings.label
+        for item in batch:
+            if isinstance(item, ProtocolError):
+                note(label, item.message)
+                continue
+            try:
+                message = decode_from_supervisor(item, self.settings.max_line_bytes)
+            except ProtocolError as exc:
+                note(label, f"ignoring a line from the supervisor: {exc}")
+                continue
+            kind = message["type"]
+            if kind == "call":
+                call = self._accept(message)
+                if call is None:
+                    continue
+                if call.tool.is_async and self._async is not None:
+                    to_loop.append((True, call))
+                else:
+                    work.append(call)
+            elif kind == "heartbeat":
+                self._writer.send({"type": "heartbeat", "seq": message["seq"]})
+            elif kind == "cancel":
+                call = self._calls.get(message["id"])
+                if call is not None and self._cancel(call) and call.tool.is_async:
+                    to_loop.append((False, call))
+            elif kind == "welcome":
+                if self._handshake.is_set():
+                    note(label, "ignoring a second welcome")
+                else:
+                    self._welcomed = message["protocol"] in PROTOCOL_VERSIONS
+                    self._answer = message
+                    self._handshake.set()
+            elif kind == "shutdown":
+                self._stopping = True
+                if not self._handshake.is_set():
+                    self._answer = message  # _serve reports the reason
+                    self._handshake.set()
+                else:
+                    reason = message.get("reason")
+                    if reason:
+                        note(label, f"shutdown: {reason}")
+                    self._stopped.set()
+                    if self._async is not None:
+                        self._async.wake()
+        if to_loop and self._async is not None:
+            self._async.submit(to_loop)
+        return work
+
+    def _accept(self, message: dict[str, Any]) -> _Call | None:
+        """Register a call and bind its arguments; reply at once when it cannot run."""
         call_id: int = message["id"]
+        if not self._welcomed or self._stopped.is_set():
+            note(self.settings.label, f"ignoring call {call_id}: not serving calls now")
+            return None
         if call_id in self._calls:
             note(self.settings.label, f"ignoring call {call_id}: a call with that id is running")
-            return
+            return None
         entry = self._tools.get(message["tool"])
         if entry is None:
             names = ", ".join(sorted(self._tools)) or "none"
-            self._send_terminal(
+            self._write_reply(
                 _error(
                     call_id,
                     "unknown_tool",
@@ -290,68 +469,85 @@ class Worker:
                     f"(tools: {names})",
                 )
             )
-            return
+            return None
         ctx = Context(call_id, entry.name)
         call = _Call(call_id, entry, ctx)
         ctx._attach(lambda msg: self._emit(call, msg))
         try:
-            positional, keywords = entry.bind(message["args"], ctx)
+            call.positional, call.keywords = entry.bind(message["args"], ctx)
         except InvalidArguments as exc:
-            self._finish(call, _error(call_id, "invalid_arguments", str(exc)))
-            return
+            self._write_reply(self._finish(call, _error(call_id, "invalid_arguments", str(exc))))
+            return None
         except Exception as exc:
-            self._finish(call, _error(call_id, "internal", _exc_text(exc), traceback.format_exc()))
-            return
+            reply = _error(call_id, "internal", _exc_text(exc), traceback.format_exc())
+            self._write_reply(self._finish(call, reply))
+            return None
         self._calls[call_id] = call
-        runner = self._run_async if entry.is_async else self._run_sync
-        task = self._loop.create_task(runner(call, positional, keywords))
-        call.task = task
-        task.add_done_callback(lambda done: self._task_done(call, done))
+        return call
 
-    async def _run_async(
-        self, call: _Call, positional: list[Any], keywords: dict[str, Any]
-    ) -> None:
-        try:
-            value = await call.tool.fn(*positional, **keywords)
-        except asyncio.CancelledError as exc:
-            call.mark_finished()
-            if call.cancel_requested or self._stopping:
-                self._finish(call, _cancelled(call.id))
-            else:
-                self._finish(call, self._failure(call, exc))
-            return
-        except BaseException as exc:
-            call.mark_finished()
-            self._finish(call, self._failure(call, exc))
-            return
-        call.mark_finished()
+    def _cancel(self, call: _Call) -> bool:
+        """Flag a cancel; whether it came before the call's function ended."""
+        with call.lock:
+            if call.finished or call.done:
+                return False
+            call.cancel_requested = True
+        call.ctx._cancel()
+        return True
+
+    # -- sync calls -------------------------------------------------------
+
+    def _run_batch(self, work: list[_Call]) -> None:
+        """Run sync calls in turn, writing fast tools' replies together.
+
+        Before a tool not known to be fast, the replies so far are written
+        and the rest of the batch goes back to the backlog.
+        """
+        out: list[bytes] = []
+        average = self._average
+        count = len(work)
+        for i, call in enumerate(work):
+            name = call.tool.name
+            if average.get(name, 1.0) >= FAST_TOOL_SECONDS:
+                if out:
+                    self._writer.write(b"".join(out))
+                    out = []
+                if i + 1 < count:
+                    self._share(work[i + 1 :])
+                    count = i + 1
+            started = time.perf_counter()
+            line = self._run_sync(call)
+            took = time.perf_counter() - started
+            before = average.get(name)
+            average[name] = took if before is None else 0.8 * before + 0.2 * took
+            if line is not None:
+                out.append(line)
+            if i + 1 >= count:
+                break
+        if out:
+            self._writer.write(out[0] if len(out) == 1 else b"".join(out))
+
+    def _run_sync(self, call: _Call) -> bytes | None:
+        """Run one sync call; the line of its terminal reply (``None`` if already sent)."""
         if call.cancel_requested:
-            self._finish(call, _cancelled(call.id))
+            reply: dict[str, Any] | bytes = _cancelled(call.id)
         else:
-            self._finish(call, self._success(call, value))
+            try:
+                value = call.tool.fn(*call.positional, **call.keywords)
+            except BaseException as exc:
+                call.mark_finished()
+                reply = self._failure(call, exc)
+            else:
+                call.mark_finished()
+                reply = self._success(call, value)
+            if call.cancel_requested:
+                reply = _cancelled(call.id)
+        return self._finish(call, reply)
 
-    async def _run_sync(self, call: _Call, positional: list[Any], keywords: dict[str, Any]) -> None:
-        reply = await self._loop.run_in_executor(
-            self._executor, self._call_in_thread, call, positional, keywords
-        )
-        if call.cancel_requested:
-            reply = _cancelled(call.id)
-        self._finish(call, reply)
+    # -- replies ----------------------------------------------------------
 
-    def _call_in_thread(
-        self, call: _Call, positional: list[Any], keywords: dict[str, Any]
-    ) -> dict[str, Any]:
+    def _success(self, call: _Call, value: Any) -> dict[str, Any] | bytes:
         try:
-            value = call.tool.fn(*positional, **keywords)
-        except BaseException as exc:
-            call.mark_finished()
-            return self._failure(call, exc)
-        call.mark_finished()
-        return self._success(call, value)
-
-    def _success(self, call: _Call, value: Any) -> dict[str, Any]:
-        try:
-            return {"type": "result", "id": call.id, "value": to_json(value)}
+            data = to_json(value)
         except NotJSONSerializable as exc:
             return _error(
                 call.id,
@@ -364,6 +560,13 @@ class Worker:
                 "tool_error",
                 f"tool {call.tool.name!r} returned a value nested too deeply (or cyclic) for JSON",
             )
+        try:
+            line = result_line(call.id, data)
+        except (TypeError, ValueError, RecursionError, UnicodeEncodeError):
+            return {"type": "result", "id": call.id, "value": data}  # the checked path says why
+        if len(line) - 1 > self.settings.max_line_bytes:
+            return {"type": "result", "id": call.id, "value": data}
+        return line
 
     def _failure(self, call: _Call, exc: BaseException) -> dict[str, Any]:
         tb = exc.__traceback__
@@ -371,31 +574,6 @@ class Worker:
             tb = tb.tb_next  # leave out the SDK's frame that called the tool
         text = "".join(traceback.format_exception(type(exc), exc, tb))
         return _error(call.id, "tool_error", _exc_text(exc), text)
-
-    def _task_done(self, call: _Call, task: asyncio.Task[None]) -> None:
-        """Make sure the call got its reply, whatever happened to the task."""
-        if call.done:
-            return
-        if task.cancelled():
-            self._finish(call, _cancelled(call.id))
-            return
-        exc = task.exception()
-        message = _exc_text(exc) if exc is not None else "the call ended without a reply"
-        self._finish(call, _error(call.id, "internal", f"flw SDK: {message}"))
-
-    def _cancel(self, call_id: int) -> None:
-        call = self._calls.get(call_id)
-        if call is None:
-            return
-        with call.lock:
-            if call.finished or call.done:
-                return
-            call.cancel_requested = True
-        call.ctx._cancel()
-        if call.tool.is_async and call.task is not None:
-            call.task.cancel()
-
-    # -- sending ----------------------------------------------------------
 
     def _emit(self, call: _Call, message: dict[str, Any]) -> None:
         """Send a progress/log/chunk message of a call, unless the call has ended."""
@@ -407,24 +585,127 @@ class Worker:
             except ProtocolError as exc:
                 raise ValueError(f"ctx.{message['type']}(): {exc.message}") from None
 
-    def _finish(self, call: _Call, reply: dict[str, Any]) -> None:
+    def _finish(self, call: _Call, reply: dict[str, Any] | bytes) -> bytes | None:
+        """End the call: the line of its terminal reply, or ``None`` if it has one."""
         with call.lock:
             if call.done:
-                return
+                return None
             call.done = True
-            self._send_terminal(reply)
         self._calls.pop(call.id, None)
+        return reply if isinstance(reply, bytes) else self._line(reply)
 
-    def _send_terminal(self, reply: dict[str, Any]) -> None:
+    def _line(self, reply: dict[str, Any]) -> bytes:
+        """Encode a terminal reply; one that cannot be sent becomes a ``tool_error``."""
         try:
-            self._writer.send(reply)
+            return self._writer.encode(reply)
         except ProtocolError as exc:
             what = "result" if reply["type"] == "result" else "error"
-            self._writer.send(
+            return self._writer.encode(
                 _error(
                     reply["id"], "tool_error", f"cannot send the {what} of the call: {exc.message}"
                 )
             )
+
+    def _write_reply(self, line: bytes | dict[str, Any] | None) -> None:
+        if line is None:
+            return
+        self._writer.write(line if isinstance(line, bytes) else self._line(line))
+
+
+class _AsyncRunner:
+    """The asyncio loop of a worker with async tools, run by the main thread."""
+
+    def __init__(self, worker: Worker) -> None:
+        import asyncio
+
+        self._asyncio = asyncio
+        self.worker = worker
+        self.loop = asyncio.new_event_loop()
+        self._stop = self.loop.create_future()
+        self._out: list[bytes] = []
+
+    def submit(self, items: list[tuple[bool, _Call]]) -> None:
+        """From the reader: start (``True``) or cancel (``False``) calls on the loop."""
+        with contextlib.suppress(RuntimeError):  # the loop is closed: we are exiting
+            self.loop.call_soon_threadsafe(self._take, items)
+
+    def wake(self) -> None:
+        """From the reader: ``shutdown`` came."""
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(self._stopped)
+
+    def _stopped(self) -> None:
+        if not self._stop.done():
+            self._stop.set_result(None)
+
+    def _take(self, items: list[tuple[bool, _Call]]) -> None:
+        for start, call in items:
+            if start:
+                task = self.loop.create_task(self._run(call))
+                call.task = task
+                task.add_done_callback(lambda done, call=call: self._task_done(call, done))
+            elif call.task is not None:
+                call.task.cancel()
+
+    async def _run(self, call: _Call) -> None:
+        worker = self.worker
+        try:
+            value = await call.tool.fn(*call.positional, **call.keywords)
+        except self._asyncio.CancelledError as exc:
+            call.mark_finished()
+            if call.cancel_requested or worker._stopping:
+                self._send(worker._finish(call, _cancelled(call.id)))
+            else:
+                self._send(worker._finish(call, worker._failure(call, exc)))
+            return
+        except BaseException as exc:
+            call.mark_finished()
+            self._send(worker._finish(call, worker._failure(call, exc)))
+            return
+        call.mark_finished()
+        if call.cancel_requested:
+            self._send(worker._finish(call, _cancelled(call.id)))
+        else:
+            self._send(worker._finish(call, worker._success(call, value)))
+
+    def _task_done(self, call: _Call, task: asyncio.Task[None]) -> None:
+        """Make sure the call got its reply, whatever happened to the task."""
+        if call.done:
+            return
+        if task.cancelled():
+            self._send(self.worker._finish(call, _cancelled(call.id)))
+            return
+        exc = task.exception()
+        message = _exc_text(exc) if exc is not None else "the call ended without a reply"
+        self._send(self.worker._finish(call, _error(call.id, "internal", f"flw SDK: {message}")))
+
+    def _send(self, line: bytes | None) -> None:
+        """Queue a reply; the queue is written once per loop iteration."""
+        if line is None:
+            return
+        self._out.append(line)
+        if len(self._out) == 1:
+            self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        out, self._out = self._out, []
+        if out:
+            self.worker._writer.write(out[0] if len(out) == 1 else b"".join(out))
+
+    def serve_until_drained(self) -> None:
+        """Run the loop until ``shutdown`` and the calls in flight end (or time out)."""
+        self.loop.run_until_complete(self._main())
+
+    async def _main(self) -> None:
+        await self._stop
+        deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS
+        while self.worker._calls and time.monotonic() < deadline:
+            await self._asyncio.sleep(0.01)
+        self._flush()
+
+    def close(self) -> None:
+        """Close the loop (after ``serve_until_drained``)."""
+        self.loop.close()
 
 
 def _error(call_id: int, kind: str, message: str, tb: str | None = None) -> dict[str, Any]:
