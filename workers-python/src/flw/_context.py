@@ -10,7 +10,6 @@ made by hand (a notebook, a unit test) is detached: its methods write to the
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Generator
 from typing import Any, Callable
@@ -18,14 +17,13 @@ from typing import Any, Callable
 from ._convert import NotJSONSerializable, to_json
 from ._protocol import LOG_LEVELS
 
-logger = logging.getLogger("flw")
 
-_LOGGING_LEVELS = {
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warning": logging.WARNING,
-    "error": logging.ERROR,
-}
+def _log(level: str, fmt: str, *args: Any) -> None:
+    """Log to the ``flw`` logger (detached contexts only: ``logging`` loads late)."""
+    import logging
+
+    logging.getLogger("flw").log(getattr(logging, level.upper()), fmt, *args)
+
 
 _MAX_LOG_CHARS = 1024 * 1024
 
@@ -98,8 +96,12 @@ class Context:
         if message is not None:
             msg["message"] = str(message)
         if self._emit is None:
-            logger.debug(
-                "progress %s/%s %s", progress, "?" if total is None else total, message or ""
+            _log(
+                "debug",
+                "progress %s/%s %s",
+                progress,
+                "?" if total is None else total,
+                message or "",
             )
         else:
             self._emit(msg)
@@ -113,7 +115,7 @@ class Context:
         if len(text) > _MAX_LOG_CHARS:
             text = text[:_MAX_LOG_CHARS] + f"... [{len(text) - _MAX_LOG_CHARS} characters cut]"
         if self._emit is None:
-            logger.log(_LOGGING_LEVELS[level], "%s", text)
+            _log(level, "%s", text)
         else:
             msg: dict[str, Any] = {"type": "log", "level": level, "message": text}
             if self._call_id is not None:
@@ -144,7 +146,7 @@ class Context:
         except NotJSONSerializable as exc:
             raise TypeError(f"ctx.chunk() needs a JSON value: {exc}") from None
         if self._emit is None:
-            logger.debug("chunk %r", value)
+            _log("debug", "chunk %r", value)
         else:
             self._emit({"type": "chunk", "id": self._call_id, "data": value})
         return _SENT

@@ -11,7 +11,6 @@ dict, Enum → value, tuple/set → list) and raises
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import enum
 import inspect
 import math
@@ -71,7 +70,9 @@ def to_json(value: Any, path: str = "$") -> Any:
         return float(value)
     if isinstance(value, str):
         return str(value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+    if hasattr(type(value), "__dataclass_fields__") and not isinstance(value, type):
+        import dataclasses  # loaded already: the value is a dataclass instance
+
         return {
             field.name: to_json(getattr(value, field.name), f"{path}.{field.name}")
             for field in dataclasses.fields(value)
@@ -222,6 +223,8 @@ def _enum_from_json(value: Any, tp: Any, path: str) -> Any:
 def _dataclass_from_json(value: Any, tp: type, path: str) -> Any:
     if not isinstance(value, dict):
         raise _expected(path, f"an object ({tp.__qualname__})", value)
+    import dataclasses  # loaded already: tp is a dataclass
+
     hints = typing.get_type_hints(tp, include_extras=True)
     fields = {field.name: field for field in dataclasses.fields(tp) if field.init}
     unknown = sorted(set(value) - set(fields))

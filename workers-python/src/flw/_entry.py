@@ -12,7 +12,6 @@ import importlib.machinery
 import importlib.util
 import os
 import sys
-import traceback
 from collections.abc import MutableMapping, Sequence
 
 from ._channel import Channel, open_channel
@@ -66,6 +65,8 @@ def load_script(path: str, argv: Sequence[str] = ()) -> int | None:
         tb = exc.__traceback__
         while tb is not None and tb.tb_frame.f_code.co_filename != full:
             tb = tb.tb_next
+        import traceback
+
         text = "".join(traceback.format_exception(type(exc), exc, tb))
         sys.stderr.write(f"flw: cannot load {path}: the script raised an exception\n{text}")
         return 1

@@ -10,7 +10,6 @@ is wrong and where inside the annotation.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import inspect
 import typing
@@ -254,6 +253,8 @@ def _guard(cls: type, stack: tuple[type, ...]) -> tuple[type, ...]:
 
 
 def _dataclass_schema(cls: type, mode: Mode, stack: tuple[type, ...]) -> dict[str, Any]:
+    import dataclasses  # loaded already: cls is a dataclass
+
     stack = _guard(cls, stack)
     hints = _class_hints(cls)
     docs = parse_docstring(cls.__doc__).params
@@ -285,6 +286,7 @@ def _dataclass_schema(cls: type, mode: Mode, stack: tuple[type, ...]) -> dict[st
 
 
 def _typeddict_schema(cls: type, mode: Mode, stack: tuple[type, ...]) -> dict[str, Any]:
+
     stack = _guard(cls, stack)
     hints = _class_hints(cls)
     docs = parse_docstring(cls.__doc__).params

@@ -8,7 +8,6 @@ class appear in 3.10, ``Required``/``NotRequired`` in 3.11.
 from __future__ import annotations
 
 import collections.abc
-import dataclasses
 import enum
 import inspect
 import types
@@ -129,7 +128,7 @@ def typeddict_required_keys(cls: type, hints: dict[str, Any]) -> frozenset[str]:
 
 def is_dataclass_type(tp: Any) -> bool:
     """Whether ``tp`` is a dataclass (the class, not an instance)."""
-    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+    return isinstance(tp, type) and hasattr(tp, "__dataclass_fields__")
 
 
 def is_enum_type(tp: Any) -> bool:

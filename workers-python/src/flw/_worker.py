@@ -35,7 +35,6 @@ import signal
 import sys
 import threading
 import time
-import traceback
 from collections import deque
 from collections.abc import Mapping, Sequence
 from types import FrameType
@@ -348,14 +347,13 @@ class Worker:
         return code
 
     def _hello(self, tools: Sequence[Tool]) -> dict[str, Any]:
-        import platform
-
+        version = ".".join(str(part) for part in sys.version_info[:3])
         return {
             "type": "hello",
             "protocol": list(PROTOCOL_VERSIONS),
             "sdk": "python",
             "sdk_version": __version__,
-            "runtime": f"{sys.implementation.name} {platform.python_version()}",
+            "runtime": f"{sys.implementation.name} {version}",
             "pid": os.getpid(),
             "tools": [entry.manifest() for entry in tools],
         }
@@ -479,6 +477,8 @@ class Worker:
             self._write_reply(self._finish(call, _error(call_id, "invalid_arguments", str(exc))))
             return None
         except Exception as exc:
+            import traceback
+
             reply = _error(call_id, "internal", _exc_text(exc), traceback.format_exc())
             self._write_reply(self._finish(call, reply))
             return None
@@ -569,6 +569,8 @@ class Worker:
         return line
 
     def _failure(self, call: _Call, exc: BaseException) -> dict[str, Any]:
+        import traceback  # loaded late: a worker whose tools never fail does not need it
+
         tb = exc.__traceback__
         if tb is not None and tb.tb_next is not None:
             tb = tb.tb_next  # leave out the SDK's frame that called the tool
