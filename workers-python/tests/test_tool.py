@@ -274,3 +274,38 @@ def test_context_methods_do_not_warn_when_not_awaited() -> None:
         ctx.progress(1)
         ctx.log("x")
         ctx.chunk("y")
+
+
+def _plain(text: str, n: int, x: float = 1.5, flag: bool = False, ctx: Context = None) -> str:
+    return text
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        {"text": "a", "n": 1},
+        {"text": "a", "n": 1, "x": 2.5, "flag": True},
+        {"text": "a", "n": 3.0},  # converted to 3 on the long way
+        {"text": "a", "n": 2, "x": 2},  # an int for a float: converted
+        {"text": "a", "n": True},  # a bool is not an int
+        {"text": 1, "n": 1},
+        {"n": 1},
+        {"text": "a", "n": 1, "extra": 0},
+    ],
+)
+def test_the_plain_bind_agrees_with_the_long_way(args: dict) -> None:
+    entry = Tool(_plain)
+    ctx = Context(1, "_plain")
+
+    def outcome(fn: object) -> object:
+        try:
+            positional, keywords = fn(args, ctx)  # type: ignore[operator]
+        except InvalidArguments as exc:
+            return ("error", str(exc))
+        return (
+            positional,
+            {k: (v, type(v)) for k, v in keywords.items()},
+        )
+
+    assert outcome(entry.bind) == outcome(entry._bind)
+    assert entry._plan is not None  # the plain way was tried

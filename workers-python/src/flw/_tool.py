@@ -42,6 +42,28 @@ class _Param(NamedTuple):
     is_context: bool
 
 
+class _Plan(NamedTuple):
+    """How to bind arguments without conversions, for tools whose every
+    parameter takes JSON values as they are (``str``, ``bool``, ``int``,
+    ``float``, ``Any``)."""
+
+    names: frozenset[str]
+    required: tuple[str, ...]
+    exact: dict[str, type | None]  # the type a value must have exactly; None: any
+    context: str | None
+
+
+_EXACT_TYPES: dict[Any, type | None] = {
+    str: str,
+    bool: bool,
+    int: int,
+    float: float,
+    Any: None,
+    object: None,
+    _EMPTY: None,
+}
+
+
 class _Analysis(NamedTuple):
     params: tuple[_Param, ...]
     input_schema: dict[str, Any]
@@ -83,6 +105,8 @@ class Tool:
         )
         self.is_async: bool = inspect.iscoroutinefunction(fn)
         self._analysis: _Analysis | None = None
+        self._plan: _Plan | None = None
+        self._planned = False  # _plan was worked out (None then: bind the long way)
         # A NameError is a forward reference to a type defined later in the
         # module: the analysis runs again when the schema is needed.
         with contextlib.suppress(NameError):
@@ -134,6 +158,38 @@ class Tool:
         ``ctx`` to the context parameter. Raises :class:`InvalidArguments`
         for missing, unknown or ill-typed arguments.
         """
+        if not self._planned:
+            self._plan = self._make_plan()
+            self._planned = True
+        plan = self._plan
+        if plan is not None:
+            keywords = _plain_bind(plan, args, ctx)
+            if keywords is not None:
+                return [], keywords
+        return self._bind(args, ctx)
+
+    def _make_plan(self) -> _Plan | None:
+        params = self._analyzed().params
+        exact: dict[str, type | None] = {}
+        context = None
+        for param in params:
+            if param.kind is inspect.Parameter.POSITIONAL_ONLY:
+                return None
+            if param.is_context:
+                context = param.name
+                continue
+            try:
+                if param.annotation not in _EXACT_TYPES:
+                    return None
+            except TypeError:  # an unhashable annotation
+                return None
+            exact[param.name] = _EXACT_TYPES[param.annotation]
+        required = tuple(p.name for p in params if not p.is_context and p.default is _EMPTY)
+        return _Plan(frozenset(exact), required, exact, context)
+
+    def _bind(
+        self, args: Mapping[str, Any], ctx: Context | None
+    ) -> tuple[list[Any], dict[str, Any]]:
         params = self._analyzed().params
         names = [p.name for p in params if not p.is_context]
         unknown = [key for key in args if key not in names]
@@ -263,6 +319,26 @@ class Tool:
                 f"({type_name(annotation)}); annotate it Context or Optional[Context]"
             )
         return bool(contexts)
+
+
+def _plain_bind(plan: _Plan, args: Mapping[str, Any], ctx: Context | None) -> dict[str, Any] | None:
+    """Keyword arguments when ``args`` fit ``plan`` as they are; else ``None``
+    (the long way then converts them or says what is wrong)."""
+    exact = plan.exact
+    keywords: dict[str, Any] = {}
+    for key, value in args.items():
+        if key not in exact:
+            return None
+        want = exact[key]
+        if want is not None and type(value) is not want:
+            return None
+        keywords[key] = value
+    for name in plan.required:
+        if name not in keywords:
+            return None
+    if plan.context is not None and ctx is not None:
+        keywords[plan.context] = ctx
+    return keywords
 
 
 def _qualname(fn: Any) -> str:
