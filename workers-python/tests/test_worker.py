@@ -291,6 +291,31 @@ def test_heartbeat_is_answered_while_a_sync_tool_runs_in_isolated_mode(spawn: Sp
     assert worker.recv(timeout=5) == {"type": "result", "id": call_id, "value": "slept"}
 
 
+@pytest.mark.parametrize("tool", ["spawn_sleeper", "exec_sleeper", "sync_sleeper"])
+def test_a_cancelled_call_in_shared_mode_takes_its_subprocesses_with_it(
+    shared: WorkerProcess, tool: str
+) -> None:
+    call_id = next_id()
+    shared.send({"type": "call", "id": call_id, "tool": tool, "args": {}})
+    log = shared.recv()
+    assert log["type"] == "log", log
+    sleeper = int(log["message"])
+    os.kill(sleeper, 0)  # it runs
+    shared.send({"type": "cancel", "id": call_id})
+    assert shared.collect(call_id)[-1]["kind"] == "cancelled"
+    assert wait_dead(sleeper, timeout=2), f"sleep {sleeper} outlived its cancelled call"
+    os.kill(shared.pid, 0)  # the worker itself serves on
+
+
+def test_a_call_that_ends_normally_leaves_what_it_started(shared: WorkerProcess) -> None:
+    sleeper = only_result(shared.call(next_id(), "start_background"))
+    try:
+        time.sleep(0.1)
+        assert not wait_dead(sleeper, timeout=0.2)
+    finally:
+        os.kill(sleeper, signal.SIGKILL)
+
+
 def test_nothing_is_sent_for_a_call_after_its_reply(shared: WorkerProcess) -> None:
     call_id = next_id()
     assert only_result(shared.call(call_id, "late_talker")) == "early"

@@ -40,6 +40,7 @@ from collections.abc import Mapping, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
+from . import _children
 from ._channel import Channel, LineReader, LineWriter
 from ._context import Context
 from ._convert import NotJSONSerializable, to_json
@@ -120,6 +121,7 @@ class _Call:
 
     __slots__ = (
         "cancel_requested",
+        "children",
         "ctx",
         "done",
         "finished",
@@ -142,6 +144,7 @@ class _Call:
         self.task: asyncio.Task[None] | None = None
         self.positional: list[Any] = []
         self.keywords: dict[str, Any] = {}
+        self.children: list[Any] = []  # processes it started (see _children)
 
     def mark_finished(self) -> None:
         with self.lock:
@@ -531,6 +534,7 @@ class Worker:
         if call.cancel_requested:
             reply: dict[str, Any] | bytes = _cancelled(call.id)
         else:
+            token = _children.track(call.children)
             try:
                 value = call.tool.fn(*call.positional, **call.keywords)
             except BaseException as exc:
@@ -539,6 +543,8 @@ class Worker:
             else:
                 call.mark_finished()
                 reply = self._success(call, value)
+            finally:
+                _children.untrack(token)
             if call.cancel_requested:
                 reply = _cancelled(call.id)
         return self._finish(call, reply)
@@ -594,6 +600,9 @@ class Worker:
                 return None
             call.done = True
         self._calls.pop(call.id, None)
+        if call.children:
+            cancelled = isinstance(reply, dict) and reply.get("kind") == "cancelled"
+            _children.settle(call.children, cancelled)
         return reply if isinstance(reply, bytes) else self._line(reply)
 
     def _line(self, reply: dict[str, Any]) -> bytes:
@@ -651,6 +660,7 @@ class _AsyncRunner:
 
     async def _run(self, call: _Call) -> None:
         worker = self.worker
+        _children.track(call.children)  # this task's own context
         try:
             value = await call.tool.fn(*call.positional, **call.keywords)
         except self._asyncio.CancelledError as exc:
