@@ -72,6 +72,7 @@ impl Router {
     ) -> CallOutcome {
         let mut names = Vec::new();
         let mut target = None;
+        let mut args = args;
         let mut failed = None;
         for pool in self.pools.iter() {
             let m = match pool.manifest().await {
@@ -82,7 +83,7 @@ impl Router {
                 }
             };
             if m.get(tool).is_some() {
-                m.validate(tool, &args)?;
+                args = m.validate(tool, args)?;
                 target = Some(pool);
                 break;
             }

@@ -50,16 +50,27 @@ impl Manifest {
         self.tools.iter().find(|t| t.name == name)
     }
 
-    /// Checks `args` against the tool's input schema; the error lists every
-    /// problem with its place in the arguments.
-    pub fn validate(&self, tool: &str, args: &Map<String, Value>) -> Result<(), CallFailure> {
+    /// Checks `args` against the tool's input schema and hands them back;
+    /// the error lists every problem with its place in the arguments.
+    pub fn validate(
+        &self,
+        tool: &str,
+        args: Map<String, Value>,
+    ) -> Result<Map<String, Value>, CallFailure> {
         let Some(v) = self.validators.get(tool) else {
             return Err(CallFailure::new(
                 ErrorKind::UnknownTool,
                 format!("no tool named {tool:?}"),
             ));
         };
-        let instance = Value::Object(args.clone());
+        // Moved in and out of a `Value`, not cloned: this runs for every call.
+        let instance = Value::Object(args);
+        if v.is_valid(&instance) {
+            let Value::Object(args) = instance else {
+                unreachable!("built as an object above")
+            };
+            return Ok(args);
+        }
         let problems: Vec<String> = v
             .iter_errors(&instance)
             .map(|e| {
@@ -71,13 +82,9 @@ impl Manifest {
                 }
             })
             .collect();
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(CallFailure::new(
-                ErrorKind::InvalidArguments,
-                format!("invalid arguments for tool {tool}: {}", problems.join("; ")),
-            ))
-        }
+        Err(CallFailure::new(
+            ErrorKind::InvalidArguments,
+            format!("invalid arguments for tool {tool}: {}", problems.join("; ")),
+        ))
     }
 }
