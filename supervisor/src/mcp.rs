@@ -1,7 +1,9 @@
 //! `flw mcp`: the pools' tools as an MCP server on stdio, built on rmcp.
 //!
 //! `initialize` is answered at once (workers start in the background);
-//! `tools/list` waits for the first worker of each pool. A `progressToken`
+//! `tools/list` answers from the pools' manifest caches while their first
+//! workers start (and sends `notifications/tools/list_changed` if the live
+//! tools turn out different), else waits for the first worker of each pool. A `progressToken`
 //! turns worker progress into `notifications/progress`, and
 //! `notifications/cancelled` takes the kill path of [`crate::pool`].
 
@@ -30,12 +32,36 @@ pub const MAX_CLIENT_LINE_BYTES: usize = 16 * 1024 * 1024;
 #[derive(Clone)]
 pub struct McpServer {
     router: Router,
+    /// A check of cached tools against the live ones was started.
+    revalidating: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl McpServer {
     /// Serves `router` to an MCP client.
     pub fn new(router: Router) -> McpServer {
-        McpServer { router }
+        McpServer {
+            router,
+            revalidating: Default::default(),
+        }
+    }
+
+    /// Once the workers are up, tells the client if the tools it was given
+    /// from the cache differ from the live ones.
+    fn revalidate(&self, given: Vec<flw_protocol::ToolSpec>, peer: rmcp::Peer<RoleServer>) {
+        if self
+            .revalidating
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            return;
+        }
+        let router = self.router.clone();
+        tokio::spawn(async move {
+            let live = router.tools().await;
+            if live.as_ref() != Ok(&given) {
+                tracing::info!("the tools differ from the cached manifest; telling the client");
+                let _ = peer.notify_tool_list_changed().await;
+            }
+        });
     }
 
     /// Serves on this process's stdin/stdout until the client closes them.
@@ -102,8 +128,15 @@ impl ServerHandler for McpServer {
     async fn list_tools(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
+        if let Some((tools, live)) = self.router.tools_now() {
+            let listed = tools.iter().map(to_mcp_tool).collect();
+            if !live {
+                self.revalidate(tools, context.peer);
+            }
+            return Ok(ListToolsResult::with_all_items(listed));
+        }
         let tools = self
             .router
             .tools()

@@ -14,6 +14,7 @@
 //! a fresh worker.
 
 mod manifest;
+pub mod manifest_cache;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -29,7 +30,9 @@ use crate::config::{Mode, PoolConfig};
 use crate::sdk;
 use crate::worker::spawn::SpawnSpec;
 use crate::worker::{Worker, WorkerConfig};
+use flw_protocol::ToolSpec;
 pub use manifest::Manifest;
+use manifest_cache::ManifestCache;
 
 /// Options of one call.
 #[derive(Debug, Default, Clone)]
@@ -58,6 +61,9 @@ pub struct Pool {
 
 struct Inner {
     cfg: PoolConfig,
+    /// Where the pool's manifest is kept between runs, and what was there.
+    cache: Option<ManifestCache>,
+    cached: Option<Vec<ToolSpec>>,
     state: Mutex<State>,
     tools: watch::Sender<ToolsState>,
     stop: CancellationToken,
@@ -104,7 +110,11 @@ impl Pool {
         let slots = match cfg.mode {
             Mode::Isolated | Mode::Shared => cfg.instances.max(1),
         };
+        let cache = ManifestCache::for_pool(&cfg);
+        let cached = cache.as_ref().and_then(ManifestCache::load);
         let inner = Arc::new(Inner {
+            cache,
+            cached,
             state: Mutex::new(State {
                 slots: (0..slots).map(|_| Slot::default()).collect(),
                 queue: VecDeque::new(),
@@ -127,6 +137,17 @@ impl Pool {
     /// The pool's configuration.
     pub fn config(&self) -> &PoolConfig {
         &self.inner.cfg
+    }
+
+    /// The tools without waiting: `(tools, true)` once a worker has
+    /// announced them, else `(tools, false)` from the manifest cache (see
+    /// [`manifest_cache`]); `None` when neither exists or the start failed.
+    pub fn tools_now(&self) -> Option<(Vec<ToolSpec>, bool)> {
+        match &*self.inner.tools.borrow() {
+            ToolsState::Ready(m) => Some((m.tools().to_vec(), true)),
+            ToolsState::Starting => self.inner.cached.clone().map(|t| (t, false)),
+            ToolsState::Failed(_) => None,
+        }
     }
 
     /// Waits until the first worker has announced its tools, or the first
@@ -426,6 +447,22 @@ fn shutting_down() -> CallFailure {
 }
 
 /// Keeps a worker running in slot `i` until the pool stops.
+/// Writes the pool's first live manifest to the cache when it changed.
+fn remember_tools(inner: &Arc<Inner>, manifest: &Manifest) {
+    if inner.cache.is_none() || inner.cached.as_deref() == Some(manifest.tools()) {
+        return;
+    }
+    let inner = inner.clone();
+    let tools = manifest.tools().to_vec();
+    tokio::task::spawn_blocking(move || {
+        if let Some(cache) = &inner.cache {
+            if let Err(e) = cache.store(&tools) {
+                tracing::debug!(pool = %inner.cfg.name, "cannot cache the manifest: {e}");
+            }
+        }
+    });
+}
+
 async fn run_slot(inner: Arc<Inner>, i: usize) {
     let script_name = inner
         .cfg
@@ -474,13 +511,17 @@ async fn run_slot(inner: Arc<Inner>, i: usize) {
                     g
                 };
                 // Publish the tools only once the worker can take calls.
-                inner.tools.send_if_modified(|t| match t {
+                let manifest = Arc::new(manifest);
+                let first = inner.tools.send_if_modified(|t| match t {
                     ToolsState::Ready(_) => false,
                     _ => {
-                        *t = ToolsState::Ready(Arc::new(manifest));
+                        *t = ToolsState::Ready(manifest.clone());
                         true
                     }
                 });
+                if first {
+                    remember_tools(&inner, &manifest);
+                }
                 let alive_since = Instant::now();
                 let info = tokio::select! {
                     info = worker.exited() => info,

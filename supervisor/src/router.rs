@@ -45,22 +45,27 @@ impl Router {
     /// error names the pool that could not start, or a name two pools share.
     pub async fn tools(&self) -> Result<Vec<ToolSpec>, String> {
         let manifests = futures::future::join_all(self.pools.iter().map(|p| p.manifest())).await;
-        let mut all: Vec<ToolSpec> = Vec::new();
-        let mut owner: std::collections::HashMap<String, &str> = Default::default();
+        let mut parts = Vec::with_capacity(manifests.len());
         for (pool, m) in self.pools.iter().zip(manifests) {
-            let m = m?;
-            for t in m.tools() {
-                if let Some(other) = owner.insert(t.name.clone(), &pool.config().name) {
-                    return Err(format!(
-                        "tool {:?} is defined by both pool {other} and pool {}; rename one of them",
-                        t.name,
-                        pool.config().name
-                    ));
-                }
-                all.push(t.clone());
-            }
+            parts.push((pool.config().name.as_str(), m?.tools().to_vec()));
         }
-        Ok(all)
+        merge(parts)
+    }
+
+    /// Every tool without waiting for workers: `(tools, live)`, where
+    /// `live` is false when some of them come from the manifest cache of a
+    /// pool still starting (see [`crate::pool::manifest_cache`]). `None`
+    /// when a pool has neither, or the tools clash: then wait for
+    /// [`Router::tools`].
+    pub fn tools_now(&self) -> Option<(Vec<ToolSpec>, bool)> {
+        let mut parts = Vec::with_capacity(self.pools.len());
+        let mut live = true;
+        for pool in self.pools.iter() {
+            let (tools, is_live) = pool.tools_now()?;
+            live &= is_live;
+            parts.push((pool.config().name.as_str(), tools));
+        }
+        merge(parts).ok().map(|tools| (tools, live))
     }
 
     /// Validates `args` and runs `tool` in the pool that has it.
@@ -120,4 +125,22 @@ impl Router {
     pub async fn shutdown(&self, drain: Duration) {
         futures::future::join_all(self.pools.iter().map(|p| p.shutdown(drain))).await;
     }
+}
+
+/// The pools' tools in pool order; a name two pools share is an error.
+fn merge(parts: Vec<(&str, Vec<ToolSpec>)>) -> Result<Vec<ToolSpec>, String> {
+    let mut all: Vec<ToolSpec> = Vec::new();
+    let mut owner: std::collections::HashMap<String, &str> = Default::default();
+    for (pool, tools) in parts {
+        for t in tools {
+            if let Some(other) = owner.insert(t.name.clone(), pool) {
+                return Err(format!(
+                    "tool {:?} is defined by both pool {other} and pool {pool}; rename one of them",
+                    t.name
+                ));
+            }
+            all.push(t);
+        }
+    }
+    Ok(all)
 }

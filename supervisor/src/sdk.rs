@@ -77,15 +77,33 @@ pub fn python_sdk_dir() -> std::io::Result<PathBuf> {
         .map_err(std::io::Error::other)
 }
 
-fn unpack() -> std::io::Result<PathBuf> {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    PYTHON_SDK.hash(&mut h);
-    let id = format!("{}-{:016x}", env!("CARGO_PKG_VERSION"), h.finish());
-    let cache = std::env::var_os("XDG_CACHE_HOME")
+/// flw's cache folder: `$XDG_CACHE_HOME/flw`, else `~/.cache/flw`.
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
-    let root = cache.join("flw").join("python").join(&id);
+        .unwrap_or_else(std::env::temp_dir)
+        .join("flw")
+}
+
+/// What identifies the Python SDK workers run: the embedded one's version
+/// and content hash, or the `FLW_PYTHON_SDK` folder.
+pub fn python_sdk_id() -> String {
+    if let Some(dir) = std::env::var_os("FLW_PYTHON_SDK") {
+        return format!("checkout {}", Path::new(&dir).display());
+    }
+    embedded_sdk_id()
+}
+
+fn embedded_sdk_id() -> String {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    PYTHON_SDK.hash(&mut h);
+    format!("{}-{:016x}", env!("CARGO_PKG_VERSION"), h.finish())
+}
+
+fn unpack() -> std::io::Result<PathBuf> {
+    let id = embedded_sdk_id();
+    let root = cache_dir().join("python").join(&id);
     if root.join("flw").join(".complete").is_file() {
         return Ok(root);
     }
