@@ -1,0 +1,3 @@
+module flwbenchgo
+
+go 1.21
