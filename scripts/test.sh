@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the project: Rust (fmt, clippy, unit and vector tests),
-# the Python SDK (ruff, pytest) and the end-to-end suite (the real flw binary
+# the Python SDK (ruff, pytest), a smoke run of the benchmark driver and the
+# end-to-end suite (the real flw binary
 # with real Python workers, driven by the official MCP Python SDK client).
 # Installs what it needs: Rust's clippy/rustfmt components and a .venv with
 # the pinned Python test tools.
@@ -31,6 +32,15 @@ cargo test --quiet
 step "python SDK: ruff and pytest (protocol vectors, schema, real worker processes)"
 (cd workers-python && ../.venv/bin/ruff check . && ../.venv/bin/ruff format --check .)
 (cd workers-python && ../.venv/bin/python -m pytest -q)
+
+step "bench: the driver (fmt, clippy) and a smoke run against flw and the raw floor"
+cargo fmt --manifest-path bench/driver/Cargo.toml -- --check
+cargo clippy --manifest-path bench/driver/Cargo.toml --release --quiet -- -D warnings
+cargo build --manifest-path bench/driver/Cargo.toml --release --quiet
+# Fails on a failed call or a server that does not start; the numbers of a
+# debug build mean nothing (bash bench/run measures the release build).
+FLW_BIN="$PWD/target/debug/flw" bench/driver/target/release/flw-bench \
+  --peers flw,floor --workloads latency,coldstart,cancel --quick >/dev/null
 
 step "end to end: the flw binary with Python workers and the MCP Python SDK client"
 .venv/bin/ruff check tests examples bench && .venv/bin/ruff format --check tests examples bench

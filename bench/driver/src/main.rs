@@ -182,11 +182,24 @@ fn main() -> ExitCode {
             }
         }
     }
+    // A benchmark that lost calls or servers must not look like a pass
+    // (bench/run is also the smoke test of scripts/test.sh).
+    let failed_calls: u64 = run
+        .sections
+        .iter()
+        .flat_map(|s| &s.results)
+        .map(|r| r.failed)
+        .sum();
+    if failed_calls > 0 {
+        eprintln!("flw-bench: {failed_calls} call(s) failed; see the tables");
+        code = ExitCode::FAILURE;
+    }
     if ctx.failures.load(Ordering::Relaxed) > 0 {
         progress(&format!(
             "servers failed: their logs are kept in {}",
             tmp.display()
         ));
+        code = ExitCode::FAILURE;
     } else {
         let _ = std::fs::remove_dir_all(&tmp);
     }

@@ -179,9 +179,12 @@ pub struct Paths {
 }
 
 impl Paths {
-    /// `target/release/flw`.
+    /// `$FLW_BIN` when set (the smoke run of scripts/test.sh uses the debug
+    /// build), else `target/release/flw`.
     pub fn flw(&self) -> PathBuf {
-        self.root.join("target/release/flw")
+        std::env::var_os("FLW_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| self.root.join("target/release/flw"))
     }
     /// The SDK venv's interpreter.
     pub fn sdk_python(&self) -> PathBuf {
