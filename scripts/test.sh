@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test of the project: Rust (fmt, clippy, unit and vector tests),
-# the Python SDK (ruff, pytest), a smoke run of the benchmark driver and the
-# end-to-end suite (the real flw binary
+# the Python SDK (ruff, pytest), the TypeScript SDK (tsc, node:test), a smoke
+# run of the benchmark driver and the end-to-end suite (the real flw binary
 # with real Python workers, driven by the official MCP Python SDK client).
-# Installs what it needs: Rust's clippy/rustfmt components and a .venv with
-# the pinned Python test tools.
+# Installs what it needs: Rust's clippy/rustfmt components, a .venv with the
+# pinned Python test tools, and workers-ts/node_modules (npm ci).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +13,7 @@ step() { printf '\n==> %s\n' "$*"; }
 step "toolchains"
 command -v cargo >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs)" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "python3 not found: install Python 3.9 or newer" >&2; exit 1; }
+command -v npm >/dev/null || { echo "node/npm not found: install Node.js 20 or newer" >&2; exit 1; }
 if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
   rustup component add rustfmt clippy
 fi
@@ -32,6 +33,9 @@ cargo test --quiet
 step "python SDK: ruff and pytest (protocol vectors, schema, real worker processes)"
 (cd workers-python && ../.venv/bin/ruff check . && ../.venv/bin/ruff format --check .)
 (cd workers-python && ../.venv/bin/python -m pytest -q)
+
+step "typescript SDK: build, type check, node:test (protocol vectors, real worker processes)"
+(cd workers-ts && npm ci --no-audit --no-fund --loglevel=error && npm test)
 
 step "bench: the driver (fmt, clippy) and a smoke run against flw and the raw floor"
 cargo fmt --manifest-path bench/driver/Cargo.toml -- --check
