@@ -36,6 +36,11 @@ step "python SDK: ruff and pytest (protocol vectors, schema, real worker process
 
 step "typescript SDK: build, type check, node:test (protocol vectors, real worker processes)"
 (cd workers-ts && npm ci --no-audit --no-fund --loglevel=error && npm test)
+# flw embeds workers-ts/dist: the committed build must match the sources.
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1 && [ -n "$(git status --porcelain -- workers-ts/dist)" ]; then
+  echo "workers-ts/dist does not match workers-ts/src: run 'npm run build' in workers-ts and commit dist/" >&2
+  exit 1
+fi
 
 step "bench: the driver (fmt, clippy) and a smoke run against flw and the raw floor"
 cargo fmt --manifest-path bench/driver/Cargo.toml -- --check

@@ -1,36 +1,76 @@
-//! Embeds the Python worker SDK (`workers-python/src/flw/`) into the binary,
-//! so that running a Python worker needs no separate `pip install`.
+//! Embeds the worker SDKs into the binary, so that running a worker needs no
+//! separate `pip install` or `npm install`:
+//! - the Python SDK: `workers-python/src/flw/*.py` (and `py.typed`);
+//! - the TypeScript SDK, compiled: `workers-ts/dist/*.js` and its
+//!   `package.json` (the compiled files are committed; `scripts/test.sh`
+//!   checks they match the sources).
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workers-python/src/flw");
-    println!("cargo:rerun-if-changed={}", root.display());
-    let mut files: Vec<_> = std::fs::read_dir(&root)
-        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
-        .unwrap_or_default();
-    files.retain(|p| {
-        p.is_file()
-            && matches!(
-                p.extension().and_then(|e| e.to_str()),
-                Some("py") | Some("typed")
-            )
-    });
-    files.sort();
-    let mut out = String::from("/// The Python SDK's files: path inside the package folder, content.\npub static PYTHON_SDK: &[(&str, &[u8])] = &[\n");
-    for f in &files {
-        println!("cargo:rerun-if-changed={}", f.display());
-        let name = f.file_name().unwrap().to_string_lossy();
-        let abs = f.canonicalize().unwrap();
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut out = String::new();
+    embed(
+        &mut out,
+        "PYTHON_SDK",
+        "The Python SDK's files: path inside the package folder, content.",
+        &files(
+            &manifest.join("../workers-python/src/flw"),
+            &["py", "typed"],
+            "",
+        ),
+    );
+    let ts = manifest.join("../workers-ts");
+    let mut ts_files = files(&ts.join("dist"), &["js"], "dist/");
+    ts_files.push(("package.json".into(), ts.join("package.json")));
+    embed(
+        &mut out,
+        "TS_SDK",
+        "The TypeScript SDK's files: path inside the package folder, content.",
+        &ts_files,
+    );
+    let dest = Path::new(&std::env::var("OUT_DIR").unwrap()).join("sdks.rs");
+    std::fs::write(dest, out).unwrap();
+}
+
+/// The files of `dir` with one of `extensions`, named `prefix` + file name.
+fn files(dir: &Path, extensions: &[&str], prefix: &str) -> Vec<(String, PathBuf)> {
+    println!("cargo:rerun-if-changed={}", dir.display());
+    let mut found: Vec<(String, PathBuf)> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.path())
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| {
+            p.is_file()
+                && p.extension()
+                    .and_then(|e| e.to_str())
+                    .is_some_and(|e| extensions.contains(&e))
+        })
+        .map(|p| {
+            let name = format!("{prefix}{}", p.file_name().unwrap().to_string_lossy());
+            (name, p)
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+fn embed(out: &mut String, name: &str, doc: &str, files: &[(String, PathBuf)]) {
+    writeln!(out, "/// {doc}\npub static {name}: &[(&str, &[u8])] = &[").unwrap();
+    for (rel, path) in files {
+        println!("cargo:rerun-if-changed={}", path.display());
+        let abs = path.canonicalize().unwrap();
         writeln!(
             out,
-            "    ({name:?}, include_bytes!({:?})),",
+            "    ({rel:?}, include_bytes!({:?})),",
             abs.display().to_string()
         )
         .unwrap();
     }
     out.push_str("];\n");
-    let dest = Path::new(&std::env::var("OUT_DIR").unwrap()).join("python_sdk.rs");
-    std::fs::write(dest, out).unwrap();
 }

@@ -22,3 +22,13 @@ def test_readme_echo_and_tools():
     r = run_flw("tools", HELLO)
     assert "slow  Sleep in steps, reporting progress." in r.stdout
     assert "steps: integer = 10" in r.stdout
+
+
+HELLO_JS = str(ROOT / "examples" / "hello-ts" / "agent.mjs")
+
+
+def test_readme_javascript_worker_call():
+    r = run_flw("call", HELLO_JS, "slow", "--json", '{"seconds": 0.5, "steps": 5}')
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == "done"
+    assert "progress 5/5: step 5" in r.stderr

@@ -1,17 +1,20 @@
-//! Worker languages: which interpreter runs a script, and the embedded
-//! Python SDK that the binary carries and unpacks into a cache folder.
+//! Worker languages: which interpreter runs a script, and the embedded SDKs
+//! (Python and TypeScript) that the binary carries and unpacks into a cache
+//! folder.
 
 use std::ffi::OsString;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
-include!(concat!(env!("OUT_DIR"), "/python_sdk.rs"));
+include!(concat!(env!("OUT_DIR"), "/sdks.rs"));
 
 /// The language of a worker script, from its extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Language {
     /// `.py`
     Python,
+    /// `.js`, `.mjs`: run by Node.js (≥ 20) with the TypeScript SDK.
+    JavaScript,
 }
 
 impl Language {
@@ -19,8 +22,14 @@ impl Language {
     pub fn of(script: &Path) -> Result<Language, String> {
         match script.extension().and_then(|e| e.to_str()) {
             Some("py") => Ok(Language::Python),
+            Some("js" | "mjs") => Ok(Language::JavaScript),
+            Some(ext @ ("ts" | "mts")) => Err(format!(
+                "cannot run {}: .{ext} workers are not supported yet; compile the script to \
+                 .mjs (tsc) and run that",
+                script.display()
+            )),
             other => Err(format!(
-                "cannot run {}: flw runs Python worker scripts (.py){}",
+                "cannot run {}: flw runs Python (.py) and JavaScript (.js, .mjs) worker scripts{}",
                 script.display(),
                 match other {
                     Some(ext) => format!(", not .{ext}"),
@@ -42,7 +51,7 @@ pub struct Launch {
 }
 
 /// Builds the launch for `script`; `interpreter` overrides the default
-/// (`$FLW_PYTHON`, else `python3`).
+/// (`$FLW_PYTHON`, else `python3`; `$FLW_NODE`, else `node`).
 pub fn launch(script: &Path, interpreter: Option<&Path>) -> Result<Launch, String> {
     match Language::of(script)? {
         Language::Python => {
@@ -62,7 +71,32 @@ pub fn launch(script: &Path, interpreter: Option<&Path>) -> Result<Launch, Strin
                 env: vec![("PYTHONPATH".into(), path)],
             })
         }
+        Language::JavaScript => {
+            let program = interpreter
+                .map(Path::to_path_buf)
+                .or_else(|| std::env::var_os("FLW_NODE").map(PathBuf::from))
+                .unwrap_or_else(|| PathBuf::from("node"));
+            let sdk = ts_sdk_dir().map_err(|e| format!("cannot unpack the TypeScript SDK: {e}"))?;
+            Ok(Launch {
+                program,
+                args: vec![sdk.join("dist").join("main.js").into(), script.into()],
+                env: Vec::new(),
+            })
+        }
     }
+}
+
+/// The folder that holds the unpacked `flw-worker` package (`package.json`,
+/// `dist/`), unpacking it on first use. Set `FLW_TS_SDK` to use a checkout
+/// (the `workers-ts` folder, built) instead.
+pub fn ts_sdk_dir() -> std::io::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("FLW_TS_SDK") {
+        return Ok(PathBuf::from(dir));
+    }
+    static DIR: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| unpack("ts", TS_SDK, "").map_err(|e| e.to_string()))
+        .clone()
+        .map_err(std::io::Error::other)
 }
 
 /// The folder that holds the unpacked `flw` package, unpacking it on first
@@ -72,7 +106,7 @@ pub fn python_sdk_dir() -> std::io::Result<PathBuf> {
         return Ok(PathBuf::from(dir));
     }
     static DIR: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| unpack().map_err(|e| e.to_string()))
+    DIR.get_or_init(|| unpack("python", PYTHON_SDK, "flw").map_err(|e| e.to_string()))
         .clone()
         .map_err(std::io::Error::other)
 }
@@ -86,40 +120,51 @@ pub fn cache_dir() -> PathBuf {
         .join("flw")
 }
 
-/// What identifies the Python SDK workers run: the embedded one's version
-/// and content hash, or the `FLW_PYTHON_SDK` folder.
-pub fn python_sdk_id() -> String {
-    if let Some(dir) = std::env::var_os("FLW_PYTHON_SDK") {
+/// What identifies the SDK that runs `script`: the embedded one's version
+/// and content hash, or the checkout named by `FLW_PYTHON_SDK` / `FLW_TS_SDK`.
+pub fn sdk_id(script: &Path) -> String {
+    let (var, files) = match Language::of(script) {
+        Ok(Language::JavaScript) => ("FLW_TS_SDK", TS_SDK),
+        _ => ("FLW_PYTHON_SDK", PYTHON_SDK),
+    };
+    if let Some(dir) = std::env::var_os(var) {
         return format!("checkout {}", Path::new(&dir).display());
     }
-    embedded_sdk_id()
+    embedded_id(files)
 }
 
-fn embedded_sdk_id() -> String {
+fn embedded_id(files: &[(&str, &[u8])]) -> String {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    PYTHON_SDK.hash(&mut h);
+    files.hash(&mut h);
     format!("{}-{:016x}", env!("CARGO_PKG_VERSION"), h.finish())
 }
 
-fn unpack() -> std::io::Result<PathBuf> {
-    let id = embedded_sdk_id();
-    let root = cache_dir().join("python").join(&id);
-    if root.join("flw").join(".complete").is_file() {
+/// Unpacks `files` into `<cache>/<kind>/<id>/<package>/` once; returns
+/// `<cache>/<kind>/<id>`.
+fn unpack(kind: &str, files: &[(&str, &[u8])], package: &str) -> std::io::Result<PathBuf> {
+    let id = embedded_id(files);
+    let root = cache_dir().join(kind).join(&id);
+    let complete = |r: &Path| r.join(package).join(".complete").is_file();
+    if complete(&root) {
         return Ok(root);
     }
     // Unpack into a private folder, then rename it into place: concurrent
     // flw processes never see half a package.
-    std::fs::create_dir_all(root.parent().unwrap())?;
+    std::fs::create_dir_all(cache_dir().join(kind))?;
     let tmp = root.with_extension(format!("tmp{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(tmp.join("flw"))?;
-    for (name, bytes) in PYTHON_SDK {
-        std::fs::write(tmp.join("flw").join(name), bytes)?;
+    for (name, bytes) in files {
+        let dest = tmp.join(package).join(name);
+        if let Some(dir) = dest.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(dest, bytes)?;
     }
-    std::fs::write(tmp.join("flw").join(".complete"), id.as_bytes())?;
+    std::fs::create_dir_all(tmp.join(package))?;
+    std::fs::write(tmp.join(package).join(".complete"), id.as_bytes())?;
     match std::fs::rename(&tmp, &root) {
         Ok(()) => Ok(root),
-        Err(_) if root.join("flw").join(".complete").is_file() => {
+        Err(_) if complete(&root) => {
             let _ = std::fs::remove_dir_all(&tmp);
             Ok(root)
         }
@@ -137,6 +182,26 @@ mod tests {
         for needed in ["__init__.py", "__main__.py", "py.typed"] {
             assert!(names.contains(&needed), "{needed} missing from {names:?}");
         }
+    }
+
+    #[test]
+    fn typescript_sdk_is_embedded_compiled() {
+        let names: Vec<_> = TS_SDK.iter().map(|(n, _)| *n).collect();
+        for needed in [
+            "package.json",
+            "dist/main.js",
+            "dist/index.js",
+            "dist/resolve.js",
+        ] {
+            assert!(names.contains(&needed), "{needed} missing from {names:?}");
+        }
+    }
+
+    #[test]
+    fn typescript_sources_are_refused_for_now_with_what_to_do() {
+        let e = Language::of(Path::new("agent.ts")).unwrap_err();
+        assert!(e.contains(".mjs"), "{e}");
+        assert_eq!(Language::of(Path::new("a.mjs")), Ok(Language::JavaScript));
     }
 
     #[test]

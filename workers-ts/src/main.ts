@@ -7,6 +7,7 @@
  */
 
 import { existsSync } from "node:fs";
+import { register } from "node:module";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { openChannel } from "./channel.js";
@@ -49,6 +50,8 @@ async function main(argv: readonly string[]): Promise<{ code: number; worker?: W
     return { code: 1 };
   }
   process.argv = [process.argv[0] ?? "node", full, ...rest];
+  // The script's `import ... from "flw-worker"` gets this copy of the SDK.
+  register("./resolve.js", import.meta.url);
   let namespace: Record<string, unknown>;
   try {
     namespace = (await import(pathToFileURL(full).href)) as Record<string, unknown>;

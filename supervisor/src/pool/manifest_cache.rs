@@ -45,7 +45,7 @@ impl ManifestCache {
         let stamp = format!(
             "flw {} | sdk {} | interpreter {:?} | env {:?} | script {} {} bytes, modified {modified} ns",
             env!("CARGO_PKG_VERSION"),
-            sdk::python_sdk_id(),
+            sdk::sdk_id(&script),
             cfg.interpreter,
             cfg.env,
             script.display(),

@@ -1,0 +1,8 @@
+#!/usr/bin/env node
+/**
+ * The entry point the supervisor runs: `node dist/main.js SCRIPT [ARGS...]`.
+ *
+ * Takes the protocol channel and starts the watchdog, imports the script,
+ * collects the tools among its exports and serves them until `shutdown`.
+ */
+export {};

@@ -1,0 +1,522 @@
+/**
+ * The wire codec: decode and encode protocol lines exactly as PROTOCOL.md says.
+ *
+ * `decode` turns one line (without its `\n`) into a message object holding
+ * only the members the protocol defines, in the order its tables give, and
+ * throws a {@link ProtocolError} carrying one of the decoding error codes.
+ * `encode` checks a message the same way and writes canonical compact JSON:
+ * `type` first, then the other members in table order, optional members
+ * without a value left out, non-ASCII text as UTF-8.
+ *
+ * Lines are parsed by a small strict JSON parser of our own rather than
+ * `JSON.parse`, because the protocol tells `1` from `1.0` (an integer member
+ * written as a float is `invalid_field`) and `JSON.parse` cannot.
+ */
+/** The protocol versions this SDK speaks, highest first. */
+export const PROTOCOL_VERSIONS = [1];
+/** The default line limit in bytes, without the `\n`. */
+export const DEFAULT_MAX_LINE_BYTES = 16 * 1024 * 1024;
+/** The largest call id (and the largest integer any member may hold). */
+export const MAX_ID = Number.MAX_SAFE_INTEGER;
+export const LOG_LEVELS = ["debug", "info", "warning", "error"];
+export const ERROR_KINDS = [
+    "tool_error",
+    "invalid_arguments",
+    "unknown_tool",
+    "cancelled",
+    "internal",
+    "timeout",
+    "worker_crashed",
+    "worker_killed",
+    "protocol_error",
+    "overloaded",
+    "unavailable",
+    "shutting_down",
+];
+export const ERROR_CODES = [
+    "line_too_long",
+    "invalid_utf8",
+    "invalid_json",
+    "not_object",
+    "missing_type",
+    "unknown_type",
+    "missing_field",
+    "invalid_field",
+];
+/**
+ * A line or message that does not fit the protocol. `code` is one of the
+ * decoding error codes of PROTOCOL.md; `detail` says what is wrong for a
+ * person and names the member or the limit involved.
+ */
+export class ProtocolError extends Error {
+    code;
+    detail;
+    constructor(code, detail) {
+        super(`${code}: ${detail}`);
+        this.name = "ProtocolError";
+        this.code = code;
+        this.detail = detail;
+    }
+}
+const TOOL_NAME = /^[A-Za-z0-9_.-]{1,128}$/;
+/** Whether `name` is 1-128 characters of `A-Z a-z 0-9 _ - .`. */
+export function isValidToolName(name) {
+    return TOOL_NAME.test(name);
+}
+function describe(value) {
+    if (value === null)
+        return "null";
+    if (value === undefined)
+        return "undefined";
+    if (typeof value === "boolean" || typeof value === "number")
+        return String(value);
+    if (typeof value === "string") {
+        const text = value.length <= 40 ? value : value.slice(0, 37) + "...";
+        return JSON.stringify(text);
+    }
+    if (Array.isArray(value))
+        return "an array";
+    if (typeof value === "object")
+        return "an object";
+    return `a value of type ${typeof value}`;
+}
+function invalid(where, expected, value) {
+    return new ProtocolError("invalid_field", `\`${where}\` must be ${expected}, got ${describe(value)}`);
+}
+function intIn(low) {
+    return (value, where, hasFloat) => {
+        if (typeof value !== "number" || hasFloat || !Number.isInteger(value) || value < low || value > MAX_ID) {
+            throw invalid(where, `an integer from ${low} to ${MAX_ID}`, hasFloat ? `${String(value)} written as a float` : value);
+        }
+        return value;
+    };
+}
+const callId = intIn(1);
+const nonNegative = intIn(0);
+const version = intIn(1);
+const pid = intIn(1);
+const string = (value, where) => {
+    if (typeof value !== "string")
+        throw invalid(where, "a string", value);
+    return value;
+};
+const number = (value, where) => {
+    if (typeof value !== "number" || !Number.isFinite(value))
+        throw invalid(where, "a number", value);
+    return value;
+};
+const any = (value) => value;
+function isObject(value) {
+    return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+const array = (value, where) => {
+    if (!Array.isArray(value))
+        throw invalid(where, "an array", value);
+    return value;
+};
+const object = (value, where) => {
+    if (!isObject(value))
+        throw invalid(where, "an object", value);
+    return value;
+};
+const level = (value, where) => {
+    if (!LOG_LEVELS.includes(value))
+        throw invalid(where, `one of ${LOG_LEVELS.join(", ")}`, value);
+    return value;
+};
+const kind = (value, where) => {
+    if (!ERROR_KINDS.includes(value))
+        throw invalid(where, "an error kind of PROTOCOL.md", value);
+    return value;
+};
+const versions = (value, where, hasFloat) => {
+    const items = array(value, where, false);
+    if (items.length === 0)
+        throw invalid(where, "a non-empty array of integers", value);
+    return items.map((item, i) => version(item, `${where}[${i}]`, hasFloat));
+};
+const toolName = (value, where) => {
+    const name = string(value, where, false);
+    if (!isValidToolName(name))
+        throw invalid(where, "1-128 characters of A-Z a-z 0-9 _ - .", value);
+    return name;
+};
+const TOOL_FIELDS = [
+    ["name", toolName, true],
+    ["description", string, true],
+    ["input_schema", object, true],
+    ["output_schema", object, false],
+];
+const tools = (value, where) => {
+    const list = array(value, where, false).map((item, i) => members(object(item, `${where}[${i}]`, false), TOOL_FIELDS, `${where}[${i}]`, undefined));
+    const seen = new Set();
+    list.forEach((item, i) => {
+        if (seen.has(item["name"])) {
+            throw new ProtocolError("invalid_field", `\`${where}[${i}].name\` repeats the tool name ${describe(item["name"])}`);
+        }
+        seen.add(item["name"]);
+    });
+    return list;
+};
+/** Member tables of the messages a worker sends, in table order. */
+export const WORKER_MESSAGES = {
+    hello: [
+        ["protocol", versions, true],
+        ["sdk", string, true],
+        ["sdk_version", string, true],
+        ["runtime", string, false],
+        ["pid", pid, false],
+        ["tools", tools, true],
+        ["nodes", array, false],
+    ],
+    result: [
+        ["id", callId, true],
+        ["value", any, true],
+    ],
+    error: [
+        ["id", callId, true],
+        ["kind", kind, true],
+        ["message", string, true],
+        ["traceback", string, false],
+    ],
+    progress: [
+        ["id", callId, true],
+        ["progress", number, true],
+        ["total", number, false],
+        ["message", string, false],
+    ],
+    log: [
+        ["level", level, true],
+        ["message", string, true],
+        ["id", callId, false],
+    ],
+    chunk: [
+        ["id", callId, true],
+        ["data", any, true],
+    ],
+    heartbeat: [["seq", nonNegative, true]],
+};
+/** Member tables of the messages the supervisor sends, in table order. */
+export const SUPERVISOR_MESSAGES = {
+    welcome: [["protocol", version, true]],
+    call: [
+        ["id", callId, true],
+        ["tool", string, true],
+        ["args", object, true],
+        ["deadline_ms", nonNegative, false],
+    ],
+    cancel: [["id", callId, true]],
+    heartbeat: [["seq", nonNegative, true]],
+    shutdown: [["reason", string, false]],
+};
+const SENDERS = {
+    worker: WORKER_MESSAGES,
+    supervisor: SUPERVISOR_MESSAGES,
+};
+const hasOwn = (obj, key) => Object.prototype.hasOwnProperty.call(obj, key);
+/**
+ * Copy the members a table defines, checked, in table order. A member whose
+ * value is `undefined` counts as absent (JavaScript's way to leave one out).
+ */
+function members(obj, fields, where, floats) {
+    const out = {};
+    const prefix = where ? `${where}.` : "";
+    for (const [name, check, required] of fields) {
+        if (hasOwn(obj, name) && obj[name] !== undefined) {
+            out[name] = check(obj[name], prefix + name, floats?.has(name) ?? false);
+        }
+        else if (required) {
+            throw new ProtocolError("missing_field", `member \`${prefix}${name}\` is missing`);
+        }
+    }
+    return out;
+}
+function message(obj, sender, floats) {
+    const type = obj["type"];
+    if (typeof type !== "string")
+        throw new ProtocolError("missing_type", "the object has no string member `type`");
+    const tables = sender !== undefined ? [SENDERS[sender]] : [WORKER_MESSAGES, SUPERVISOR_MESSAGES];
+    for (const table of tables) {
+        const fields = hasOwn(table, type) ? table[type] : undefined;
+        if (fields !== undefined)
+            return { type, ...members(obj, fields, "", floats) };
+    }
+    const origin = sender !== undefined ? ` from the ${sender}` : "";
+    throw new ProtocolError("unknown_type", `message type ${JSON.stringify(type)} is not defined${origin}`);
+}
+// ---------------------------------------------------------------------------
+// Strict JSON parsing.
+const MAX_DEPTH = 1000;
+const STRING_RUN = /[^"\\\u0000-\u001f]*/y;
+const NUMBER = /-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?/y;
+const ESCAPES = {
+    '"': '"',
+    "\\": "\\",
+    "/": "/",
+    b: "\b",
+    f: "\f",
+    n: "\n",
+    r: "\r",
+    t: "\t",
+};
+class JsonSyntaxError extends Error {
+}
+/**
+ * Parses one JSON text. Numbers written with a fraction or an exponent are
+ * counted in `floats`, so the caller can tell which top-level members held
+ * one; non-finite numbers (`1e400`) are refused like Python's decoder does.
+ */
+class Parser {
+    text;
+    pos = 0;
+    floats = 0;
+    constructor(text) {
+        this.text = text;
+    }
+    parseTop() {
+        const floatMembers = new Set();
+        this.ws();
+        const value = this.value(0, floatMembers);
+        this.ws();
+        if (this.pos !== this.text.length)
+            this.fail("extra data");
+        return { value, floatMembers };
+    }
+    fail(what) {
+        throw new JsonSyntaxError(`${what} at character ${this.pos}`);
+    }
+    ws() {
+        const text = this.text;
+        let pos = this.pos;
+        for (;;) {
+            const c = text.charCodeAt(pos);
+            if (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09)
+                pos++;
+            else
+                break;
+        }
+        this.pos = pos;
+    }
+    value(depth, floatMembers) {
+        const c = this.text[this.pos];
+        switch (c) {
+            case "{":
+                return this.object(depth + 1, floatMembers);
+            case "[":
+                return this.array(depth + 1);
+            case '"':
+                return this.string();
+            case "t":
+                return this.literal("true", true);
+            case "f":
+                return this.literal("false", false);
+            case "n":
+                return this.literal("null", null);
+            default:
+                return this.number();
+        }
+    }
+    literal(word, value) {
+        if (!this.text.startsWith(word, this.pos))
+            this.fail("expecting value");
+        this.pos += word.length;
+        return value;
+    }
+    number() {
+        NUMBER.lastIndex = this.pos;
+        const match = NUMBER.exec(this.text);
+        if (match === null)
+            this.fail("expecting value");
+        const value = Number(match[0]);
+        if (!Number.isFinite(value))
+            this.fail(`number ${match[0]} is out of range`);
+        if (match[1] !== undefined || match[2] !== undefined)
+            this.floats++;
+        this.pos += match[0].length;
+        return value;
+    }
+    string() {
+        const text = this.text;
+        this.pos++; // the opening quote
+        let out = "";
+        for (;;) {
+            STRING_RUN.lastIndex = this.pos;
+            const run = STRING_RUN.exec(text);
+            if (run !== null && run[0].length > 0) {
+                out += run[0];
+                this.pos += run[0].length;
+            }
+            const c = text[this.pos];
+            if (c === '"') {
+                this.pos++;
+                return out;
+            }
+            if (c !== "\\")
+                this.fail(c === undefined ? "unterminated string" : "invalid control character in string");
+            const e = text[this.pos + 1];
+            if (e === "u") {
+                const hex = text.slice(this.pos + 2, this.pos + 6);
+                if (!/^[0-9a-fA-F]{4}$/.test(hex))
+                    this.fail("invalid \\u escape");
+                out += String.fromCharCode(parseInt(hex, 16));
+                this.pos += 6;
+            }
+            else {
+                const replacement = e === undefined ? undefined : ESCAPES[e];
+                if (replacement === undefined)
+                    this.fail("invalid escape");
+                out += replacement;
+                this.pos += 2;
+            }
+        }
+    }
+    array(depth) {
+        if (depth > MAX_DEPTH)
+            this.fail("nested too deeply");
+        this.pos++;
+        const out = [];
+        this.ws();
+        if (this.text[this.pos] === "]") {
+            this.pos++;
+            return out;
+        }
+        for (;;) {
+            this.ws();
+            out.push(this.value(depth));
+            this.ws();
+            const c = this.text[this.pos++];
+            if (c === "]")
+                return out;
+            if (c !== ",")
+                this.fail("expecting ',' or ']'");
+        }
+    }
+    object(depth, floatMembers) {
+        if (depth > MAX_DEPTH)
+            this.fail("nested too deeply");
+        this.pos++;
+        const out = {};
+        this.ws();
+        if (this.text[this.pos] === "}") {
+            this.pos++;
+            return out;
+        }
+        for (;;) {
+            this.ws();
+            if (this.text[this.pos] !== '"')
+                this.fail("expecting a property name in double quotes");
+            const key = this.string();
+            this.ws();
+            if (this.text[this.pos] !== ":")
+                this.fail("expecting ':'");
+            this.pos++;
+            this.ws();
+            const before = this.floats;
+            const value = this.value(depth);
+            if (floatMembers !== undefined) {
+                if (this.floats !== before)
+                    floatMembers.add(key);
+                else
+                    floatMembers.delete(key);
+            }
+            if (key === "__proto__") {
+                Object.defineProperty(out, key, { value, writable: true, enumerable: true, configurable: true });
+            }
+            else {
+                out[key] = value;
+            }
+            this.ws();
+            const c = this.text[this.pos++];
+            if (c === "}")
+                return out;
+            if (c !== ",")
+                this.fail("expecting ',' or '}'");
+        }
+    }
+}
+const UTF8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+function toBytes(line) {
+    return typeof line === "string" ? Buffer.from(line, "utf8") : line;
+}
+/**
+ * Decode one line (without its `\n`) sent by `sender`.
+ *
+ * A trailing `\r` is tolerated. Returns the message with only the members
+ * the protocol defines, in table order. Throws {@link ProtocolError} with the
+ * code of the first problem found.
+ */
+export function decode(line, sender, maxLineBytes = DEFAULT_MAX_LINE_BYTES) {
+    let raw = toBytes(line);
+    if (raw.length > maxLineBytes) {
+        throw new ProtocolError("line_too_long", `the line is ${raw.length} bytes, over the limit of ${maxLineBytes} bytes`);
+    }
+    if (raw.length > 0 && raw[raw.length - 1] === 0x0d)
+        raw = raw.subarray(0, raw.length - 1);
+    let text;
+    try {
+        text = UTF8.decode(raw);
+    }
+    catch {
+        throw new ProtocolError("invalid_utf8", "the line is not UTF-8");
+    }
+    let parsed;
+    try {
+        parsed = new Parser(text).parseTop();
+    }
+    catch (err) {
+        if (err instanceof JsonSyntaxError || err instanceof RangeError) {
+            throw new ProtocolError("invalid_json", `the line is not JSON: ${err.message}`);
+        }
+        throw err;
+    }
+    if (!isObject(parsed.value)) {
+        throw new ProtocolError("not_object", `the line holds ${describe(parsed.value)}, not an object`);
+    }
+    return message(parsed.value, sender, parsed.floatMembers);
+}
+function refuseNonFinite(_key, value) {
+    if (typeof value === "number" && !Number.isFinite(value)) {
+        throw new TypeError(`${value} is not JSON`);
+    }
+    return value;
+}
+/** Matches a `\uD800`-`\uDFFF` escape that `JSON.stringify` wrote for a lone surrogate. */
+const LONE_SURROGATE_ESCAPE = /(?:^|[^\\])(?:\\\\)*\\ud[89a-f]/;
+/**
+ * JSON text for `value` as Python's `json.dumps(..., ensure_ascii=False,
+ * separators=(",", ":"), allow_nan=False)` writes it: NaN and infinities are
+ * refused, and so are lone surrogates (which have no UTF-8 form). Values
+ * JSON has no form for follow `JSON.stringify` (`undefined` members left
+ * out, `toJSON` used); a BigInt or a cycle throws.
+ */
+export function toJsonText(value) {
+    const text = JSON.stringify(value, refuseNonFinite);
+    if (text === undefined)
+        throw new TypeError(`${describe(value)} is not JSON`);
+    if (text.includes("\\ud") && LONE_SURROGATE_ESCAPE.test(text)) {
+        throw new TypeError("a string holds a lone surrogate, which is not valid Unicode");
+    }
+    return text;
+}
+/**
+ * Encode a message as one canonical line, without the `\n`.
+ *
+ * The message is checked like a decoded one; members are written in table
+ * order, unknown members dropped, compact, with non-ASCII text as is.
+ * Values JSON cannot hold throw `ProtocolError("invalid_field")`.
+ */
+export function encode(msg) {
+    if (!isObject(msg))
+        throw new ProtocolError("not_object", `a message must be an object, got ${describe(msg)}`);
+    const canonical = message(msg, undefined);
+    try {
+        return toJsonText(canonical);
+    }
+    catch (err) {
+        throw new ProtocolError("invalid_field", `a member cannot be written as JSON: ${err.message}`);
+    }
+}
+/** Encode a message as UTF-8 bytes ending in `\n`. */
+export function encodeLine(msg) {
+    return Buffer.from(encode(msg) + "\n", "utf8");
+}

@@ -1,0 +1,2 @@
+/** The SDK version, sent in `hello` (keep equal to package.json's `version`). */
+export const SDK_VERSION = "0.1.0";

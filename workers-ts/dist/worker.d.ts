@@ -1,0 +1,73 @@
+/**
+ * The worker: handshake, call dispatch, cancellation and the watchdog.
+ *
+ * Every call runs as a promise on the event loop, so calls are concurrent
+ * in both modes (`FLW_MODE` changes nothing else here). Every call gets
+ * exactly one terminal reply; progress, logs and chunks that come after it
+ * are dropped.
+ *
+ * The watchdog: when the channel reaches end-of-file or fails (the
+ * supervisor is gone, perhaps killed with SIGKILL) the worker kills its own
+ * process group with SIGKILL, which takes every process its tools started
+ * with it. SIGTERM does the same.
+ */
+import { type Channel } from "./channel.js";
+import type { NamedTool } from "./tool.js";
+/** How long `shutdown` waits for calls still in flight, in milliseconds. */
+export declare const SHUTDOWN_GRACE_MS = 3000;
+export type Mode = "isolated" | "shared";
+/** What the supervisor tells the worker through its environment. */
+export interface Settings {
+    readonly mode: Mode;
+    readonly maxLineBytes: number;
+    readonly label: string;
+}
+/** Read `FLW_MODE`, `FLW_MAX_LINE_BYTES` and `FLW_WORKER`. */
+export declare function settingsFromEnv(env: NodeJS.ProcessEnv, defaultLabel: string): Settings;
+/** Write one SDK message to stderr, never failing. */
+export declare function note(label: string, text: string): void;
+/**
+ * The watchdog's action: end this worker and everything it started. As a
+ * process-group leader the whole group gets SIGKILL; otherwise only this
+ * process exits, with status 1.
+ */
+export declare function killProcessGroup(label: string, reason: string): never;
+/** Serves tools over one channel until `shutdown` or the channel ends. */
+export declare class Worker {
+    private readonly channel;
+    readonly settings: Settings;
+    private readonly reader;
+    private readonly writer;
+    private tools;
+    private readonly calls;
+    private pending;
+    private welcomed;
+    private stopping;
+    private stopped;
+    private answer;
+    private onAnswer;
+    private onStopped;
+    private onIdle;
+    constructor(channel: Channel, settings: Settings);
+    /** Start reading the channel (and guarding it); lines wait until `serve`. */
+    start(): void;
+    /** Make SIGTERM kill the process group; report stray errors instead of dying of them. */
+    installHandlers(): void;
+    private channelLost;
+    /** Send `hello`, serve calls until `shutdown`; resolve to the exit status. */
+    serve(tools: readonly NamedTool[]): Promise<number>;
+    /** Stop guarding the channel and wait until every line written has gone out. */
+    close(): Promise<void>;
+    private hello;
+    private received;
+    private dispatch;
+    private accept;
+    private cancel;
+    private run;
+    private success;
+    private failure;
+    private emit;
+    private finish;
+    /** Write a terminal reply; one that cannot be sent becomes a `tool_error`. */
+    private writeReply;
+}

@@ -1,0 +1,391 @@
+/**
+ * The worker: handshake, call dispatch, cancellation and the watchdog.
+ *
+ * Every call runs as a promise on the event loop, so calls are concurrent
+ * in both modes (`FLW_MODE` changes nothing else here). Every call gets
+ * exactly one terminal reply; progress, logs and chunks that come after it
+ * are dropped.
+ *
+ * The watchdog: when the channel reaches end-of-file or fails (the
+ * supervisor is gone, perhaps killed with SIGKILL) the worker kills its own
+ * process group with SIGKILL, which takes every process its tools started
+ * with it. SIGTERM does the same.
+ */
+import { writeSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { LineReader, LineWriter } from "./channel.js";
+import { CallContext } from "./context.js";
+import { DEFAULT_MAX_LINE_BYTES, PROTOCOL_VERSIONS, ProtocolError, decode, toJsonText, } from "./protocol.js";
+import { validate } from "./schema.js";
+import { SDK_VERSION } from "./version.js";
+/** How long `shutdown` waits for calls still in flight, in milliseconds. */
+export const SHUTDOWN_GRACE_MS = 3000;
+/** Read `FLW_MODE`, `FLW_MAX_LINE_BYTES` and `FLW_WORKER`. */
+export function settingsFromEnv(env, defaultLabel) {
+    const label = env["FLW_WORKER"] || defaultLabel;
+    let mode = env["FLW_MODE"] || "isolated";
+    if (mode !== "isolated" && mode !== "shared") {
+        note(label, `FLW_MODE=${JSON.stringify(mode)} is neither 'isolated' nor 'shared'; using 'isolated'`);
+        mode = "isolated";
+    }
+    const raw = env["FLW_MAX_LINE_BYTES"];
+    let maxLineBytes = DEFAULT_MAX_LINE_BYTES;
+    if (raw) {
+        const value = Number(raw);
+        if (/^[0-9]+$/.test(raw.trim()) && Number.isSafeInteger(value) && value >= 1) {
+            maxLineBytes = value;
+        }
+        else {
+            note(label, `FLW_MAX_LINE_BYTES=${JSON.stringify(raw)} is not a positive integer; using ${maxLineBytes}`);
+        }
+    }
+    return { mode: mode, maxLineBytes, label };
+}
+/** Write one SDK message to stderr, never failing. */
+export function note(label, text) {
+    try {
+        writeSync(2, `flw[${label}]: ${text}\n`);
+    }
+    catch {
+        // stderr is gone: nothing to tell anyone
+    }
+}
+function isGroupLeader() {
+    try {
+        process.kill(-process.pid, 0); // a group with our pid as its id can only be ours
+        return true;
+    }
+    catch {
+        return false;
+    }
+}
+/**
+ * The watchdog's action: end this worker and everything it started. As a
+ * process-group leader the whole group gets SIGKILL; otherwise only this
+ * process exits, with status 1.
+ */
+export function killProcessGroup(label, reason) {
+    note(label, reason);
+    if (isGroupLeader()) {
+        try {
+            process.kill(-process.pid, "SIGKILL");
+        }
+        catch {
+            // fall through to exit
+        }
+    }
+    process.exit(1);
+}
+function errorReply(id, kind, message, traceback) {
+    const reply = { type: "error", id, kind, message };
+    if (traceback !== undefined)
+        reply["traceback"] = traceback;
+    return reply;
+}
+function cancelledReply(id) {
+    return errorReply(id, "cancelled", `call ${id} was cancelled`);
+}
+const SELF_URL = import.meta.url;
+const SELF_PATH = fileURLToPath(import.meta.url);
+/** The stack of an error without the SDK's own frames. */
+function stackOf(err) {
+    if (typeof err.stack !== "string")
+        return undefined;
+    return err.stack
+        .split("\n")
+        .filter((line) => !line.includes(SELF_URL) && !line.includes(SELF_PATH))
+        .join("\n");
+}
+function errorText(err) {
+    if (err instanceof Error)
+        return err.message ? `${err.name}: ${err.message}` : err.name;
+    let text;
+    try {
+        text = typeof err === "string" ? err : JSON.stringify(err) ?? String(err);
+    }
+    catch {
+        text = String(err);
+    }
+    return `a non-Error value was thrown: ${text}`;
+}
+/** Serves tools over one channel until `shutdown` or the channel ends. */
+export class Worker {
+    channel;
+    settings;
+    reader;
+    writer;
+    tools = new Map();
+    calls = new Map();
+    pending = [];
+    welcomed = false;
+    stopping = false; // shutdown came: the end of the channel is expected
+    stopped = false; // shutdown came after welcome: no more calls
+    answer;
+    onAnswer;
+    onStopped;
+    onIdle;
+    constructor(channel, settings) {
+        this.channel = channel;
+        this.settings = settings;
+        this.reader = new LineReader(settings.maxLineBytes);
+        this.writer = new LineWriter(channel.write, settings.maxLineBytes);
+    }
+    // -- channel and watchdog ----------------------------------------------
+    /** Start reading the channel (and guarding it); lines wait until `serve`. */
+    start() {
+        const { input, output } = this.channel;
+        input.on("data", (chunk) => this.received(this.reader.push(chunk)));
+        input.on("end", () => this.channelLost(this.reader.end() ? "the channel ended in the middle of a line" : "the channel reached end-of-file"));
+        input.on("error", (err) => this.channelLost(`reading the channel failed: ${err.message}`));
+        if (output !== input) {
+            output.on("error", (err) => this.channelLost(`writing to the channel failed: ${err.message}`));
+        }
+    }
+    /** Make SIGTERM kill the process group; report stray errors instead of dying of them. */
+    installHandlers() {
+        const label = this.settings.label;
+        process.on("SIGTERM", () => killProcessGroup(label, "SIGTERM: killing the worker's process group"));
+        process.on("unhandledRejection", (reason) => {
+            note(label, `unhandled promise rejection: ${reason instanceof Error ? (reason.stack ?? errorText(reason)) : errorText(reason)}`);
+        });
+        process.on("uncaughtException", (err) => {
+            note(label, `uncaught exception: ${err.stack ?? errorText(err)}`);
+        });
+    }
+    channelLost(reason) {
+        if (this.stopping)
+            return;
+        killProcessGroup(this.settings.label, `${reason}; the supervisor is gone, killing the process group`);
+    }
+    // -- serving -------------------------------------------------------------
+    /** Send `hello`, serve calls until `shutdown`; resolve to the exit status. */
+    async serve(tools) {
+        const label = this.settings.label;
+        this.tools = new Map(tools.map((entry) => [entry.name, entry]));
+        try {
+            this.writer.send(this.hello(tools));
+        }
+        catch (err) {
+            note(label, `cannot send hello: ${err instanceof ProtocolError ? err.detail : errorText(err)}`);
+            return 1;
+        }
+        const answered = new Promise((resolve) => (this.onAnswer = resolve));
+        const stopped = new Promise((resolve) => (this.onStopped = resolve));
+        const early = this.pending ?? [];
+        this.pending = undefined;
+        this.received(early);
+        await answered;
+        const answer = this.answer;
+        if (answer.type === "shutdown") {
+            note(label, `shutdown before welcome: ${typeof answer["reason"] === "string" ? answer["reason"] : "no reason given"}`);
+            return 0;
+        }
+        if (!this.welcomed) {
+            note(label, `welcome chose protocol ${String(answer["protocol"])}, but this SDK speaks [${PROTOCOL_VERSIONS.join(", ")}]`);
+            return 1;
+        }
+        await stopped;
+        if (this.calls.size > 0) {
+            let timer;
+            await Promise.race([
+                new Promise((resolve) => (this.onIdle = resolve)),
+                new Promise((resolve) => (timer = setTimeout(resolve, SHUTDOWN_GRACE_MS))),
+            ]);
+            clearTimeout(timer);
+            if (this.calls.size > 0) {
+                note(label, `shutdown: ${this.calls.size} call(s) still running after ${SHUTDOWN_GRACE_MS / 1000} s; exiting anyway`);
+            }
+        }
+        return 0;
+    }
+    /** Stop guarding the channel and wait until every line written has gone out. */
+    async close() {
+        this.stopping = true;
+        await this.writer.flush();
+    }
+    hello(tools) {
+        return {
+            type: "hello",
+            protocol: [...PROTOCOL_VERSIONS],
+            sdk: "typescript",
+            sdk_version: SDK_VERSION,
+            runtime: `node ${process.versions.node}`,
+            pid: process.pid,
+            tools: tools.map(({ name, tool }) => {
+                const entry = { name, description: tool.description, input_schema: tool.inputSchema };
+                if (tool.outputSchema !== undefined)
+                    entry["output_schema"] = tool.outputSchema;
+                return entry;
+            }),
+        };
+    }
+    // -- what the reader does --------------------------------------------------
+    received(items) {
+        if (this.pending !== undefined) {
+            this.pending.push(...items); // lines that came while the script was loading
+            return;
+        }
+        const label = this.settings.label;
+        for (const item of items) {
+            if (item instanceof ProtocolError) {
+                note(label, item.detail);
+                continue;
+            }
+            let message;
+            try {
+                message = decode(item, "supervisor", this.settings.maxLineBytes);
+            }
+            catch (err) {
+                if (!(err instanceof ProtocolError))
+                    throw err;
+                note(label, `ignoring a line from the supervisor: ${err.message}`);
+                continue;
+            }
+            this.dispatch(message);
+        }
+    }
+    dispatch(message) {
+        const label = this.settings.label;
+        switch (message.type) {
+            case "call":
+                this.accept(message);
+                break;
+            case "heartbeat":
+                this.writer.send({ type: "heartbeat", seq: message["seq"] });
+                break;
+            case "cancel": {
+                const call = this.calls.get(message["id"]);
+                if (call !== undefined)
+                    this.cancel(call);
+                break;
+            }
+            case "welcome":
+                if (this.answer !== undefined) {
+                    note(label, "ignoring a second welcome");
+                }
+                else {
+                    this.welcomed = PROTOCOL_VERSIONS.includes(message["protocol"]);
+                    this.answer = message;
+                    this.onAnswer?.();
+                }
+                break;
+            case "shutdown":
+                this.stopping = true;
+                if (this.answer === undefined) {
+                    this.answer = message; // serve() reports the reason
+                    this.onAnswer?.();
+                }
+                else {
+                    if (typeof message["reason"] === "string")
+                        note(label, `shutdown: ${message["reason"]}`);
+                    this.stopped = true;
+                    this.onStopped?.();
+                }
+                break;
+        }
+    }
+    accept(message) {
+        const id = message["id"];
+        const label = this.settings.label;
+        if (!this.welcomed || this.stopped) {
+            note(label, `ignoring call ${id}: not serving calls now`);
+            return;
+        }
+        if (this.calls.has(id)) {
+            note(label, `ignoring call ${id}: a call with that id is running`);
+            return;
+        }
+        const toolName = message["tool"];
+        const entry = this.tools.get(toolName);
+        if (entry === undefined) {
+            const names = [...this.tools.keys()].sort().join(", ") || "none";
+            this.writeReply(errorReply(id, "unknown_tool", `no tool named ${JSON.stringify(toolName)} in worker ${label} (tools: ${names})`));
+            return;
+        }
+        const args = message["args"];
+        const problem = validate(args, entry.tool.inputSchema);
+        if (problem !== undefined) {
+            this.writeReply(errorReply(id, "invalid_arguments", `invalid arguments for tool ${JSON.stringify(entry.name)}: ${problem}`));
+            return;
+        }
+        const call = { id, tool: entry, controller: new AbortController(), done: false, cancelRequested: false };
+        this.calls.set(id, call);
+        void this.run(call, args);
+    }
+    cancel(call) {
+        if (call.done || call.cancelRequested)
+            return;
+        call.cancelRequested = true;
+        call.controller.abort(new DOMException(`call ${call.id} was cancelled`, "AbortError"));
+    }
+    async run(call, args) {
+        const ctx = new CallContext(call.id, call.tool.name, call.controller.signal, (msg) => this.emit(call, msg));
+        let reply;
+        try {
+            const value = await call.tool.tool.run(args, ctx);
+            reply = call.cancelRequested ? cancelledReply(call.id) : this.success(call, value);
+        }
+        catch (err) {
+            reply = call.cancelRequested ? cancelledReply(call.id) : this.failure(call, err);
+        }
+        this.finish(call, reply);
+    }
+    // -- replies ---------------------------------------------------------------
+    success(call, value) {
+        let text;
+        try {
+            text = toJsonText(value === undefined ? null : value);
+        }
+        catch (err) {
+            return errorReply(call.id, "tool_error", `tool ${JSON.stringify(call.tool.name)} returned a value that is not JSON-serializable: ${err.message}`);
+        }
+        const line = Buffer.from(`{"type":"result","id":${call.id},"value":${text}}\n`, "utf8");
+        const size = line.length - 1;
+        if (size > this.settings.maxLineBytes) {
+            return errorReply(call.id, "tool_error", `cannot send the result of the call: the result message is ${size} bytes, over the line limit ` +
+                `of ${this.settings.maxLineBytes} bytes (FLW_MAX_LINE_BYTES)`);
+        }
+        return line;
+    }
+    failure(call, err) {
+        return errorReply(call.id, "tool_error", errorText(err), err instanceof Error ? stackOf(err) : undefined);
+    }
+    emit(call, message) {
+        if (call.done)
+            return;
+        try {
+            this.writer.send(message);
+        }
+        catch (err) {
+            if (err instanceof ProtocolError)
+                throw new Error(`ctx.${String(message["type"])}(): ${err.detail}`);
+            throw err;
+        }
+    }
+    finish(call, reply) {
+        if (call.done)
+            return;
+        call.done = true;
+        this.calls.delete(call.id);
+        this.writeReply(reply);
+        if (this.calls.size === 0)
+            this.onIdle?.();
+    }
+    /** Write a terminal reply; one that cannot be sent becomes a `tool_error`. */
+    writeReply(reply) {
+        if (Buffer.isBuffer(reply)) {
+            this.writer.writeLine(reply);
+            return;
+        }
+        let line;
+        try {
+            line = this.writer.encode(reply);
+        }
+        catch (err) {
+            const detail = err instanceof ProtocolError ? err.detail : errorText(err);
+            const what = reply["type"] === "result" ? "result" : "error";
+            line = this.writer.encode(errorReply(reply["id"], "tool_error", `cannot send the ${what} of the call: ${detail}`));
+        }
+        this.writer.writeLine(line);
+    }
+}
