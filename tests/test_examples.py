@@ -24,11 +24,11 @@ def test_readme_echo_and_tools():
     assert "steps: integer = 10" in r.stdout
 
 
-HELLO_JS = str(ROOT / "examples" / "hello-ts" / "agent.mjs")
+HELLO_TS = str(ROOT / "examples" / "hello-ts" / "agent.ts")
 
 
-def test_readme_javascript_worker_call():
-    r = run_flw("call", HELLO_JS, "slow", "--json", '{"seconds": 0.5, "steps": 5}')
+def test_readme_typescript_worker_call():
+    r = run_flw("call", HELLO_TS, "slow", "--json", '{"seconds": 0.5, "steps": 5}')
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == "done"
     assert "progress 5/5: step 5" in r.stderr

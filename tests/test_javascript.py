@@ -1,6 +1,7 @@
-"""JavaScript workers (`.mjs`, the TypeScript SDK compiled) through the real
-`flw` binary: calls, progress, cancel (a child process and an in-flight
-fetch stop), and MCP through the official MCP Python SDK client."""
+"""JavaScript and TypeScript workers (the embedded TypeScript SDK) through
+the real `flw` binary: calls, progress, cancel (a child process and an
+in-flight fetch stop), `.ts` scripts, and MCP through the official MCP
+Python SDK client."""
 
 from __future__ import annotations
 
@@ -72,12 +73,33 @@ def test_cancel_aborts_an_in_flight_fetch(tmp_path, hanging_server):
     wait_until(lambda: not alive(worker), BOUND, "the worker to die")
 
 
-def test_a_typescript_source_is_refused_with_what_to_do(tmp_path):
-    script = tmp_path / "agent.ts"
-    script.write_text('import { tool } from "flw-worker";\n')
-    r = run_flw("call", str(script), "echo", "--json", "{}")
-    assert r.returncode == 2
-    assert ".ts workers are not supported yet" in r.stderr and ".mjs" in r.stderr
+TYPED = """\
+import { tool } from "flw-worker";
+
+interface Greeting {
+  text: string;
+}
+
+function shout(g: Greeting): string {
+  return g.text.toUpperCase();
+}
+
+export const loud = tool({
+  description: "Shout the text.",
+  input: { type: "object", properties: { text: { type: "string" } }, required: ["text"] },
+  run: async ({ text }): Promise<string> => shout({ text }),
+});
+"""
+
+
+@pytest.mark.parametrize("name", ["agent.ts", "agent.mts"])
+def test_a_typescript_worker_runs_from_a_folder_without_package_json(tmp_path, name):
+    script = tmp_path / name
+    script.write_text(TYPED)
+    # On Node < 22.6 the first run installs the tsx loader into flw's cache.
+    r = run_flw("call", str(script), "loud", "--json", '{"text": "typed"}', timeout=180)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == "TYPED"
 
 
 @pytest.fixture

@@ -6,6 +6,8 @@ use std::ffi::OsString;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
+mod typescript;
+
 include!(concat!(env!("OUT_DIR"), "/sdks.rs"));
 
 /// The language of a worker script, from its extension.
@@ -15,6 +17,9 @@ pub enum Language {
     Python,
     /// `.js`, `.mjs`: run by Node.js (≥ 20) with the TypeScript SDK.
     JavaScript,
+    /// `.ts`, `.mts`: the same, with Node's type stripping (≥ 22.6) or,
+    /// on older Node, the tsx loader that flw installs into its cache.
+    TypeScript,
 }
 
 impl Language {
@@ -23,13 +28,10 @@ impl Language {
         match script.extension().and_then(|e| e.to_str()) {
             Some("py") => Ok(Language::Python),
             Some("js" | "mjs") => Ok(Language::JavaScript),
-            Some(ext @ ("ts" | "mts")) => Err(format!(
-                "cannot run {}: .{ext} workers are not supported yet; compile the script to \
-                 .mjs (tsc) and run that",
-                script.display()
-            )),
+            Some("ts" | "mts") => Ok(Language::TypeScript),
             other => Err(format!(
-                "cannot run {}: flw runs Python (.py) and JavaScript (.js, .mjs) worker scripts{}",
+                "cannot run {}: flw runs Python (.py), JavaScript (.js, .mjs) and TypeScript \
+                 (.ts, .mts) worker scripts{}",
                 script.display(),
                 match other {
                     Some(ext) => format!(", not .{ext}"),
@@ -71,15 +73,21 @@ pub fn launch(script: &Path, interpreter: Option<&Path>) -> Result<Launch, Strin
                 env: vec![("PYTHONPATH".into(), path)],
             })
         }
-        Language::JavaScript => {
+        lang @ (Language::JavaScript | Language::TypeScript) => {
             let program = interpreter
                 .map(Path::to_path_buf)
                 .or_else(|| std::env::var_os("FLW_NODE").map(PathBuf::from))
                 .unwrap_or_else(|| PathBuf::from("node"));
             let sdk = ts_sdk_dir().map_err(|e| format!("cannot unpack the TypeScript SDK: {e}"))?;
+            let mut args = Vec::new();
+            if lang == Language::TypeScript {
+                args.extend(typescript::node_flags(&program)?);
+            }
+            args.push(sdk.join("dist").join("main.js").into());
+            args.push(script.into());
             Ok(Launch {
                 program,
-                args: vec![sdk.join("dist").join("main.js").into(), script.into()],
+                args,
                 env: Vec::new(),
             })
         }
@@ -124,7 +132,7 @@ pub fn cache_dir() -> PathBuf {
 /// and content hash, or the checkout named by `FLW_PYTHON_SDK` / `FLW_TS_SDK`.
 pub fn sdk_id(script: &Path) -> String {
     let (var, files) = match Language::of(script) {
-        Ok(Language::JavaScript) => ("FLW_TS_SDK", TS_SDK),
+        Ok(Language::JavaScript | Language::TypeScript) => ("FLW_TS_SDK", TS_SDK),
         _ => ("FLW_PYTHON_SDK", PYTHON_SDK),
     };
     if let Some(dir) = std::env::var_os(var) {
@@ -198,10 +206,10 @@ mod tests {
     }
 
     #[test]
-    fn typescript_sources_are_refused_for_now_with_what_to_do() {
-        let e = Language::of(Path::new("agent.ts")).unwrap_err();
-        assert!(e.contains(".mjs"), "{e}");
+    fn languages_come_from_the_extension() {
         assert_eq!(Language::of(Path::new("a.mjs")), Ok(Language::JavaScript));
+        assert_eq!(Language::of(Path::new("a.mts")), Ok(Language::TypeScript));
+        assert_eq!(Language::of(Path::new("a.py")), Ok(Language::Python));
     }
 
     #[test]

@@ -6,6 +6,10 @@
  * runs without an `npm install` of the SDK, as Python workers do.)
  */
 
+import { existsSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
 const SDK = new URL("./index.js", import.meta.url).href;
 
 interface Resolved {
@@ -25,5 +29,35 @@ export async function resolve(
   if (specifier === "flw-worker") {
     return { url: SDK, format: "module", shortCircuit: true };
   }
-  return nextResolve(specifier, context);
+  const resolved = await nextResolve(specifier, context);
+  // A .ts script with no package.json saying "type": "module" would run as
+  // CommonJS, where its `import` of flw-worker fails: scripts written for
+  // flw are ES modules. (A package.json that says "commonjs" is obeyed.)
+  if (!resolved.url.endsWith(".ts") || saysCommonJs(resolved.url)) return resolved;
+  if (resolved.format === "commonjs-typescript") {
+    return { ...resolved, format: "module-typescript" }; // Node's own type stripping
+  }
+  if (resolved.format === "commonjs" || resolved.format == null) {
+    return { ...resolved, format: "module" }; // a loader (tsx) compiles it
+  }
+  return resolved;
+}
+
+/** Whether the nearest package.json above `url` says `"type": "commonjs"`. */
+function saysCommonJs(url: string): boolean {
+  if (!url.startsWith("file:")) return false;
+  let dir = path.dirname(fileURLToPath(url));
+  for (;;) {
+    const file = path.join(dir, "package.json");
+    if (existsSync(file)) {
+      try {
+        return (JSON.parse(readFileSync(file, "utf8")) as { type?: unknown }).type === "commonjs";
+      } catch {
+        return false;
+      }
+    }
+    const parent = path.dirname(dir);
+    if (parent === dir) return false;
+    dir = parent;
+  }
 }

@@ -1,5 +1,6 @@
-// The smallest flw worker in JavaScript: two tools, the issue's TypeScript
-// example without the types (flw runs .mjs and .js today; .ts comes next).
+// The smallest flw worker in TypeScript: two tools. `text`, `seconds` and
+// `steps` are typed from the input schemas. Run it with
+//   flw call examples/hello-ts/agent.ts slow --json '{"seconds": 0.5, "steps": 5}'
 import { tool } from "flw-worker";
 
 export const echo = tool({

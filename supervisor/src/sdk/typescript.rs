@@ -1,0 +1,149 @@
+//! How Node runs a TypeScript worker script: with its own type stripping
+//! on Node ≥ 22.6, else through the `tsx` loader, which flw installs with
+//! npm into its cache the first time it is needed (no global install).
+//! `FLW_TS_LOADER` names another loader module to `--import` instead.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
+
+/// The `tsx` release flw installs for Node < 22.6.
+pub const TSX_VERSION: &str = "4.23.15";
+
+/// The Node flags that let `node` import a `.ts` script.
+pub fn node_flags(node: &Path) -> Result<Vec<OsString>, String> {
+    if let Some(loader) = std::env::var_os("FLW_TS_LOADER") {
+        return Ok(vec!["--import".into(), file_url(Path::new(&loader)).into()]);
+    }
+    if node_version(node)? >= (22, 6) {
+        return Ok(vec![
+            "--experimental-strip-types".into(),
+            "--disable-warning=ExperimentalWarning".into(),
+        ]);
+    }
+    let loader = tsx_loader()?;
+    Ok(vec!["--import".into(), file_url(&loader).into()])
+}
+
+/// `(major, minor)` of `node --version`, asked once per interpreter.
+fn node_version(node: &Path) -> Result<(u32, u32), String> {
+    static SEEN: OnceLock<Mutex<HashMap<PathBuf, (u32, u32)>>> = OnceLock::new();
+    let seen = SEEN.get_or_init(Default::default);
+    if let Some(v) = seen.lock().ok().and_then(|m| m.get(node).copied()) {
+        return Ok(v);
+    }
+    let out = Command::new(node)
+        .arg("--version")
+        .output()
+        .map_err(|e| format!("cannot run {} --version: {e}", node.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v = parse_version(&text).ok_or_else(|| {
+        format!(
+            "{} --version printed {:?}, not a Node.js version",
+            node.display(),
+            text.trim()
+        )
+    })?;
+    if let Ok(mut m) = seen.lock() {
+        m.insert(node.to_path_buf(), v);
+    }
+    Ok(v)
+}
+
+fn parse_version(text: &str) -> Option<(u32, u32)> {
+    let mut parts = text.trim().trim_start_matches('v').split('.');
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+/// The `tsx` ESM loader in flw's cache, installed with npm on first use.
+fn tsx_loader() -> Result<PathBuf, String> {
+    static LOADER: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    LOADER.get_or_init(install_tsx).clone()
+}
+
+fn install_tsx() -> Result<PathBuf, String> {
+    let root = super::cache_dir()
+        .join("ts-loader")
+        .join(format!("tsx-{TSX_VERSION}"));
+    let entry = |r: &Path| r.join("node_modules/tsx/dist/esm/index.mjs");
+    if entry(&root).is_file() {
+        return Ok(entry(&root));
+    }
+    let fail = |why: String| {
+        format!(
+            "TypeScript workers on Node.js older than 22.6 need the tsx loader, and installing \
+             it failed: {why}. Install Node.js 22.6 or newer (it strips types itself), or set \
+             FLW_TS_LOADER to a loader module"
+        )
+    };
+    let tmp = root.with_extension(format!("tmp{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| fail(format!("{}: {e}", tmp.display())))?;
+    tracing::info!(
+        "installing tsx {TSX_VERSION} (the TypeScript loader for Node < 22.6) into {}",
+        root.display()
+    );
+    let out = Command::new("npm")
+        .args([
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--loglevel=error",
+            "--prefix",
+        ])
+        .arg(&tmp)
+        .arg(format!("tsx@{TSX_VERSION}"))
+        .output()
+        .map_err(|e| fail(format!("cannot run npm: {e}")))?;
+    if !out.status.success() || !entry(&tmp).is_file() {
+        let _ = std::fs::remove_dir_all(&tmp);
+        let err = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = err.lines().rev().take(5).collect();
+        return Err(fail(format!(
+            "npm install tsx@{TSX_VERSION} ended with {}: {}",
+            out.status,
+            tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
+        )));
+    }
+    match std::fs::rename(&tmp, &root) {
+        Ok(()) => {}
+        Err(_) if entry(&root).is_file() => {
+            let _ = std::fs::remove_dir_all(&tmp); // another flw was faster
+        }
+        Err(e) => return Err(fail(format!("{}: {e}", root.display()))),
+    }
+    Ok(entry(&root))
+}
+
+/// A `file://` URL for an absolute path (what `--import` takes).
+fn file_url(path: &Path) -> String {
+    let mut url = String::from("file://");
+    for b in path.to_string_lossy().bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' | b'~' => {
+                url.push(b as char)
+            }
+            _ => url.push_str(&format!("%{b:02X}")),
+        }
+    }
+    url
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_parse_from_node_output() {
+        assert_eq!(parse_version("v20.20.2\n"), Some((20, 20)));
+        assert_eq!(parse_version("v22.6.0"), Some((22, 6)));
+        assert_eq!(parse_version("node"), None);
+    }
+
+    #[test]
+    fn paths_become_file_urls() {
+        assert_eq!(file_url(Path::new("/a b/c.mjs")), "file:///a%20b/c.mjs");
+    }
+}
