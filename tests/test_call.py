@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 
-from conftest import FIXTURES, RAW_WORKER, TOOLS, run_flw
+from conftest import FIXTURES, FLW, RAW_WORKER, TOOLS, run_flw
 
 
 def call(tool: str, args: dict | None = None, *extra: str, script=TOOLS, **kw):
@@ -145,3 +146,11 @@ def test_durations_over_a_year_are_refused():
     assert r.returncode == 2
     assert "longer than a year" in r.stderr
     assert "panicked" not in r.stderr
+
+
+def test_tools_output_to_a_closed_pipe_is_not_a_crash():
+    proc = subprocess.Popen([FLW, "tools", str(TOOLS)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # like `flw tools ... | head -0`: the reader is gone
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert b"panicked" not in err

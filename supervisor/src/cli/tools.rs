@@ -1,5 +1,6 @@
 //! `flw tools SCRIPT`: the tools a script provides and their parameters.
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -37,19 +38,23 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(super::EXIT_USAGE));
         }
     };
+    let mut out = String::new();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&tools)?);
-        return Ok(ExitCode::SUCCESS);
+        out = serde_json::to_string_pretty(&tools)?;
+        out.push('\n');
+        return print(&out);
     }
     if tools.is_empty() {
-        println!(
+        writeln!(
+            out,
             "{} defines no tools (decorate functions with @tool)",
             args.script.display()
-        );
+        )?;
     }
     for t in &tools {
         let first = t.description.lines().next().unwrap_or("");
-        println!(
+        writeln!(
+            out,
             "{}{}",
             t.name,
             if first.is_empty() {
@@ -57,7 +62,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             } else {
                 format!("  {first}")
             }
-        );
+        )?;
         let required: Vec<&str> = t
             .input_schema
             .get("required")
@@ -75,11 +80,21 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 if let Some(Value::String(d)) = schema.get("description") {
                     line.push_str(&format!("  {d}"));
                 }
-                println!("{line}");
+                writeln!(out, "{line}")?;
             }
         }
     }
-    Ok(ExitCode::SUCCESS)
+    print(&out)
+}
+
+/// Writes `text` to stdout; a reader that went away (`flw tools | head`)
+/// is not an error.
+fn print(text: &str) -> anyhow::Result<ExitCode> {
+    use std::io::Write as _;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(ExitCode::SUCCESS),
+    }
 }
 
 /// A short type name for a property schema: `string`, `integer | null`, ….
