@@ -2,9 +2,10 @@
 # Runs every test of the project: Rust (fmt, clippy, unit and vector tests),
 # the Python SDK (ruff, pytest), the TypeScript SDK (tsc, node:test), a smoke
 # run of the benchmark driver and the end-to-end suite (the real flw binary
-# with real Python workers, driven by the official MCP Python SDK client).
-# Installs what it needs: Rust's clippy/rustfmt components, a .venv with the
-# pinned Python test tools, and workers-ts/node_modules (npm ci).
+# with real Python and TypeScript workers, driven by the official MCP Python
+# and TypeScript SDK clients). Installs what it needs: Rust's clippy/rustfmt
+# components, a .venv with the pinned Python test tools, and node_modules in
+# workers-ts and tests/mcp_ts (npm ci).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +22,7 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+(cd tests/mcp_ts && npm ci --no-audit --no-fund --loglevel=error)  # the official MCP TypeScript client
 
 step "rust: fmt, clippy, build"
 cargo fmt --all -- --check
@@ -51,6 +53,6 @@ cargo build --manifest-path bench/driver/Cargo.toml --release --quiet
 FLW_BIN="$PWD/target/debug/flw" bench/driver/target/release/flw-bench \
   --peers flw,floor --workloads latency,coldstart,cancel --quick >/dev/null
 
-step "end to end: the flw binary with Python workers and the MCP Python SDK client"
+step "end to end: the flw binary with Python and TypeScript workers, the official MCP Python and TypeScript clients"
 .venv/bin/ruff check tests examples bench && .venv/bin/ruff format --check tests examples bench
 FLW_BIN="$PWD/target/debug/flw" .venv/bin/python -m pytest -q tests

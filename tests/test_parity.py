@@ -1,12 +1,14 @@
 """One suite, two languages: the same scenarios against a Python worker and
 a TypeScript worker (tests/fixtures/parity/tools.{py,ts}, the same tools),
-through the real `flw` binary and the official MCP Python SDK client."""
+through the real `flw` binary and the official MCP Python and TypeScript SDK
+clients."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import subprocess
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -167,3 +169,26 @@ async def test_mcp_hundreds_of_concurrent_calls(lang, tmp_path: Path):
             for i in range(250):
                 tg.start_soon(one, i)
     assert results == {i: f"call {i}" for i in range(250)}
+
+
+MCP_TS_CLIENT = Path(__file__).parent / "mcp_ts" / "client.mjs"
+
+
+def test_mcp_through_the_official_typescript_client(lang, tmp_path):
+    assert (MCP_TS_CLIENT.parent / "node_modules").is_dir(), "run `npm ci` in tests/mcp_ts (scripts/test.sh does)"
+    pidfile = tmp_path / "pids"
+    r = subprocess.run(
+        ["node", str(MCP_TS_CLIENT), FLW, script(lang), str(pidfile)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert r.returncode == 0, r.stderr
+    seen = json.loads(r.stdout)
+    assert seen["tools"] == ["crash", "echo", "garbage", "slow", "slow_http", "spawn_sleep"]
+    assert seen["slow"] == "done"
+    assert seen["progress"] == [[1, 2, "step 1"], [2, 2, "step 2"]]
+    assert seen["cancelled"].startswith("rejected")
+    worker, grandchild = seen["pids"]
+    wait_until(lambda: not alive(grandchild) and not alive(worker), 5, "the cancelled call to die")
+    assert seen["again"] == "again"
