@@ -47,6 +47,18 @@ export class WorkerProcess {
     for (const waiter of this.waiters.splice(0)) waiter();
   }
 
+  /** Waits until stderr matches `pattern` (it comes on its own pipe, so it
+   * may arrive after a reply on the channel that was written later). */
+  async expectStderr(pattern, timeout = 5000) {
+    const deadline = Date.now() + timeout;
+    while (!pattern.test(this.stderr)) {
+      if (Date.now() > deadline) {
+        throw new Error(`stderr did not match ${pattern} within ${timeout} ms:\n${this.stderr}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  }
+
   /** The next message that fits `match` (any message by default), within `timeout` ms. */
   async recv(match = () => true, timeout = 5000) {
     const deadline = Date.now() + timeout;

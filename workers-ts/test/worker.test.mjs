@@ -45,7 +45,7 @@ describe("handshake", () => {
     await worker.recv();
     worker.send({ type: "shutdown", reason: "no common protocol version" });
     assert.equal((await worker.wait()).code, 0);
-    assert.match(worker.stderr, /flw\[test\]: shutdown before welcome: no common protocol version/);
+    await worker.expectStderr(/flw\[test\]: shutdown before welcome: no common protocol version/);
   });
 
   test("a welcome with a version we do not speak exits 1", async () => {
@@ -53,22 +53,22 @@ describe("handshake", () => {
     await worker.recv();
     worker.send({ type: "welcome", protocol: 2 });
     assert.equal((await worker.wait()).code, 1);
-    assert.match(worker.stderr, /welcome chose protocol 2/);
+    await worker.expectStderr(/welcome chose protocol 2/);
   });
 
   test("a script that throws at import exits 1 before hello, with the stack on stderr", async () => {
     const worker = spawnWorker("throws.mjs");
     assert.equal((await worker.wait()).code, 1);
     assert.deepStrictEqual(worker.messages, []);
-    assert.match(worker.stderr, /cannot load .*throws\.mjs: the script threw an exception/);
-    assert.match(worker.stderr, /Error: config file missing\n\s+at loadConfig \(.*throws\.mjs:\d+:\d+\)/);
+    await worker.expectStderr(/cannot load .*throws\.mjs: the script threw an exception/);
+    await worker.expectStderr(/Error: config file missing\n\s+at loadConfig \(.*throws\.mjs:\d+:\d+\)/);
   });
 
   test("two tools with one name fail before hello", async () => {
     const worker = spawnWorker("duplicate.mjs");
     assert.equal((await worker.wait()).code, 1);
     assert.deepStrictEqual(worker.messages, []);
-    assert.match(worker.stderr, /two tools are named "same" \(exports a and b\)/);
+    await worker.expectStderr(/two tools are named "same" \(exports a and b\)/);
   });
 });
 
@@ -237,9 +237,9 @@ describe("calls", () => {
     worker.sendRaw('{"type":"heartbeat","seq":1.0}\n');
     worker.send({ type: "heartbeat", seq: 9 });
     assert.deepStrictEqual(await worker.recv(), { type: "heartbeat", seq: 9 });
-    assert.match(worker.stderr, /flw\[test\]: ignoring a line from the supervisor: invalid_json/);
-    assert.match(worker.stderr, /ignoring a line from the supervisor: unknown_type/);
-    assert.match(worker.stderr, /ignoring a line from the supervisor: invalid_field: `seq`/);
+    await worker.expectStderr(/flw\[test\]: ignoring a line from the supervisor: invalid_json/);
+    await worker.expectStderr(/ignoring a line from the supervisor: unknown_type/);
+    await worker.expectStderr(/ignoring a line from the supervisor: invalid_field: `seq`/);
   });
 
   test("the channel is out of reach of child processes", async () => {
@@ -265,7 +265,7 @@ describe("limits and output", () => {
     assert.equal(await worker.result(3, "big", { n: 10 }), "x".repeat(10));
     worker.send({ type: "shutdown" });
     assert.equal((await worker.wait()).code, 0);
-    assert.match(worker.stderr, /longer than the limit of 4096 bytes/);
+    await worker.expectStderr(/longer than the limit of 4096 bytes/);
   });
 
   test("console.log, process.stdout.write and child output go to stdout, not the channel", async () => {
@@ -278,7 +278,7 @@ describe("limits and output", () => {
     assert.deepStrictEqual(worker.garbage, []);
     assert.deepStrictEqual(worker.messages, []);
     assert.deepStrictEqual(worker.stdout.split("\n"), ["printed by noisy", "raw write by noisy", "echo by noisy", ""]);
-    assert.match(worker.stderr, /stderr by noisy/);
+    await worker.expectStderr(/stderr by noisy/);
   });
 
   test("without FLW_CHANNEL_FD the protocol runs on stdin/stdout and console.log goes to stderr", async () => {
@@ -293,7 +293,7 @@ describe("limits and output", () => {
     // Known limitation: Node cannot re-point fd 1, so a child process that
     // inherits stdout still writes into the protocol stream in this mode.
     assert.deepStrictEqual(worker.garbage, ["echo by noisy"]);
-    assert.match(worker.stderr, /printed by noisy\nraw write by noisy\n/);
+    await worker.expectStderr(/printed by noisy\nraw write by noisy\n/);
   });
 });
 
@@ -318,7 +318,7 @@ describe("lifecycle and the watchdog", () => {
     worker.send({ type: "shutdown" });
     assert.equal((await worker.wait(8000)).code, 0);
     assert.ok(Date.now() - started >= 2900);
-    assert.match(worker.stderr, /1 call\(s\) still running after 3 s/);
+    await worker.expectStderr(/1 call\(s\) still running after 3 s/);
   });
 
   test("the channel closing kills the worker and its children", async () => {
@@ -329,7 +329,7 @@ describe("lifecycle and the watchdog", () => {
     worker.channel.destroy();
     assert.equal((await worker.wait()).signal, "SIGKILL");
     assert.ok(await waitDead(child), "sleep 300 outlived the worker");
-    assert.match(worker.stderr, /the channel reached end-of-file; the supervisor is gone, killing the process group/);
+    await worker.expectStderr(/the channel reached end-of-file; the supervisor is gone, killing the process group/);
   });
 
   test("SIGTERM kills the worker and its children", async () => {
