@@ -4,9 +4,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::throughput::measure;
-use super::{progress, Ctx, Fmt, PeerResult, Ratio, Row, Section, Workload};
-use crate::server::LoadSpec;
+use super::throughput::sweep;
+use super::{Ctx, Fmt, Ratio, Row, Section, Workload};
 
 /// The in-flight depths measured.
 pub const DEPTHS: [usize; 2] = [256, 1_000];
@@ -17,36 +16,17 @@ pub const SLEEP_MS: u64 = 50;
 pub fn run(ctx: &Ctx) -> Section {
     let warmup = Duration::from_secs_f64(ctx.pick(1.0, 0.3));
     let window = Duration::from_secs_f64(ctx.pick(5.0, 1.5));
-    let mut results = Vec::new();
-    for peer in ctx.peers(Workload::Io) {
-        progress(&format!("io: {}", peer.label));
-        let server = match ctx.start(&peer) {
-            Ok(s) => s,
-            Err(e) => {
-                results.push(PeerResult::skipped(&peer, e));
-                continue;
-            }
-        };
-        let mut r = PeerResult::new(&peer);
-        for depth in DEPTHS {
-            let spec = LoadSpec {
-                tool: "sleep",
-                args: json!({"ms": SLEEP_MS}),
-                depth,
-                total: None,
-                latencies: false,
-            };
-            let stats = measure(&server, &mut r, &format!("d{depth}"), &spec, warmup, window);
+    let results = sweep(
+        ctx,
+        Workload::Io,
+        ("sleep", json!({"ms": SLEEP_MS})),
+        &DEPTHS,
+        (warmup, window),
+        |r, depth, stats| {
             let ideal = depth as f64 * 1000.0 / SLEEP_MS as f64;
             r.set(format!("d{depth}.of_ideal"), stats.rate() / ideal);
-            if server.closed() {
-                r.notes.push("the server exited during the run".into());
-                break;
-            }
-        }
-        server.shutdown(Duration::from_secs(5));
-        results.push(r);
-    }
+        },
+    );
     let mut rows = Vec::new();
     for d in DEPTHS {
         let ideal = d as u64 * 1000 / SLEEP_MS;

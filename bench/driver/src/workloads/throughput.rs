@@ -58,13 +58,20 @@ pub fn measure(
     stats
 }
 
-/// Runs the throughput workload.
-pub fn run(ctx: &Ctx) -> Section {
-    let warmup = Duration::from_secs_f64(ctx.pick(0.5, 0.2));
-    let window = Duration::from_secs_f64(ctx.pick(3.0, 1.0));
+/// Runs `tool(args)` at each depth against every peer of `workload`,
+/// recording what [`measure`] records under `d{depth}`; `extra` adds a
+/// workload's own metrics for each depth.
+pub fn sweep(
+    ctx: &Ctx,
+    workload: Workload,
+    (tool, args): (&'static str, serde_json::Value),
+    depths: &[usize],
+    (warmup, window): (Duration, Duration),
+    mut extra: impl FnMut(&mut PeerResult, usize, &LoadStats),
+) -> Vec<PeerResult> {
     let mut results = Vec::new();
-    for peer in ctx.peers(Workload::Throughput) {
-        progress(&format!("throughput: {}", peer.label));
+    for peer in ctx.peers(workload) {
+        progress(&format!("{}: {}", workload.name(), peer.label));
         let server = match ctx.start(&peer) {
             Ok(s) => s,
             Err(e) => {
@@ -73,15 +80,16 @@ pub fn run(ctx: &Ctx) -> Section {
             }
         };
         let mut r = PeerResult::new(&peer);
-        for depth in DEPTHS {
+        for &depth in depths {
             let spec = LoadSpec {
-                tool: "echo",
-                args: json!({"text": "hello"}),
+                tool,
+                args: args.clone(),
                 depth,
                 total: None,
                 latencies: false,
             };
-            measure(&server, &mut r, &format!("d{depth}"), &spec, warmup, window);
+            let stats = measure(&server, &mut r, &format!("d{depth}"), &spec, warmup, window);
+            extra(&mut r, depth, &stats);
             if server.closed() {
                 r.notes.push("the server exited during the run".into());
                 break;
@@ -90,6 +98,21 @@ pub fn run(ctx: &Ctx) -> Section {
         server.shutdown(Duration::from_secs(5));
         results.push(r);
     }
+    results
+}
+
+/// Runs the throughput workload.
+pub fn run(ctx: &Ctx) -> Section {
+    let warmup = Duration::from_secs_f64(ctx.pick(0.5, 0.2));
+    let window = Duration::from_secs_f64(ctx.pick(3.0, 1.0));
+    let results = sweep(
+        ctx,
+        Workload::Throughput,
+        ("echo", json!({"text": "hello"})),
+        &DEPTHS,
+        (warmup, window),
+        |_, _, _| {},
+    );
     let mut rows = Vec::new();
     for d in DEPTHS {
         rows.push(Row::new(
