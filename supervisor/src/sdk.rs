@@ -5,6 +5,7 @@
 use std::ffi::OsString;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 mod typescript;
 
@@ -57,10 +58,7 @@ pub struct Launch {
 pub fn launch(script: &Path, interpreter: Option<&Path>) -> Result<Launch, String> {
     match Language::of(script)? {
         Language::Python => {
-            let program = interpreter
-                .map(Path::to_path_buf)
-                .or_else(|| std::env::var_os("FLW_PYTHON").map(PathBuf::from))
-                .unwrap_or_else(|| PathBuf::from("python3"));
+            let program = program(interpreter, "FLW_PYTHON", "python3");
             let sdk = python_sdk_dir().map_err(|e| format!("cannot unpack the Python SDK: {e}"))?;
             let mut path = sdk.display().to_string();
             if let Some(existing) = std::env::var_os("PYTHONPATH").filter(|p| !p.is_empty()) {
@@ -74,10 +72,7 @@ pub fn launch(script: &Path, interpreter: Option<&Path>) -> Result<Launch, Strin
             })
         }
         lang @ (Language::JavaScript | Language::TypeScript) => {
-            let program = interpreter
-                .map(Path::to_path_buf)
-                .or_else(|| std::env::var_os("FLW_NODE").map(PathBuf::from))
-                .unwrap_or_else(|| PathBuf::from("node"));
+            let program = program(interpreter, "FLW_NODE", "node");
             let sdk = ts_sdk_dir().map_err(|e| format!("cannot unpack the TypeScript SDK: {e}"))?;
             let mut args = Vec::new();
             if lang == Language::TypeScript {
@@ -98,25 +93,40 @@ pub fn launch(script: &Path, interpreter: Option<&Path>) -> Result<Launch, Strin
 /// `dist/`), unpacking it on first use. Set `FLW_TS_SDK` to use a checkout
 /// (the `workers-ts` folder, built) instead.
 pub fn ts_sdk_dir() -> std::io::Result<PathBuf> {
-    if let Some(dir) = std::env::var_os("FLW_TS_SDK") {
-        return Ok(PathBuf::from(dir));
-    }
-    static DIR: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| unpack("ts", TS_SDK, "").map_err(|e| e.to_string()))
-        .clone()
-        .map_err(std::io::Error::other)
+    static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    sdk_dir("FLW_TS_SDK", &DIR, "ts", TS_SDK, "")
 }
 
 /// The folder that holds the unpacked `flw` package, unpacking it on first
 /// use. Set `FLW_PYTHON_SDK` to use a checkout instead (for SDK development).
 pub fn python_sdk_dir() -> std::io::Result<PathBuf> {
-    if let Some(dir) = std::env::var_os("FLW_PYTHON_SDK") {
+    static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    sdk_dir("FLW_PYTHON_SDK", &DIR, "python", PYTHON_SDK, "flw")
+}
+
+/// The checkout named by `var`, else `files` unpacked once per process.
+fn sdk_dir(
+    var: &str,
+    unpacked: &'static OnceLock<Result<PathBuf, String>>,
+    kind: &str,
+    files: &[(&str, &[u8])],
+    package: &str,
+) -> std::io::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os(var) {
         return Ok(PathBuf::from(dir));
     }
-    static DIR: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| unpack("python", PYTHON_SDK, "flw").map_err(|e| e.to_string()))
+    unpacked
+        .get_or_init(|| unpack(kind, files, package).map_err(|e| e.to_string()))
         .clone()
         .map_err(std::io::Error::other)
+}
+
+/// The interpreter: the pool's `interpreter`, else `$var`, else `default`.
+fn program(interpreter: Option<&Path>, var: &str, default: &str) -> PathBuf {
+    interpreter
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::var_os(var).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(default))
 }
 
 /// flw's cache folder: `$XDG_CACHE_HOME/flw`, else `~/.cache/flw`.
