@@ -222,11 +222,14 @@ pub enum ErrorKind {
     Unavailable,
     /// The supervisor is stopping.
     ShuttingDown,
+    /// The call's worker belonged to a generation that a reload replaced, and
+    /// the call did not finish within the drain time.
+    Superseded,
 }
 
 impl ErrorKind {
     /// Every kind, in the order `PROTOCOL.md` lists them.
-    pub const ALL: [ErrorKind; 12] = [
+    pub const ALL: [ErrorKind; 13] = [
         ErrorKind::ToolError,
         ErrorKind::InvalidArguments,
         ErrorKind::UnknownTool,
@@ -239,6 +242,7 @@ impl ErrorKind {
         ErrorKind::Overloaded,
         ErrorKind::Unavailable,
         ErrorKind::ShuttingDown,
+        ErrorKind::Superseded,
     ];
 
     /// The wire name, e.g. `tool_error`.
@@ -256,6 +260,7 @@ impl ErrorKind {
             ErrorKind::Overloaded => "overloaded",
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::ShuttingDown => "shutting_down",
+            ErrorKind::Superseded => "superseded",
         }
     }
 

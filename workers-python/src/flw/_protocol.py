@@ -40,6 +40,7 @@ ERROR_KINDS = (
     "overloaded",
     "unavailable",
     "shutting_down",
+    "superseded",
 )
 
 ERROR_CODES = (
