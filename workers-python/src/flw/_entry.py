@@ -12,6 +12,7 @@ import importlib.machinery
 import importlib.util
 import os
 import sys
+import types
 from collections.abc import MutableMapping, Sequence
 
 from ._channel import Channel, open_channel
@@ -30,6 +31,16 @@ def _module_name(path: str) -> str:
     return "__flw_script__"
 
 
+class _FreshSourceLoader(importlib.machinery.SourceFileLoader):
+    """Compiles the script from its source every time, never from
+    ``__pycache__``: a pyc is trusted when the source's size and mtime (in
+    whole seconds) match, so a save within the second of the last one, of
+    the same size, would otherwise run the old code after a hot swap."""
+
+    def get_code(self, fullname: str) -> types.CodeType:
+        return self.source_to_code(self.get_data(self.path), self.path)
+
+
 def load_script(path: str, argv: Sequence[str] = ()) -> int | None:
     """Import the user's script as a module; ``flw.run()`` is a no-op meanwhile.
 
@@ -44,7 +55,7 @@ def load_script(path: str, argv: Sequence[str] = ()) -> int | None:
     sys.argv = [path, *argv]
     sys.path.insert(0, os.path.dirname(full))
     name = _module_name(full)
-    loader = importlib.machinery.SourceFileLoader(name, full)
+    loader = _FreshSourceLoader(name, full)
     spec = importlib.util.spec_from_file_location(name, full, loader=loader)
     if spec is None:
         sys.stderr.write(f"flw: cannot load {path}\n")
