@@ -3,6 +3,7 @@
 
 mod call;
 mod mcp;
+mod reload;
 mod tools;
 
 use std::path::PathBuf;
@@ -34,7 +35,8 @@ worker's whole process group, so nothing the tool started keeps running.",
 flw tools examples/hello-python/agent.py\n  \
 flw call examples/hello-python/agent.py echo --json '{\"text\": \"hi\"}'\n  \
 flw mcp examples/hello-python/agent.py\n  \
-flw mcp --config flw.toml\n\n\
+flw mcp --config flw.toml\n  \
+flw reload agent.py\n\n\
 Logs go to stderr; set FLW_LOG=debug for more."
 )]
 struct Cli {
@@ -50,6 +52,8 @@ enum Command {
     Call(call::Args),
     /// Serve tools to an MCP host (IDE, desktop agent app) over stdio.
     Mcp(mcp::Args),
+    /// Make running flw servers start new workers with the scripts as they are now.
+    Reload(reload::Args),
 }
 
 /// Parses the command line and runs it.
@@ -63,6 +67,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
             Command::Tools(a) => tools::run(a).await,
             Command::Call(a) => call::run(a).await,
             Command::Mcp(a) => mcp::run(a).await,
+            Command::Reload(a) => reload::run(a).await,
         }
     })
 }
@@ -94,6 +99,36 @@ fn apply_env(pool: &mut PoolConfig, env: &[String]) {
             Some((k, v)) => pool.env.push((k.to_string(), v.to_string())),
             None => pool.pass_env.push(e.clone()),
         }
+    }
+}
+
+/// Watches the files of the pools that want it (`watch` in flw.toml, else
+/// `default`); a watcher that cannot start is logged, not fatal.
+fn watch_pools(router: &crate::router::Router, default: bool) -> Option<crate::watch::WatchHandle> {
+    let pools: Vec<_> = router
+        .pools()
+        .iter()
+        .filter(|p| p.config().watch.unwrap_or(default))
+        .cloned()
+        .collect();
+    match crate::watch::start(pools) {
+        Ok(handle) => handle,
+        Err(e) => {
+            tracing::warn!("cannot watch the worker scripts, so saves will not reload them (flw reload still does): {e:#}");
+            None
+        }
+    }
+}
+
+/// Reloads every pool at each SIGHUP (what `flw reload` sends).
+async fn reload_on_sighup(router: crate::router::Router) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading every pool");
+        router.request_reload("SIGHUP");
     }
 }
 

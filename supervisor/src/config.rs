@@ -9,6 +9,10 @@
 //! cancel_grace = "1s"        # cooperative cancel before SIGTERM
 //! env = { LOG_LEVEL = "debug" }
 //! pass_env = ["OPENAI_API_KEY"]
+//! watch = true               # reload on save (default under `flw mcp`)
+//! watch_paths = ["../lib"]   # more files or folders to watch
+//! watch_ignore = ["data/**"] # globs, relative to each watched folder
+//! reload_drain = "30s"       # calls on a replaced generation get this long
 //! ```
 
 use std::collections::BTreeMap;
@@ -70,6 +74,16 @@ pub struct PoolConfig {
     pub pass_env: Vec<String>,
     /// The interpreter, e.g. `python3`.
     pub interpreter: Option<PathBuf>,
+    /// Whether to reload the pool when its files change; `None` leaves it
+    /// to the command (on under `flw mcp`).
+    pub watch: Option<bool>,
+    /// Files or folders watched besides the script's folder.
+    pub watch_paths: Vec<PathBuf>,
+    /// Globs of paths not to watch, besides the built-in caches.
+    pub watch_ignore: Vec<String>,
+    /// Time calls on a replaced generation get to finish before they are
+    /// stopped with `superseded`.
+    pub reload_drain: Duration,
 }
 
 impl PoolConfig {
@@ -95,6 +109,10 @@ impl PoolConfig {
             env: Vec::new(),
             pass_env: Vec::new(),
             interpreter: None,
+            watch: None,
+            watch_paths: Vec::new(),
+            watch_ignore: Vec::new(),
+            reload_drain: Duration::from_secs(30),
         })
     }
 }
@@ -168,6 +186,12 @@ struct RawPool {
     #[serde(default)]
     pass_env: Vec<String>,
     interpreter: Option<String>,
+    watch: Option<bool>,
+    #[serde(default)]
+    watch_paths: Vec<toml::Spanned<String>>,
+    #[serde(default)]
+    watch_ignore: Vec<toml::Spanned<String>>,
+    reload_drain: Option<Dur>,
 }
 
 /// A duration written as `"500ms"`, `"2s"`, `"1.5s"`, `"1m"`, or a number of seconds.
@@ -312,6 +336,29 @@ impl Config {
                     ip
                 }
             });
+            cfg.watch = p.watch;
+            for w in p.watch_paths {
+                let span = w.span();
+                let path = std::path::absolute(base.join(w.get_ref()))
+                    .unwrap_or_else(|_| base.join(w.get_ref()));
+                if !path.exists() {
+                    return Err(at(
+                        span.start,
+                        format!("watch path {} not found", path.display()),
+                    ));
+                }
+                cfg.watch_paths.push(path);
+            }
+            for g in p.watch_ignore {
+                let span = g.span();
+                if let Err(e) = globset::Glob::new(g.get_ref()) {
+                    return Err(at(span.start, format!("bad glob in watch_ignore: {e}")));
+                }
+                cfg.watch_ignore.push(g.into_inner());
+            }
+            if let Some(d) = p.reload_drain {
+                cfg.reload_drain = d.0;
+            }
             pools.push(cfg);
         }
         Ok(Config {
@@ -396,6 +443,29 @@ mod tests {
             e.starts_with("flw.toml:3:16:") && e.contains("unknown unit"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn watch_settings_parse_and_bad_ones_name_their_line() {
+        let c = parse(
+            "[pools.agent]\nscript = \"agent.py\"\nwatch = false\nwatch_paths = [\".\"]\nwatch_ignore = [\"data/**\"]\nreload_drain = \"2s\"\n",
+        )
+        .unwrap();
+        let p = &c.pools[0];
+        assert_eq!(p.watch, Some(false));
+        assert_eq!(p.watch_paths.len(), 1);
+        assert!(p.watch_paths[0].is_absolute());
+        assert_eq!(p.watch_ignore, vec!["data/**".to_string()]);
+        assert_eq!(p.reload_drain, Duration::from_secs(2));
+        let e = parse("[pools.agent]\nscript = \"agent.py\"\nwatch_paths = [\"nowhere\"]\n")
+            .unwrap_err();
+        assert!(
+            e.starts_with("flw.toml:3:16:") && e.contains("not found"),
+            "{e}"
+        );
+        let e =
+            parse("[pools.agent]\nscript = \"agent.py\"\nwatch_ignore = [\"a[\"]\n").unwrap_err();
+        assert!(e.starts_with("flw.toml:3:17:") && e.contains("glob"), "{e}");
     }
 
     #[test]

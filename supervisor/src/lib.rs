@@ -6,9 +6,11 @@
 pub mod call;
 pub mod cli;
 pub mod config;
+pub mod instances;
 pub mod logging;
 pub mod mcp;
 pub mod pool;
 pub mod router;
 pub mod sdk;
+pub mod watch;
 pub mod worker;

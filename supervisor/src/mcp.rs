@@ -6,23 +6,33 @@
 //! tools turn out different), else waits for the first worker of each pool. A `progressToken`
 //! turns worker progress into `notifications/progress`, and
 //! `notifications/cancelled` takes the kill path of [`crate::pool`].
+//!
+//! Reloads reach the client too: a new generation whose tools differ sends
+//! `notifications/tools/list_changed`, and each reload, failed or not, is a
+//! `notifications/message` log line (at or above the level the client set
+//! with `logging/setLevel`; `info` until it does).
 
 use std::sync::Arc;
 
 use flw_protocol::ErrorKind;
+#[allow(deprecated)] // see client_log
+use rmcp::model::SetLevelRequestParams;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
     ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities,
     ServerConfig, Tool,
 };
-use rmcp::service::RequestContext;
+use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, ServiceExt};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+mod client_log;
+
 use crate::call::{CallEvent, CallFailure};
-use crate::pool::CallOptions;
+use crate::pool::{CallOptions, PoolEvent};
 use crate::router::Router;
+use client_log::{ClientLog, Severity};
 
 /// Longest JSON-RPC line accepted from the MCP client (rmcp's codec is
 /// unbounded unless told).
@@ -34,6 +44,8 @@ pub struct McpServer {
     router: Router,
     /// A check of cached tools against the live ones was started.
     revalidating: Arc<std::sync::atomic::AtomicBool>,
+    /// The least severe log message the client wants (`logging/setLevel`).
+    log: ClientLog,
 }
 
 impl McpServer {
@@ -42,7 +54,51 @@ impl McpServer {
         McpServer {
             router,
             revalidating: Default::default(),
+            log: ClientLog::default(),
         }
+    }
+
+    /// Tells the client about reloads until the session ends.
+    fn forward_reloads(&self, peer: rmcp::Peer<RoleServer>) {
+        let mut events = self.router.events();
+        let log = self.log.clone();
+        tokio::spawn(async move {
+            loop {
+                let event = match events.recv().await {
+                    Ok(ev) => ev,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(_) => return,
+                };
+                let (severity, text, changed) = match event {
+                    PoolEvent::Reloaded {
+                        pool,
+                        generation,
+                        tools_changed,
+                        took,
+                    } => (
+                        Severity::Info,
+                        format!(
+                            "pool {pool} reloaded: generation {generation} serves (started in {} ms){}",
+                            took.as_millis(),
+                            if tools_changed { "; its tools changed" } else { "" }
+                        ),
+                        tools_changed,
+                    ),
+                    PoolEvent::Recovered { pool } => (
+                        Severity::Info,
+                        format!("pool {pool} started: its workers are up after failing to start"),
+                        true,
+                    ),
+                    PoolEvent::ReloadFailed { error, .. } => (Severity::Error, error, false),
+                };
+                if changed && peer.notify_tool_list_changed().await.is_err() {
+                    return;
+                }
+                if log.send(&peer, severity, text).await.is_err() {
+                    return;
+                }
+            }
+        });
     }
 
     /// Once the workers are up, tells the client if the tools it was given
@@ -115,14 +171,30 @@ pub fn to_mcp_result(outcome: Result<Value, CallFailure>) -> CallToolResult {
 }
 
 impl ServerHandler for McpServer {
+    #[allow(deprecated)] // logging: see client_log
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(
             ServerCapabilities::builder()
                 .enable_tools()
                 .enable_tool_list_changed()
+                .enable_logging()
                 .build(),
         )
         .with_server_info(Implementation::new("flw", env!("CARGO_PKG_VERSION")))
+    }
+
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        self.forward_reloads(context.peer);
+    }
+
+    #[allow(deprecated)] // see client_log
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        self.log.set(request);
+        Ok(())
     }
 
     async fn list_tools(

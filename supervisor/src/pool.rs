@@ -1,36 +1,39 @@
-//! A pool of worker processes for one script: pre-warmed slots, a bounded
-//! queue, restarts with backoff, and the cancel path.
+//! A pool of worker processes for one script: generations of workers, hot
+//! swap between them, and the cancel path.
 //!
-//! Each slot has a task that keeps a worker running in it: it starts one,
-//! waits for it to end, and starts the next, with exponential backoff after
-//! crashes and a ceiling (`max_restarts` consecutive failures) after which the
-//! slot gives up. Calls take a [`Lease`] on a slot with free capacity (1 in
-//! `isolated` mode, `max_concurrency` in `shared` mode) or wait in a bounded
-//! queue; a lease handed back goes straight to the next waiter.
+//! The workers themselves live in a [`generation::Generation`]: slots kept
+//! running with restarts and backoff, a bounded queue, leases. A pool has one
+//! current generation; [`Pool::reload`] starts the next one beside it, and
+//! only when every worker of the new one has passed its handshake does it
+//! become current. Calls queued on the old generation then move to the new
+//! one, its calls in flight get `reload_drain` to finish (then are stopped
+//! through the kill path with `superseded`), and its workers exit. A new
+//! generation that fails to start is stopped, and the old one keeps serving.
 //!
 //! **Architecture invariant:** when [`Pool::call`] returns for a cancelled or
 //! timed-out call in `isolated` mode, the worker process group that ran it
 //! has been killed (SIGTERM, grace, SIGKILL) and reaped; the slot then starts
 //! a fresh worker.
 
+mod generation;
 mod manifest;
 pub mod manifest_cache;
 
-use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use flw_protocol::ErrorKind;
 use serde_json::{Map, Value};
-use tokio::sync::{oneshot, watch, Notify};
+use tokio::sync::{broadcast, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::call::{CallFailure, CallOutcome, EventSink};
 use crate::config::{Mode, PoolConfig};
-use crate::sdk;
-use crate::worker::spawn::SpawnSpec;
-use crate::worker::{Worker, WorkerConfig};
 use flw_protocol::ToolSpec;
+pub use generation::Lease;
+use generation::{AcquireError, Generation, ToolsState};
 pub use manifest::Manifest;
 use manifest_cache::ManifestCache;
 
@@ -45,12 +48,33 @@ pub struct CallOptions {
     pub events: EventSink,
 }
 
-/// What the pool's tools are, once a worker has started.
-#[derive(Debug, Clone)]
-enum ToolsState {
-    Starting,
-    Ready(Arc<Manifest>),
-    Failed(String),
+/// What happened to a pool's generations, for clients to hear about.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PoolEvent {
+    /// A new generation serves the pool's calls.
+    Reloaded {
+        /// The pool's name.
+        pool: String,
+        /// The new generation's number.
+        generation: u64,
+        /// Whether its tools (names or schemas) differ from the old ones.
+        tools_changed: bool,
+        /// From the start of the reload until the new generation took calls.
+        took: Duration,
+    },
+    /// The first generation started after failing to: its tools are now
+    /// listed where there were none.
+    Recovered {
+        /// The pool's name.
+        pool: String,
+    },
+    /// A new generation failed to start; the old one keeps serving.
+    ReloadFailed {
+        /// The pool's name.
+        pool: String,
+        /// Why, with the last lines of the worker's stderr.
+        error: String,
+    },
 }
 
 /// A pool of workers for one script; cheap to clone.
@@ -61,82 +85,69 @@ pub struct Pool {
 
 struct Inner {
     cfg: PoolConfig,
-    /// Where the pool's manifest is kept between runs, and what was there.
-    cache: Option<ManifestCache>,
+    current: ArcSwap<Generation>,
+    /// What was in the manifest cache when the pool started.
     cached: Option<Vec<ToolSpec>>,
-    state: Mutex<State>,
+    /// The current generation's tools, as callers should see them.
     tools: watch::Sender<ToolsState>,
-    stop: CancellationToken,
-    released: Notify,
-    tasks: tokio_util::task::TaskTracker,
+    events: broadcast::Sender<PoolEvent>,
+    /// Held for the whole of a reload: one at a time.
+    swap: tokio::sync::Mutex<()>,
+    reloads: Mutex<Reloads>,
+    next_generation: AtomicU64,
+    closed: AtomicBool,
+    closing: CancellationToken,
+    /// Replaced generations while they drain.
+    retiring: tokio_util::task::TaskTracker,
+    draining: Mutex<Vec<std::sync::Weak<Generation>>>,
 }
 
-struct State {
-    slots: Vec<Slot>,
-    queue: VecDeque<oneshot::Sender<Lease>>,
-    closed: bool,
-    last_error: Option<String>,
-    next_label: usize,
-}
-
+/// Reload requests that wait for the one running.
 #[derive(Default)]
-struct Slot {
-    worker: Option<Arc<Worker>>,
-    generation: u64,
-    in_flight: usize,
-    gave_up: bool,
-}
-
-/// The right to run one call on one worker; handed back on drop.
-pub struct Lease {
-    pool: Arc<Inner>,
-    slot: usize,
-    generation: u64,
-    worker: Arc<Worker>,
-    armed: bool,
-}
-
-impl Drop for Lease {
-    fn drop(&mut self) {
-        if self.armed {
-            self.pool.release(self.slot, self.generation);
-        }
-    }
+struct Reloads {
+    pending: Option<String>,
+    running: bool,
 }
 
 impl Pool {
-    /// Starts the pool's slots; workers come up in the background.
-    pub fn start(cfg: PoolConfig) -> Pool {
-        let slots = match cfg.mode {
-            Mode::Isolated | Mode::Shared => cfg.instances.max(1),
-        };
+    /// Starts the pool's first generation; workers come up in the
+    /// background. Reloads are announced on `events`.
+    pub fn start(cfg: PoolConfig, events: broadcast::Sender<PoolEvent>) -> Pool {
         let cache = ManifestCache::for_pool(&cfg);
         let cached = cache.as_ref().and_then(ManifestCache::load);
+        let first = Generation::start(cfg.clone(), 1, false);
         let inner = Arc::new(Inner {
-            cache,
-            cached,
-            state: Mutex::new(State {
-                slots: (0..slots).map(|_| Slot::default()).collect(),
-                queue: VecDeque::new(),
-                closed: false,
-                last_error: None,
-                next_label: 1,
-            }),
-            tools: watch::channel(ToolsState::Starting).0,
-            stop: CancellationToken::new(),
-            released: Notify::new(),
-            tasks: tokio_util::task::TaskTracker::new(),
             cfg,
+            current: ArcSwap::new(first.clone()),
+            cached,
+            tools: watch::channel(ToolsState::Starting).0,
+            events,
+            swap: tokio::sync::Mutex::new(()),
+            reloads: Mutex::new(Reloads::default()),
+            next_generation: AtomicU64::new(2),
+            closed: AtomicBool::new(false),
+            closing: CancellationToken::new(),
+            retiring: tokio_util::task::TaskTracker::new(),
+            draining: Mutex::new(Vec::new()),
         });
-        for i in 0..slots {
-            inner.tasks.spawn(run_slot(inner.clone(), i));
-        }
+        tokio::spawn(follow_first(inner.clone(), first, cache));
         Pool { inner }
     }
 
     /// The pool's configuration.
     pub fn config(&self) -> &PoolConfig {
         &self.inner.cfg
+    }
+
+    /// The number of the generation that takes new calls (1, then one more
+    /// per successful reload).
+    pub fn generation(&self) -> u64 {
+        self.inner.current.load().number
+    }
+
+    /// Calls in flight on the current generation.
+    pub fn in_flight(&self) -> usize {
+        self.inner.current.load().in_flight()
     }
 
     /// The tools without waiting: `(tools, true)` once a worker has
@@ -166,7 +177,112 @@ impl Pool {
         }
     }
 
-    /// Runs `tool` with `args` (already validated) on a free worker.
+    /// Asks for a reload; requests that come while one runs are folded into
+    /// one more reload after it. The outcome is announced as a [`PoolEvent`].
+    pub fn request_reload(&self, reason: impl Into<String>) {
+        {
+            let mut r = self.inner.lock_reloads();
+            r.pending = Some(reason.into());
+            if r.running {
+                return;
+            }
+            r.running = true;
+        }
+        let pool = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let reason = {
+                    let mut r = pool.inner.lock_reloads();
+                    match r.pending.take() {
+                        Some(reason) => reason,
+                        None => {
+                            r.running = false;
+                            return;
+                        }
+                    }
+                };
+                let _ = pool.reload(&reason).await;
+            }
+        });
+    }
+
+    /// Starts a new generation and, once all its workers have passed their
+    /// handshake, makes it current; the old one drains in the background.
+    /// On failure the old generation keeps serving. Returns the number of
+    /// the generation that serves afterwards.
+    pub async fn reload(&self, reason: &str) -> Result<u64, String> {
+        let s = &self.inner;
+        let _one = s.swap.lock().await;
+        if s.closed.load(Ordering::Acquire) {
+            return Err(format!("pool {} is shutting down", s.cfg.name));
+        }
+        let number = s.next_generation.fetch_add(1, Ordering::Relaxed);
+        let began = Instant::now();
+        tracing::info!(pool = %s.cfg.name, "reloading ({reason}): starting generation {number}");
+        let candidate = Generation::start(s.cfg.clone(), number, true);
+        let ready = tokio::select! {
+            r = candidate.ready() => r,
+            _ = s.closing.cancelled() => Err("flw is shutting down".to_string()),
+        };
+        let manifest = match ready {
+            Ok(m) => m,
+            Err(e) => {
+                candidate.close(false);
+                candidate.stop(Duration::ZERO, None).await;
+                let serving = s.current.load().number;
+                let error = format!(
+                    "reload of pool {} failed; generation {serving} keeps serving: {e}",
+                    s.cfg.name
+                );
+                tracing::error!(pool = %s.cfg.name, "{error}");
+                let _ = s.events.send(PoolEvent::ReloadFailed {
+                    pool: s.cfg.name.clone(),
+                    error: error.clone(),
+                });
+                return Err(error);
+            }
+        };
+        let old = s.current.swap(candidate);
+        old.close(true); // its queued calls move to the new generation
+        let tools_changed = match &*s.tools.borrow() {
+            ToolsState::Ready(m) => m.tools() != manifest.tools(),
+            _ => true,
+        };
+        s.tools.send_replace(ToolsState::Ready(manifest.clone()));
+        store_manifest(&s.cfg, &manifest);
+        let took = began.elapsed();
+        tracing::info!(
+            pool = %s.cfg.name,
+            "generation {number} serves after {took:?}{}; generation {} drains",
+            if tools_changed { " with changed tools" } else { "" },
+            old.number
+        );
+        let drain = s.cfg.reload_drain;
+        let leftover = CallFailure::new(
+            ErrorKind::Superseded,
+            format!(
+                "generation {} of pool {} was replaced by generation {number} after its script changed, and the call did not finish within reload_drain = {drain:?}; it was stopped",
+                old.number, s.cfg.name
+            ),
+        );
+        {
+            let mut draining = s.draining.lock().unwrap_or_else(|p| p.into_inner());
+            draining.retain(|g| g.strong_count() > 0);
+            draining.push(Arc::downgrade(&old));
+        }
+        s.retiring
+            .spawn(async move { old.stop(drain, Some(leftover)).await });
+        let _ = s.events.send(PoolEvent::Reloaded {
+            pool: s.cfg.name.clone(),
+            generation: number,
+            tools_changed,
+            took,
+        });
+        Ok(number)
+    }
+
+    /// Runs `tool` with `args` on a free worker, after checking them against
+    /// the tool's input schema.
     pub async fn call(
         &self,
         tool: &str,
@@ -174,6 +290,11 @@ impl Pool {
         opts: CallOptions,
     ) -> CallOutcome {
         let cfg = &self.inner.cfg;
+        let checked = self
+            .manifest()
+            .await
+            .map_err(|e| CallFailure::new(ErrorKind::Unavailable, e))?;
+        let mut args = checked.validate(tool, args)?;
         let timeout = opts.timeout.or(cfg.call_timeout);
         let deadline = timeout.and_then(|t| tokio::time::Instant::now().checked_add(t));
         let sleep = async {
@@ -183,19 +304,42 @@ impl Pool {
             }
         };
         tokio::pin!(sleep);
-        let lease = tokio::select! {
-            biased;
-            _ = opts.cancel.cancelled() => {
-                return Err(CallFailure::new(ErrorKind::Cancelled, format!("call to {tool} was cancelled while it waited for a worker")));
+        let lease = loop {
+            let generation = self.inner.current.load_full();
+            let got = tokio::select! {
+                biased;
+                _ = opts.cancel.cancelled() => {
+                    return Err(CallFailure::new(ErrorKind::Cancelled, format!("call to {tool} was cancelled while it waited for a worker")));
+                }
+                _ = &mut sleep => {
+                    return Err(CallFailure::new(ErrorKind::Timeout, format!(
+                        "call to {tool} timed out after {:?} while it waited for a free worker in pool {}",
+                        timeout.unwrap_or_default(), cfg.name
+                    )));
+                }
+                lease = generation.acquire() => lease,
+            };
+            match got {
+                Ok(lease) => break lease,
+                Err(AcquireError::Retired) => continue, // a reload: go to the new generation
+                Err(AcquireError::Failed(f)) => return Err(f),
             }
-            _ = &mut sleep => {
-                return Err(CallFailure::new(ErrorKind::Timeout, format!(
-                    "call to {tool} timed out after {:?} while it waited for a free worker in pool {}",
-                    timeout.unwrap_or_default(), cfg.name
-                )));
-            }
-            lease = self.inner.acquire() => lease?,
         };
+        if !Arc::ptr_eq(&lease.manifest, &checked) {
+            // A reload came between the check and the lease.
+            if lease.manifest.get(tool).is_none() {
+                return Err(CallFailure::new(
+                    ErrorKind::UnknownTool,
+                    format!(
+                        "tool {tool:?} was removed from pool {} by a reload of its script (generation {}); the tools are now: {}",
+                        cfg.name,
+                        lease.generation().number,
+                        tool_names(&lease.manifest)
+                    ),
+                ));
+            }
+            args = lease.manifest.validate(tool, args)?;
+        }
         let remaining = deadline.map(|d| d.saturating_duration_since(tokio::time::Instant::now()));
         let (id, mut rx) = lease.worker.start_call(tool, args, remaining, opts.events);
         let kind = tokio::select! {
@@ -273,317 +417,94 @@ impl Pool {
     }
 
     /// Stops taking calls, lets calls in flight finish within `drain`, then
-    /// shuts every worker down (killing what is left).
+    /// shuts every worker down (killing what is left), draining generations
+    /// included.
     pub async fn shutdown(&self, drain: Duration) {
-        let inner = &self.inner;
+        let s = &self.inner;
+        s.closed.store(true, Ordering::Release);
+        s.closing.cancel();
+        let _no_more_swaps = s.swap.lock().await;
+        let current = s.current.load_full();
+        current.close(false);
+        // Generations still draining after a reload get no longer than the rest.
+        for old in s
+            .draining
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter_map(std::sync::Weak::upgrade)
         {
-            let mut st = inner.lock();
-            st.closed = true;
-            st.queue.clear(); // waiters see their sender dropped: shutting_down
+            old.hurry(drain);
         }
-        let deadline = tokio::time::Instant::now() + drain.min(crate::config::MAX_DURATION);
-        loop {
-            let released = inner.released.notified();
-            if inner.lock().slots.iter().all(|s| s.in_flight == 0) {
-                break;
-            }
-            if tokio::time::timeout_at(deadline, released).await.is_err() {
-                break;
-            }
-        }
-        // Each slot task shuts its own worker down (kills it after 2 s).
-        inner.stop.cancel();
-        inner.tasks.close();
-        inner.tasks.wait().await;
+        s.retiring.close();
+        tokio::join!(current.stop(drain, None), s.retiring.wait());
     }
 }
 
 impl Inner {
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock_reloads(&self) -> std::sync::MutexGuard<'_, Reloads> {
+        self.reloads.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
 
-    fn capacity(&self) -> usize {
-        match self.cfg.mode {
-            Mode::Isolated => 1,
-            Mode::Shared => self.cfg.max_concurrency,
+/// The names of a manifest's tools, for error messages.
+fn tool_names(m: &Manifest) -> String {
+    let names: Vec<&str> = m.tools().iter().map(|t| t.name.as_str()).collect();
+    if names.is_empty() {
+        "(none)".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// Publishes the first generation's tools (or its failure to start) while
+/// it is current, and caches them once they are known.
+async fn follow_first(inner: Arc<Inner>, first: Arc<Generation>, mut cache: Option<ManifestCache>) {
+    let mut rx = first.tools.subscribe();
+    loop {
+        let state = rx.borrow_and_update().clone();
+        if !Arc::ptr_eq(&inner.current.load(), &first) {
+            return; // a reload replaced it and publishes its own tools
         }
-    }
-
-    /// Reserves capacity on the least busy usable slot.
-    fn take(self: &Arc<Self>, st: &mut State) -> Option<Lease> {
-        let cap = self.capacity();
-        let (slot, s) = st
-            .slots
-            .iter_mut()
-            .enumerate()
-            .filter(|(_, s)| {
-                s.in_flight < cap && s.worker.as_ref().is_some_and(|w| !w.is_closing())
-            })
-            .min_by_key(|(_, s)| s.in_flight)?;
-        s.in_flight += 1;
-        Some(Lease {
-            pool: self.clone(),
-            slot,
-            generation: s.generation,
-            worker: s.worker.clone()?,
-            armed: true,
-        })
-    }
-
-    async fn acquire(self: &Arc<Self>) -> Result<Lease, CallFailure> {
-        let rx = {
-            let mut st = self.lock();
-            if st.closed {
-                return Err(shutting_down());
-            }
-            if let Some(lease) = self.take(&mut st) {
-                return Ok(lease);
-            }
-            if st.slots.iter().all(|s| s.gave_up) {
-                return Err(self.unavailable(&st));
-            }
-            st.queue.retain(|tx| !tx.is_closed()); // callers that gave up
-            if st.queue.len() >= self.cfg.queue {
-                return Err(CallFailure::new(
-                    ErrorKind::Overloaded,
-                    format!(
-                        "pool {} is full: {} calls are already waiting for a worker (queue = {}); retry later, or raise instances or queue in flw.toml",
-                        self.cfg.name,
-                        st.queue.len(),
-                        self.cfg.queue
-                    ),
-                ));
-            }
-            let (tx, rx) = oneshot::channel();
-            st.queue.push_back(tx);
-            rx
-        };
-        rx.await.map_err(|_| {
-            let st = self.lock();
-            if st.closed {
-                shutting_down()
-            } else {
-                self.unavailable(&st)
-            }
-        })
-    }
-
-    fn unavailable(&self, st: &State) -> CallFailure {
-        CallFailure::new(
-            ErrorKind::Unavailable,
-            format!(
-                "pool {} has no worker: {}",
-                self.cfg.name,
-                st.last_error.as_deref().unwrap_or("every slot gave up")
-            ),
-        )
-    }
-
-    fn release(self: &Arc<Self>, slot: usize, generation: u64) {
-        let mut st = self.lock();
-        let s = &mut st.slots[slot];
-        if s.generation == generation {
-            s.in_flight = s.in_flight.saturating_sub(1);
-        }
-        self.dispatch(&mut st);
-        drop(st);
-        self.released.notify_waiters();
-    }
-
-    /// Hands free capacity to queued calls, oldest first.
-    fn dispatch(self: &Arc<Self>, st: &mut State) {
-        while let Some(front) = st.queue.front() {
-            if front.is_closed() {
-                st.queue.pop_front();
-                continue;
-            }
-            let Some(lease) = self.take(st) else { break };
-            let tx = st.queue.pop_front().expect("front exists");
-            if let Err(mut back) = tx.send(lease) {
-                // The caller went away between the check and the send.
-                back.armed = false;
-                let s = &mut st.slots[back.slot];
-                if s.generation == back.generation {
-                    s.in_flight -= 1;
+        let ready = matches!(state, ToolsState::Ready(_));
+        if let ToolsState::Ready(m) = &state {
+            if inner.cached.as_deref() != Some(m.tools()) {
+                if let Some(cache) = cache.take() {
+                    let tools = m.tools().to_vec();
+                    let name = inner.cfg.name.clone();
+                    tokio::task::spawn_blocking(move || {
+                        if let Err(e) = cache.store(&tools) {
+                            tracing::debug!(pool = %name, "cannot cache the manifest: {e}");
+                        }
+                    });
                 }
             }
         }
-    }
-
-    fn worker_config(&self, label: String) -> Result<WorkerConfig, String> {
-        let cfg = &self.cfg;
-        let launch = sdk::launch(&cfg.script, cfg.interpreter.as_deref())?;
-        let mut extra = launch.env;
-        extra.extend(cfg.env.iter().cloned());
-        Ok(WorkerConfig {
-            spawn: SpawnSpec {
-                program: launch.program,
-                args: launch.args,
-                env: SpawnSpec::environment(
-                    &extra,
-                    &cfg.pass_env,
-                    &label,
-                    cfg.mode.as_str(),
-                    flw_protocol::DEFAULT_MAX_LINE_BYTES,
-                ),
-                cwd: None,
-            },
-            label,
-            handshake_timeout: cfg.handshake_timeout,
-            kill_grace: cfg.kill_grace,
-            heartbeat_interval: Duration::from_secs(5),
-            heartbeat_timeout: Duration::from_secs(30),
-            max_line_bytes: flw_protocol::DEFAULT_MAX_LINE_BYTES,
-        })
-    }
-}
-
-fn shutting_down() -> CallFailure {
-    CallFailure::new(
-        ErrorKind::ShuttingDown,
-        "flw is shutting down and takes no new calls",
-    )
-}
-
-/// Keeps a worker running in slot `i` until the pool stops.
-/// Writes the pool's first live manifest to the cache when it changed.
-fn remember_tools(inner: &Arc<Inner>, manifest: &Manifest) {
-    if inner.cache.is_none() || inner.cached.as_deref() == Some(manifest.tools()) {
-        return;
-    }
-    let inner = inner.clone();
-    let tools = manifest.tools().to_vec();
-    tokio::task::spawn_blocking(move || {
-        if let Some(cache) = &inner.cache {
-            if let Err(e) = cache.store(&tools) {
-                tracing::debug!(pool = %inner.cfg.name, "cannot cache the manifest: {e}");
-            }
-        }
-    });
-}
-
-async fn run_slot(inner: Arc<Inner>, i: usize) {
-    let script_name = inner
-        .cfg
-        .script
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut failures: u32 = 0;
-    while !inner.stop.is_cancelled() {
-        let label = {
-            let mut st = inner.lock();
-            let n = st.next_label;
-            st.next_label += 1;
-            format!("{script_name}#{n}")
-        };
-        let started = match inner.worker_config(label) {
-            Ok(wcfg) => tokio::select! {
-                r = Worker::start(wcfg) => r.map_err(|e| e.message),
-                _ = inner.stop.cancelled() => return,
-            },
-            Err(e) => Err(e),
-        };
-        let outcome = match started {
-            Ok(worker) => match Manifest::new(worker.hello().tools.clone()) {
-                Ok(manifest) => Ok((worker, manifest)),
-                Err(e) => {
-                    let e = format!("worker {} announced a bad tool: {e}", worker.label());
-                    worker
-                        .kill(CallFailure::new(ErrorKind::Unavailable, e.clone()))
-                        .await;
-                    Err(e)
-                }
-            },
-            Err(e) => Err(e),
-        };
-        match outcome {
-            Ok((worker, manifest)) => {
-                let generation = {
-                    let mut st = inner.lock();
-                    let s = &mut st.slots[i];
-                    s.generation += 1;
-                    s.in_flight = 0;
-                    s.worker = Some(worker.clone());
-                    let g = s.generation;
-                    inner.dispatch(&mut st);
-                    g
-                };
-                // Publish the tools only once the worker can take calls.
-                let manifest = Arc::new(manifest);
-                let first = inner.tools.send_if_modified(|t| match t {
-                    ToolsState::Ready(_) => false,
-                    _ => {
-                        *t = ToolsState::Ready(manifest.clone());
-                        true
-                    }
+        let before = inner.tools.send_replace(state);
+        if ready {
+            if matches!(before, ToolsState::Failed(_)) {
+                let _ = inner.events.send(PoolEvent::Recovered {
+                    pool: inner.cfg.name.clone(),
                 });
-                if first {
-                    remember_tools(&inner, &manifest);
-                }
-                let alive_since = Instant::now();
-                let info = tokio::select! {
-                    info = worker.exited() => info,
-                    _ = inner.stop.cancelled() => worker.shutdown(Duration::from_secs(2)).await,
-                };
-                {
-                    let mut st = inner.lock();
-                    let s = &mut st.slots[i];
-                    if s.generation == generation {
-                        s.worker = None;
-                        s.generation += 1;
-                        s.in_flight = 0;
-                    }
-                }
-                inner.released.notify_waiters();
-                if info.requested {
-                    failures = 0;
-                    continue; // refill the slot at once
-                }
-                if alive_since.elapsed() > Duration::from_secs(30) {
-                    failures = 0;
-                }
-                failures += 1;
-                inner.lock().last_error = Some(format!(
-                    "worker {} ended with {}",
-                    worker.label(),
-                    info.status
-                ));
-            }
-            Err(e) => {
-                tracing::error!(pool = %inner.cfg.name, "{e}");
-                failures += 1;
-                inner.tools.send_if_modified(|t| match t {
-                    ToolsState::Starting => {
-                        *t = ToolsState::Failed(e.clone());
-                        true
-                    }
-                    _ => false,
-                });
-                inner.lock().last_error = Some(e);
-            }
-        }
-        if failures > inner.cfg.max_restarts {
-            let mut st = inner.lock();
-            st.slots[i].gave_up = true;
-            tracing::error!(
-                pool = %inner.cfg.name,
-                "slot {i} gave up after {failures} failures in a row; last: {}",
-                st.last_error.as_deref().unwrap_or("?")
-            );
-            if st.slots.iter().all(|s| s.gave_up) {
-                st.queue.clear(); // waiters get `unavailable`
             }
             return;
         }
-        let backoff = Duration::from_millis(100)
-            .saturating_mul(1 << (failures - 1).min(7))
-            .min(Duration::from_secs(10));
-        tracing::info!(pool = %inner.cfg.name, "restarting slot {i} in {backoff:?}");
         tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = inner.stop.cancelled() => return,
+            r = rx.changed() => if r.is_err() { return },
+            _ = inner.closing.cancelled() => return,
         }
     }
+}
+
+/// Writes a new generation's manifest to the cache, off the runtime.
+fn store_manifest(cfg: &PoolConfig, manifest: &Manifest) {
+    let cfg = cfg.clone();
+    let tools = manifest.tools().to_vec();
+    tokio::task::spawn_blocking(move || {
+        if let Some(cache) = ManifestCache::for_pool(&cfg) {
+            if let Err(e) = cache.store(&tools) {
+                tracing::debug!(pool = %cfg.name, "cannot cache the manifest: {e}");
+            }
+        }
+    });
 }

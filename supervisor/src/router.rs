@@ -6,25 +6,34 @@ use std::time::Duration;
 
 use flw_protocol::{ErrorKind, ToolSpec};
 use serde_json::{Map, Value};
-use tokio::sync::Semaphore;
+use tokio::sync::{broadcast, Semaphore};
 
 use crate::call::{CallFailure, CallOutcome};
 use crate::config::{Config, PoolConfig};
-use crate::pool::{CallOptions, Pool};
+use crate::pool::{CallOptions, Pool, PoolEvent};
 
 /// All pools of one `flw` process.
 #[derive(Clone)]
 pub struct Router {
     pools: Arc<Vec<Pool>>,
     limit: Option<Arc<Semaphore>>,
+    events: broadcast::Sender<PoolEvent>,
 }
 
 impl Router {
     /// Starts a pool for each entry; workers come up in the background.
     pub fn start(config: Config) -> Router {
+        let events = broadcast::channel(64).0;
         Router {
-            pools: Arc::new(config.pools.into_iter().map(Pool::start).collect()),
+            pools: Arc::new(
+                config
+                    .pools
+                    .into_iter()
+                    .map(|cfg| Pool::start(cfg, events.clone()))
+                    .collect(),
+            ),
             limit: config.max_in_flight.map(|n| Arc::new(Semaphore::new(n))),
+            events,
         }
     }
 
@@ -39,6 +48,18 @@ impl Router {
     /// The pools.
     pub fn pools(&self) -> &[Pool] {
         &self.pools
+    }
+
+    /// Reloads and their failures, in every pool, from now on.
+    pub fn events(&self) -> broadcast::Receiver<PoolEvent> {
+        self.events.subscribe()
+    }
+
+    /// Asks every pool to reload (see [`Pool::request_reload`]).
+    pub fn request_reload(&self, reason: &str) {
+        for pool in self.pools.iter() {
+            pool.request_reload(reason);
+        }
     }
 
     /// Every tool of every pool, once each pool's first worker is up; the
@@ -68,7 +89,7 @@ impl Router {
         merge(parts).ok().map(|tools| (tools, live))
     }
 
-    /// Validates `args` and runs `tool` in the pool that has it.
+    /// Runs `tool` in the pool that has it (which checks `args`).
     pub async fn call(
         &self,
         tool: &str,
@@ -77,7 +98,6 @@ impl Router {
     ) -> CallOutcome {
         let mut names = Vec::new();
         let mut target = None;
-        let mut args = args;
         let mut failed = None;
         for pool in self.pools.iter() {
             let m = match pool.manifest().await {
@@ -88,7 +108,6 @@ impl Router {
                 }
             };
             if m.get(tool).is_some() {
-                args = m.validate(tool, args)?;
                 target = Some(pool);
                 break;
             }

@@ -20,6 +20,9 @@ pub struct Args {
     /// How long calls in flight may run on after the client leaves or a signal arrives.
     #[arg(long, value_name = "DURATION", value_parser = crate::config::parse_duration, default_value = "5s")]
     drain: Duration,
+    /// Do not reload workers when their files change (pools can also say `watch = false`).
+    #[arg(long)]
+    no_watch: bool,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -28,7 +31,15 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     for pool in &mut config.pools {
         super::apply_env(pool, &args.env);
     }
+    let scripts = config.pools.iter().map(|p| p.script.clone()).collect();
+    let config_file = args
+        .config
+        .as_deref()
+        .map(|c| std::path::absolute(c).unwrap_or_else(|_| c.to_path_buf()));
     let router = Router::start(config);
+    let _registered = crate::instances::register("mcp", scripts, config_file);
+    let _watching = super::watch_pools(&router, !args.no_watch);
+    let reloads = tokio::spawn(super::reload_on_sighup(router.clone()));
     let server = McpServer::new(router.clone());
     let code = tokio::select! {
         r = server.serve_stdio() => {
@@ -39,6 +50,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         code = super::interrupted() => ExitCode::from(code),
     };
+    reloads.abort();
     router.shutdown(args.drain).await;
     Ok(code)
 }

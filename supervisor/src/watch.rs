@@ -1,0 +1,345 @@
+//! Watching the pools' files: a saved change in a script's folder (or in a
+//! pool's `watch_paths`) asks that pool to reload once the writes have
+//! settled for [`DEBOUNCE`].
+//!
+//! Folders are watched one by one (inotify on Linux), skipping caches and
+//! tool folders ([`IGNORED_DIRS`], hidden folders, `watch_ignore` globs), so
+//! a `node_modules` beside the script costs nothing. A file counts when its
+//! extension is one a worker imports or reads as configuration
+//! ([`WATCHED_EXTENSIONS`]); editors' temporary files do not. A file named
+//! in `watch_paths` always counts.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use notify::{EventKind, RecursiveMode, Watcher as _};
+use tokio::sync::mpsc;
+
+use crate::pool::Pool;
+
+/// Quiet time after the last change before a reload starts: editors write
+/// a file in several steps (truncate, write, rename, chmod).
+pub const DEBOUNCE: Duration = Duration::from_millis(100);
+
+/// Folders never watched (besides every hidden one).
+pub const IGNORED_DIRS: &[&str] = &[
+    "__pycache__",
+    "node_modules",
+    "venv",
+    "target",
+    "dist-newstyle",
+    "site-packages",
+];
+
+/// Extensions of files whose change starts a reload.
+pub const WATCHED_EXTENSIONS: &[&str] = &[
+    "py", "pyi", "js", "mjs", "cjs", "ts", "mts", "cts", "json", "toml", "yaml", "yml",
+];
+
+/// Most folders watched per pool; past it the rest are left out, with a warning.
+const MAX_DIRS: usize = 2_000;
+
+/// What one pool watches.
+struct Watched {
+    pool: Pool,
+    /// Folders watched with everything under them.
+    trees: Vec<PathBuf>,
+    /// Single files (watched through their folder, as editors replace them).
+    files: HashSet<PathBuf>,
+    ignore: GlobSet,
+    /// flw's own cache (manifests, unpacked SDKs), which flw writes itself.
+    own_cache: PathBuf,
+}
+
+impl Watched {
+    fn new(pool: Pool) -> anyhow::Result<Watched> {
+        let cfg = pool.config();
+        let mut trees = Vec::new();
+        let mut files = HashSet::new();
+        files.insert(cfg.script.clone());
+        if let Some(dir) = cfg.script.parent() {
+            trees.push(dir.to_path_buf());
+        }
+        for p in &cfg.watch_paths {
+            if p.is_dir() {
+                trees.push(p.clone());
+            } else {
+                files.insert(p.clone());
+            }
+        }
+        let mut globs = GlobSetBuilder::new();
+        for g in &cfg.watch_ignore {
+            globs.add(Glob::new(g)?);
+        }
+        Ok(Watched {
+            pool,
+            trees,
+            files,
+            ignore: globs.build()?,
+            own_cache: crate::sdk::cache_dir(),
+        })
+    }
+
+    /// Whether a change of `path` concerns this pool.
+    fn wants(&self, path: &Path) -> bool {
+        if self.files.contains(path) {
+            return true;
+        }
+        if path.starts_with(&self.own_cache) {
+            return false;
+        }
+        let watched_ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| WATCHED_EXTENSIONS.contains(&e));
+        watched_ext
+            && self.trees.iter().any(|root| {
+                path.strip_prefix(root)
+                    .is_ok_and(|rel| !self.ignored(rel, path.is_dir()))
+            })
+    }
+
+    /// Whether `rel` (relative to a watched folder) is left out.
+    fn ignored(&self, rel: &Path, is_dir: bool) -> bool {
+        let mut parts = rel.components().peekable();
+        while let Some(c) = parts.next() {
+            let name = c.as_os_str().to_string_lossy();
+            let last = parts.peek().is_none();
+            if name.starts_with('.') || name.ends_with('~') {
+                return true;
+            }
+            if (!last || is_dir) && IGNORED_DIRS.contains(&name.as_ref()) {
+                return true;
+            }
+        }
+        self.ignore.is_match(rel)
+    }
+
+    /// The folders to watch: each tree's folders, and the folder of each file.
+    fn dirs(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for root in &self.trees {
+            self.walk(root, root, 0, &mut out);
+        }
+        out.extend(
+            self.files
+                .iter()
+                .filter_map(|f| f.parent().map(Path::to_path_buf)),
+        );
+        out
+    }
+
+    fn walk(&self, root: &Path, dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
+        if out.len() >= MAX_DIRS {
+            tracing::warn!(
+                pool = %self.pool.config().name,
+                "watching only the first {MAX_DIRS} folders under {}; add watch_ignore globs for the rest",
+                root.display()
+            );
+            return;
+        }
+        out.push(dir.to_path_buf());
+        if depth >= 16 {
+            return;
+        }
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            if is_dir
+                && !path.starts_with(&self.own_cache)
+                && !path
+                    .strip_prefix(root)
+                    .is_ok_and(|rel| self.ignored(rel, true))
+            {
+                self.walk(root, &path, depth + 1, out);
+            }
+        }
+    }
+}
+
+/// Keeps the watches alive; dropping it stops watching.
+pub struct WatchHandle {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for WatchHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Watches the files of `pools` and reloads a pool when its files change.
+/// `None` when no pool is watched.
+pub fn start(pools: Vec<Pool>) -> anyhow::Result<Option<WatchHandle>> {
+    let watched = pools
+        .into_iter()
+        .map(Watched::new)
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if watched.is_empty() {
+        return Ok(None);
+    }
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+        let _ = tx.send(ev);
+    })?;
+    let mut dirs: HashSet<PathBuf> = HashSet::new();
+    for w in &watched {
+        for dir in w.dirs() {
+            if dirs.insert(dir.clone()) {
+                watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+            }
+        }
+        tracing::debug!(pool = %w.pool.config().name, "watching {} folders", dirs.len());
+    }
+    let task = tokio::spawn(run(watcher, dirs, watched, rx));
+    Ok(Some(WatchHandle { task }))
+}
+
+/// Turns file events into reloads: collects changed paths per pool and
+/// reloads each pool once nothing has changed for [`DEBOUNCE`].
+async fn run(
+    mut watcher: notify::RecommendedWatcher,
+    mut dirs: HashSet<PathBuf>,
+    watched: Vec<Watched>,
+    mut rx: mpsc::UnboundedReceiver<notify::Result<notify::Event>>,
+) {
+    // Pool index → the first changed file, for the log line.
+    let mut dirty: BTreeMap<usize, PathBuf> = BTreeMap::new();
+    let mut deadline = tokio::time::Instant::now();
+    loop {
+        let event = tokio::select! {
+            ev = rx.recv() => match ev {
+                Some(ev) => ev,
+                None => return,
+            },
+            _ = tokio::time::sleep_until(deadline), if !dirty.is_empty() => {
+                for (i, path) in std::mem::take(&mut dirty) {
+                    let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+                    watched[i].pool.request_reload(format!("{name} changed"));
+                }
+                continue;
+            }
+        };
+        let event = match event {
+            Ok(ev) => ev,
+            Err(e) => {
+                tracing::warn!("file watching: {e}");
+                continue;
+            }
+        };
+        if matches!(event.kind, EventKind::Access(_) | EventKind::Other) {
+            continue;
+        }
+        for path in &event.paths {
+            if matches!(event.kind, EventKind::Create(_)) && path.is_dir() {
+                add_new_dir(&mut watcher, &mut dirs, &watched, path);
+            }
+            let mut wanted = false;
+            for (i, w) in watched.iter().enumerate() {
+                if w.wants(path) {
+                    wanted = true;
+                    dirty.entry(i).or_insert_with(|| path.clone());
+                    deadline = tokio::time::Instant::now() + DEBOUNCE;
+                }
+            }
+            if wanted && path.extension().is_some_and(|e| e == "py") {
+                forget_bytecode(path);
+            }
+        }
+    }
+}
+
+/// Removes the cached bytecode of a changed Python module. Python trusts a
+/// `__pycache__` entry when the source's size and mtime in whole seconds
+/// match, so a save of the same size within the second of the last import
+/// would run the old code in the new generation.
+fn forget_bytecode(source: &Path) {
+    let (Some(dir), Some(stem)) = (source.parent(), source.file_stem()) else {
+        return;
+    };
+    let prefix = format!("{}.", stem.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(dir.join("__pycache__")) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(&prefix) && name.ends_with(".pyc") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Watches a folder created under a watched tree (and the folders in it).
+fn add_new_dir(
+    watcher: &mut notify::RecommendedWatcher,
+    dirs: &mut HashSet<PathBuf>,
+    watched: &[Watched],
+    path: &Path,
+) {
+    for w in watched {
+        for root in &w.trees {
+            let Ok(rel) = path.strip_prefix(root) else {
+                continue;
+            };
+            if w.ignored(rel, true) || path.starts_with(&w.own_cache) {
+                continue;
+            }
+            let mut found = Vec::new();
+            w.walk(root, path, rel.components().count(), &mut found);
+            for dir in found {
+                if dirs.insert(dir.clone()) {
+                    if let Err(e) = watcher.watch(&dir, RecursiveMode::NonRecursive) {
+                        tracing::warn!("cannot watch {}: {e}", dir.display());
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn watched(dir: &Path, ignore: &[&str]) -> Watched {
+        let mut cfg = crate::config::PoolConfig::for_script(&dir.join("agent.py")).unwrap();
+        cfg.watch_ignore = ignore.iter().map(|s| s.to_string()).collect();
+        cfg.instances = 1;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _guard = rt.enter();
+        // The pool's workers never start: the runtime is not driven.
+        Watched::new(Pool::start(cfg, tokio::sync::broadcast::channel(1).0)).unwrap()
+    }
+
+    #[test]
+    fn sources_count_and_caches_temps_and_ignored_globs_do_not() {
+        let dir = std::env::temp_dir().join(format!("flw-watch-test-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("lib")).unwrap();
+        std::fs::write(dir.join("agent.py"), "").unwrap();
+        let w = watched(&dir, &["data/**"]);
+        assert!(w.wants(&dir.join("agent.py")));
+        assert!(w.wants(&dir.join("lib/helpers.py")));
+        assert!(w.wants(&dir.join("tools.ts")));
+        assert!(w.wants(&dir.join("settings.json")));
+        assert!(!w.wants(&dir.join("notes.txt")), "not a source extension");
+        assert!(!w.wants(&dir.join("__pycache__/agent.cpython-311.pyc")));
+        assert!(!w.wants(&dir.join("node_modules/x/index.js")));
+        assert!(!w.wants(&dir.join(".git/config.json")));
+        assert!(!w.wants(&dir.join(".agent.py.swp")));
+        assert!(!w.wants(&dir.join("agent.py~")));
+        assert!(!w.wants(&dir.join("data/rows.json")), "watch_ignore glob");
+        assert!(!w.wants(Path::new("/elsewhere/agent.py")));
+        let dirs = w.dirs();
+        assert!(dirs.contains(&dir.join("lib")));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
