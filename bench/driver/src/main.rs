@@ -36,7 +36,7 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "flw,sdk,floor,go")]
     peers: Vec<String>,
     /// Workloads to run: latency, throughput, cpu, io, coldstart, cancel, memory,
-    /// footprint (or a..h), or all.
+    /// footprint, swap (or a..i), or all.
     #[arg(long, value_delimiter = ',', default_value = "all")]
     workloads: Vec<String>,
     /// Shorter windows and fewer repetitions, for a smoke run.
@@ -128,6 +128,7 @@ fn main() -> ExitCode {
             Workload::Cancel => workloads::cancel::run(&ctx),
             Workload::Memory => workloads::memory::run(&ctx),
             Workload::Footprint => workloads::footprint::run(&ctx),
+            Workload::Swap => workloads::swap::run(&ctx),
         });
     }
     let command = args.command.clone().unwrap_or_else(|| {

@@ -83,7 +83,11 @@ pub const FLW_VARIANTS: &[(Workload, &[FlwVariant])] = &[
     (Workload::ColdStart, &[ISOLATED_2, SHARED_1]),
     (Workload::Cancel, &[ISOLATED_2, SHARED_1]),
     (Workload::Memory, &[ISOLATED_2, SHARED_1]),
+    (Workload::Swap, &[ISOLATED_2, SHARED_1]),
 ];
+
+/// Workloads only flw runs: the peers have no such feature (hot swap).
+pub const FLW_ONLY: &[Workload] = &[Workload::Swap];
 
 impl FlwVariant {
     /// The column label, e.g. `flw isolated ×2`.
@@ -131,7 +135,7 @@ impl Peer {
     pub fn for_workload(workload: Workload, families: &[Family]) -> Vec<Peer> {
         let mut out = Vec::new();
         for f in Family::ALL {
-            if !families.contains(&f) {
+            if !families.contains(&f) || (f != Family::Flw && FLW_ONLY.contains(&workload)) {
                 continue;
             }
             if f == Family::Flw {
@@ -210,18 +214,10 @@ impl Paths {
         };
         match peer.family {
             Family::Flw => {
-                let flw = need(self.flw(), "cargo build --release -p flw")?;
                 let variant = peer.variant.unwrap_or(ISOLATED_2);
                 let cfg = self.tmp.join(format!("{}.toml", peer.slug()));
                 let script = need(self.script("flw_tools.py"), "part of the repo")?;
-                std::fs::write(&cfg, variant.config(&script))
-                    .map_err(|e| format!("cannot write {}: {e}", cfg.display()))?;
-                Ok(Launch {
-                    program: flw,
-                    args: vec!["mcp".into(), "--config".into(), cfg.display().to_string()],
-                    env: vec![],
-                    env_remove: removed(),
-                })
+                self.flw_launch(&variant, &script, &cfg)
             }
             Family::Sdk => Ok(Launch {
                 program: need(self.sdk_python(), "bench/run creates it")?,
@@ -242,6 +238,31 @@ impl Paths {
                 env_remove: removed(),
             }),
         }
+    }
+
+    /// How to start `flw mcp` with `variant` serving `script`; writes the
+    /// config to `cfg`.
+    pub fn flw_launch(
+        &self,
+        variant: &FlwVariant,
+        script: &Path,
+        cfg: &Path,
+    ) -> Result<Launch, String> {
+        let flw = self.flw();
+        if !flw.exists() {
+            return Err(format!(
+                "{} not found (cargo build --release -p flw)",
+                self.rel(&flw)
+            ));
+        }
+        std::fs::write(cfg, variant.config(script))
+            .map_err(|e| format!("cannot write {}: {e}", cfg.display()))?;
+        Ok(Launch {
+            program: flw,
+            args: vec!["mcp".into(), "--config".into(), cfg.display().to_string()],
+            env: vec![],
+            env_remove: removed(),
+        })
     }
 
     /// `p` relative to the root, for messages and reports.

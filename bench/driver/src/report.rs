@@ -179,8 +179,11 @@ fn section(out: &mut String, s: &Section) {
     for p in &s.about {
         let _ = writeln!(out, "{p}\n");
     }
-    section_table(out, s);
-    out.push('\n');
+    // No columns: a flw-only workload without flw in --peers.
+    if !s.results.is_empty() {
+        section_table(out, s);
+        out.push('\n');
+    }
     let before = out.len();
     section_ratios(out, s);
     for r in &s.results {
@@ -470,14 +473,16 @@ pub fn markdown(run: &Run, targets: &[Target]) -> String {
          `bench/.venv-mcp`, builds the Go peer, then runs `bench/driver`). Run a subset with e.g. \
          `bash bench/run --peers flw,floor --workloads latency,throughput --quick`. Peers: `flw`, \
          `sdk`, `floor`, `go`; workloads: `latency`, `throughput`, `cpu`, `io`, `coldstart`, \
-         `cancel`, `memory`, `footprint` (or `a`..`h`). Raw numbers: `bench/results.json`.\n"
+         `cancel`, `memory`, `footprint`, `swap` (or `a`..`i`). Raw numbers: \
+         `bench/results.json`.\n"
     );
     let _ = writeln!(out, "One driver (`bench/driver`, Rust, std threads and blocking pipes, \
          no async runtime) talks newline-delimited JSON-RPC over stdio to every server. The servers:\n");
     let _ = writeln!(
         out,
         "- **flw**: `target/release/flw mcp --config flw.toml` with the pool \
-         `bench/peers/flw_tools.py` (workers on the system `python3`). Variants:"
+         `bench/peers/flw_tools.py` (workers on the system `python3`; the swap workload serves \
+         a copy of `bench/peers/swap_tools.py` instead). Variants:"
     );
     let mut seen: Vec<FlwVariant> = Vec::new();
     for (_, vs) in FLW_VARIANTS {

@@ -5,7 +5,10 @@
 //! reads replies line by line, stamps them with an [`Instant`] and either
 //! parks them for a caller of [`Server::request`] or, during a load, counts
 //! them and sends the next call at once, from the reader thread itself, so
-//! exactly `depth` calls stay outstanding.
+//! exactly `depth` calls stay outstanding. A traced load also records each
+//! completion and the version markers of the results ([`trace`]).
+
+mod trace;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -22,6 +25,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::procfs;
+pub use trace::{Notice, Trace};
 
 /// The MCP protocol version the driver asks for.
 pub const PROTOCOL_VERSION: &str = "2025-11-25";
@@ -163,12 +167,14 @@ struct Load {
     errors: u64,
     first_error: Option<String>,
     latencies: Option<Vec<u64>>,
+    trace: Option<Trace>,
 }
 
 #[derive(Default)]
 struct State {
     waiting: HashMap<u64, Option<Reply>>,
     load: Option<Load>,
+    notices: Vec<Notice>,
     closed: bool,
 }
 
@@ -335,6 +341,11 @@ impl Server {
     /// `initialize`, `notifications/initialized`, `tools/list`; returns the
     /// `tools/list` reply (its `at` is when it arrived).
     pub fn handshake(&self, timeout: Duration) -> Result<Reply, String> {
+        self.handshake_expecting(timeout, 4)
+    }
+
+    /// [`Server::handshake`] for a server with at least `tools` tools.
+    pub fn handshake_expecting(&self, timeout: Duration, tools: usize) -> Result<Reply, String> {
         let client = json!({"name": "flw-bench", "version": env!("CARGO_PKG_VERSION")});
         let init =
             json!({"protocolVersion": PROTOCOL_VERSION, "capabilities": {}, "clientInfo": client});
@@ -346,15 +357,16 @@ impl Server {
             .pointer("/result/tools")
             .and_then(Value::as_array)
             .map_or(0, Vec::len);
-        if n < 4 {
-            return Err(format!("tools/list returned {n} tools, expected 4"));
+        if n < tools {
+            return Err(format!("tools/list returned {n} tools, expected {tools}"));
         }
         Ok(list)
     }
 
     /// Installs a load and sends its first window of calls: `depth` calls, or
-    /// all of them for a `burst`, in writes of at most about 64 KiB.
-    fn start_load(&self, spec: &LoadSpec, wake_at_total: Option<u64>, burst: bool) {
+    /// all of them for a `burst`, in writes of at most about 64 KiB. A
+    /// `traced` load records a [`Trace`].
+    fn start_load(&self, spec: &LoadSpec, wake_at_total: Option<u64>, burst: bool, traced: bool) {
         let depth = spec.depth as u64;
         let total = spec.total.unwrap_or(if burst { depth } else { u64::MAX });
         let first = if burst { total } else { total.min(depth) };
@@ -376,6 +388,7 @@ impl Server {
             errors: 0,
             first_error: None,
             latencies: spec.latencies.then(Vec::new),
+            trace: traced.then(Trace::default),
         };
         // The lock is held until the load is installed, so the reader cannot
         // see a reply to a call it does not know yet.
@@ -398,7 +411,7 @@ impl Server {
 
     /// Runs a load: warm-up phase, measured phase, then stop and drain.
     pub fn run_load(&self, spec: &LoadSpec, warmup: Phase, measure: Phase) -> LoadStats {
-        self.start_load(spec, warmup.calls, false);
+        self.start_load(spec, warmup.calls, false, false);
         // Warm-up.
         self.wait_until(Instant::now() + warmup.time, |l| {
             warmup.calls.is_some_and(|c| l.total_done >= c)
@@ -446,7 +459,7 @@ impl Server {
 
     /// Sends `spec.total` calls at once and returns without waiting.
     pub fn start_burst(&self, spec: &LoadSpec) {
-        self.start_load(spec, None, true);
+        self.start_load(spec, None, true, false);
     }
 
     /// For a burst: (replies so far, failed calls, first failure).
@@ -474,6 +487,47 @@ impl Server {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
+    }
+
+    /// Starts a traced load: `spec.depth` calls in flight until
+    /// [`Server::stop_traced`], every completion and marker recorded.
+    pub fn start_traced(&self, spec: &LoadSpec) {
+        self.start_load(spec, None, false, true);
+    }
+
+    /// When the first result carrying `marker` arrived, waiting for it
+    /// until `deadline`; `None` if none came (or the server closed).
+    pub fn wait_mark(&self, marker: &str, deadline: Instant) -> Option<Instant> {
+        let seen = |l: &Load| l.trace.as_ref().and_then(|t| t.mark(marker)).is_some();
+        self.wait_until(deadline, seen);
+        let st = self.shared.lock();
+        let trace = st.load.as_ref()?.trace.as_ref()?;
+        trace.mark(marker).map(|m| m.first)
+    }
+
+    /// Stops a traced load and waits up to `drain` for the calls in flight.
+    /// The stats count every completed call (`wall` and the CPU times are
+    /// not measured).
+    pub fn stop_traced(&self, drain: Duration) -> (LoadStats, Trace) {
+        if let Some(load) = self.shared.lock().load.as_mut() {
+            load.stop = true;
+        }
+        self.wait_until(Instant::now() + drain, |l| l.in_flight.is_empty());
+        let mut stats = LoadStats::default();
+        let mut trace = Trace::default();
+        if let Some(load) = self.shared.lock().load.take() {
+            stats.calls = load.total_done;
+            stats.errors = load.errors;
+            stats.first_error = load.first_error;
+            stats.unanswered = load.in_flight.len() as u64;
+            trace = load.trace.unwrap_or_default();
+        }
+        (stats, trace)
+    }
+
+    /// The notifications the server sent so far.
+    pub fn notices(&self) -> Vec<Notice> {
+        self.shared.lock().notices.clone()
     }
 
     /// True once the server closed its stdout.
@@ -589,8 +643,17 @@ fn read_loop(stdout: ChildStdout, shared: &Shared, tx: &Sender<Out>) {
         let Ok(value) = serde_json::from_slice::<Value>(&buf) else {
             continue;
         };
-        if value.get("method").is_some() {
-            continue; // a notification or a request from the server
+        if let Some(method) = value.get("method").and_then(Value::as_str) {
+            // A notification is kept; a request from the server is ignored.
+            if value.get("id").is_none() {
+                let mut st = shared.lock();
+                if st.notices.len() < trace::MAX_NOTICES {
+                    let method = method.to_string();
+                    let params = value.get("params").cloned().unwrap_or(Value::Null);
+                    st.notices.push(Notice { method, params, at });
+                }
+            }
+            continue;
         }
         let Some(id) = value.get("id").and_then(Value::as_u64) else {
             continue;
@@ -627,6 +690,10 @@ fn on_load_reply(
         load.first_error.get_or_insert(e);
     }
     let mut wake = load.wake_at_total == Some(load.total_done);
+    if let Some(t) = load.trace.as_mut() {
+        // A new marker wakes whoever waits for it (Server::wait_mark).
+        wake |= t.record(value, at);
+    }
     if load.measuring {
         load.done += 1;
         if let Some(lat) = load.latencies.as_mut() {

@@ -11,6 +11,7 @@ pub mod footprint;
 pub mod io;
 pub mod latency;
 pub mod memory;
+pub mod swap;
 pub mod throughput;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -38,11 +39,13 @@ pub enum Workload {
     Memory,
     /// (h) binary and dependency sizes.
     Footprint,
+    /// (i) hot swap: a save of the script to its new version serving calls.
+    Swap,
 }
 
 impl Workload {
     /// Every workload, in report order.
-    pub const ALL: [Workload; 8] = [
+    pub const ALL: [Workload; 9] = [
         Workload::Latency,
         Workload::Throughput,
         Workload::Cpu,
@@ -51,6 +54,7 @@ impl Workload {
         Workload::Cancel,
         Workload::Memory,
         Workload::Footprint,
+        Workload::Swap,
     ];
 
     /// The name used by `--workloads`.
@@ -64,12 +68,13 @@ impl Workload {
             Workload::Cancel => "cancel",
             Workload::Memory => "memory",
             Workload::Footprint => "footprint",
+            Workload::Swap => "swap",
         }
     }
 
-    /// Parses a `--workloads` name or its letter (`a`..`h`).
+    /// Parses a `--workloads` name or its letter (`a`..`i`).
     pub fn parse(s: &str) -> Option<Workload> {
-        let letters = ["a", "b", "c", "d", "e", "f", "g", "h"];
+        let letters = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
         Workload::ALL
             .into_iter()
             .zip(letters)
