@@ -7,6 +7,7 @@
 //! mode = "isolated"          # or "shared"
 //! instances = 4              # worker processes, started up front
 //! cancel_grace = "1s"        # cooperative cancel before SIGTERM
+//! heartbeat_timeout = "30s"  # a worker silent this long is killed
 //! env = { LOG_LEVEL = "debug" }
 //! pass_env = ["OPENAI_API_KEY"]
 //! watch = true               # reload on save (default under `flw mcp`)
@@ -68,6 +69,11 @@ pub struct PoolConfig {
     pub handshake_timeout: Duration,
     /// Consecutive failed starts or crashes after which a slot gives up.
     pub max_restarts: u32,
+    /// Time between heartbeats to each worker.
+    pub heartbeat_interval: Duration,
+    /// A worker that has answered no heartbeat for this long is killed as
+    /// unresponsive.
+    pub heartbeat_timeout: Duration,
     /// Variables set for the worker.
     pub env: Vec<(String, String)>,
     /// Variables passed through from flw's environment.
@@ -106,6 +112,8 @@ impl PoolConfig {
             call_timeout: None,
             handshake_timeout: Duration::from_secs(10),
             max_restarts: 5,
+            heartbeat_interval: Duration::from_secs(5),
+            heartbeat_timeout: Duration::from_secs(30),
             env: Vec::new(),
             pass_env: Vec::new(),
             interpreter: None,
@@ -181,6 +189,8 @@ struct RawPool {
     call_timeout: Option<Dur>,
     handshake_timeout: Option<Dur>,
     max_restarts: Option<u32>,
+    heartbeat_interval: Option<Dur>,
+    heartbeat_timeout: Option<Dur>,
     #[serde(default)]
     env: BTreeMap<String, String>,
     #[serde(default)]
@@ -326,6 +336,27 @@ impl Config {
             if let Some(n) = p.max_restarts {
                 cfg.max_restarts = n;
             }
+            if let Some(d) = p.heartbeat_interval {
+                if d.0.is_zero() {
+                    return Err(at(
+                        span.start,
+                        "heartbeat_interval must be more than 0".into(),
+                    ));
+                }
+                cfg.heartbeat_interval = d.0;
+            }
+            if let Some(d) = p.heartbeat_timeout {
+                cfg.heartbeat_timeout = d.0;
+            }
+            if cfg.heartbeat_timeout < cfg.heartbeat_interval {
+                return Err(at(
+                    span.start,
+                    format!(
+                        "heartbeat_timeout ({:?}) must be at least heartbeat_interval ({:?})",
+                        cfg.heartbeat_timeout, cfg.heartbeat_interval
+                    ),
+                ));
+            }
             cfg.env = p.env.into_iter().collect();
             cfg.pass_env = p.pass_env;
             cfg.interpreter = p.interpreter.map(|i| {
@@ -466,6 +497,22 @@ mod tests {
         let e =
             parse("[pools.agent]\nscript = \"agent.py\"\nwatch_ignore = [\"a[\"]\n").unwrap_err();
         assert!(e.starts_with("flw.toml:3:17:") && e.contains("glob"), "{e}");
+    }
+
+    #[test]
+    fn heartbeat_settings_parse_and_a_timeout_below_the_interval_is_refused() {
+        let c = parse("[pools.agent]\nscript = \"agent.py\"\nheartbeat_interval = \"200ms\"\nheartbeat_timeout = \"2s\"\n").unwrap();
+        assert_eq!(c.pools[0].heartbeat_interval, Duration::from_millis(200));
+        assert_eq!(c.pools[0].heartbeat_timeout, Duration::from_secs(2));
+        let e = parse("[pools.agent]\nscript = \"agent.py\"\nheartbeat_timeout = \"1s\"\n")
+            .unwrap_err();
+        assert!(
+            e.starts_with("flw.toml:1:1:") && e.contains("at least heartbeat_interval"),
+            "{e}"
+        );
+        let e =
+            parse("[pools.agent]\nscript = \"agent.py\"\nheartbeat_interval = 0\n").unwrap_err();
+        assert!(e.contains("more than 0"), "{e}");
     }
 
     #[test]

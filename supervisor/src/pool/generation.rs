@@ -359,8 +359,8 @@ impl Generation {
             label,
             handshake_timeout: cfg.handshake_timeout,
             kill_grace: cfg.kill_grace,
-            heartbeat_interval: Duration::from_secs(5),
-            heartbeat_timeout: Duration::from_secs(30),
+            heartbeat_interval: cfg.heartbeat_interval,
+            heartbeat_timeout: cfg.heartbeat_timeout,
             max_line_bytes: flw_protocol::DEFAULT_MAX_LINE_BYTES,
         })
     }
