@@ -153,6 +153,37 @@ async def test_mcp_list_call_and_cancel(lang, tmp_path: Path):
 
 
 @pytest.mark.anyio
+async def test_mcp_shared_mode_cancel_kills_the_child_and_keeps_the_worker(lang, tmp_path: Path):
+    # In shared mode the supervisor does not kill a worker whose cancelled call
+    # stops within cancel_grace; the SDK itself kills the processes the call
+    # started. spawn_sleep waits for its child, so it ends only once the child
+    # is dead: if the SDK did not kill it, the supervisor would kill the worker.
+    grace = 2.0
+    config = write_config(
+        tmp_path,
+        f'[pools.parity]\nscript = "{script(lang)}"\nmode = "shared"\ninstances = 1\ncancel_grace = "{grace}s"\n',
+    )
+    pidfile = tmp_path / "pids"
+    async with session("--config", str(config)) as s:
+        async with anyio.create_task_group() as tg:
+
+            async def run() -> None:
+                await s.call_tool("spawn_sleep", {"pidfile": str(pidfile)})
+
+            tg.start_soon(run)
+            while not (pidfile.exists() and pidfile.read_text().endswith("\n")):
+                await anyio.sleep(0.02)
+            worker, grandchild = read_pids(pidfile)
+            tg.cancel_scope.cancel()  # the client sends notifications/cancelled
+        await anyio.to_thread.run_sync(lambda: wait_until(lambda: not alive(grandchild), grace, "the child to die"))
+        await anyio.sleep(grace + 0.5)  # past the grace: a call still running would have cost the worker
+        assert alive(worker), "the worker was killed: its cancelled call did not end within cancel_grace"
+        r = await s.call_tool("echo", {"text": "same worker"})
+        assert r.content[0].text == "same worker"
+        assert alive(worker)
+
+
+@pytest.mark.anyio
 async def test_mcp_hundreds_of_concurrent_calls(lang, tmp_path: Path):
     config = write_config(
         tmp_path,

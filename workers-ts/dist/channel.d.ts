@@ -4,9 +4,9 @@
  *
  * The reader never holds more than `maxLineBytes + 1` bytes of one line:
  * past that it drops what it has, skips to the end of the line and reports
- * `line_too_long`. The writer writes whole lines in order on one stream.
+ * `line_too_long`. The writer writes whole lines in order through one
+ * write function (an `FdWriter`, see `fd_writer.ts`).
  */
-import { Writable } from "node:stream";
 import { ProtocolError } from "./protocol.js";
 /** A line without its `\n`, or the report of an over-long line that was skipped. */
 export type LineItem = Buffer | ProtocolError;
@@ -26,36 +26,46 @@ export declare class LineReader {
     end(): boolean;
     private tooLong;
 }
-/** Writes protocol messages as whole lines on one stream, in order. */
+/**
+ * Writes protocol messages as whole lines, in order, through one write
+ * function. Lines given to {@link LineWriter.queueLine} (the terminal
+ * replies) are gathered and written together in one microtask, so a batch
+ * of calls that end together costs one write; every other line is written
+ * at once, after the lines queued before it.
+ */
 export declare class LineWriter {
     private readonly write;
     readonly maxLineBytes: number;
-    constructor(write: (data: Buffer | string, callback?: (err?: Error | null) => void) => unknown, maxLineBytes: number);
+    private queued;
+    private queuedBytes;
+    private flushScheduled;
+    constructor(write: (data: Uint8Array) => void, maxLineBytes: number);
     /** The line for `message`; `ProtocolError("line_too_long")` when it is over the limit. */
     encode(message: Record<string, unknown>): Buffer;
-    /** Encode `message` and write it as one line. */
+    /** Encode `message` and write it as one line, now. */
     send(message: Record<string, unknown>): void;
-    /** Write lines already encoded and checked. */
+    /** Write a line already encoded and checked, now. */
     writeLine(data: Buffer): void;
-    /** Resolves once every line written so far has been handed to the system. */
-    flush(): Promise<void>;
+    /** Write a line already encoded and checked with the others queued in this turn of the event loop. */
+    queueLine(data: Buffer): void;
+    /** Write the queued lines now. */
+    flush(): void;
 }
-/** Where the worker reads and writes the protocol. */
+/** Where the worker reads and writes the protocol: descriptors, read by the reader thread. */
 export interface Channel {
-    readonly input: NodeJS.ReadableStream;
-    readonly write: (data: Buffer | string, callback?: (err?: Error | null) => void) => unknown;
-    /** The stream the writer writes to: its `error` means the channel is gone. */
-    readonly output: Writable;
+    /** The descriptor the supervisor's lines arrive on. */
+    readonly inputFd: number;
+    /** The descriptor the worker's lines go to (the same socket as `inputFd` on fd 3). */
+    readonly outputFd: number;
     readonly description: string;
 }
 /**
  * Take the protocol channel away from user code.
  *
- * With `FLW_CHANNEL_FD` set, that descriptor becomes a socket and the
- * variable is removed from `process.env` so child processes do not look for
- * it. Without it, stdin and stdout are the channel: the writer keeps the
- * original `process.stdout.write`, and `process.stdout.write` (which
- * `console.log` goes through) is pointed at stderr before user code runs.
- * Throws when the descriptor is unusable.
+ * With `FLW_CHANNEL_FD` set, that descriptor is the channel both ways and
+ * the variable is removed from `process.env` so child processes do not look
+ * for it. Without it, stdin and stdout are the channel, and
+ * `process.stdout.write` (which `console.log` goes through) is pointed at
+ * stderr before user code runs. Throws when the descriptor is unusable.
  */
 export declare function openChannel(env?: NodeJS.ProcessEnv): Channel;

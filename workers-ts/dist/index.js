@@ -11,6 +11,9 @@
  * });
  * ```
  *
+ * `input` may also be a zod 4 schema (any Standard Schema with a JSON Schema
+ * converter): `input: z.object({ text: z.string() })`.
+ *
  * The supervisor runs `node dist/main.js SCRIPT`, which serves the tools the
  * script exports.
  */

@@ -20,7 +20,7 @@ export declare const DEFAULT_MAX_LINE_BYTES: number;
 export declare const MAX_ID: number;
 export declare const LOG_LEVELS: readonly ["debug", "info", "warning", "error"];
 export type LogLevel = (typeof LOG_LEVELS)[number];
-export declare const ERROR_KINDS: readonly ["tool_error", "invalid_arguments", "unknown_tool", "cancelled", "internal", "timeout", "worker_crashed", "worker_killed", "protocol_error", "overloaded", "unavailable", "shutting_down"];
+export declare const ERROR_KINDS: readonly ["tool_error", "invalid_arguments", "unknown_tool", "cancelled", "internal", "timeout", "worker_crashed", "worker_killed", "protocol_error", "overloaded", "unavailable", "shutting_down", "superseded"];
 export type ErrorKind = (typeof ERROR_KINDS)[number];
 export declare const ERROR_CODES: readonly ["line_too_long", "invalid_utf8", "invalid_json", "not_object", "missing_type", "unknown_type", "missing_field", "invalid_field"];
 export type ErrorCode = (typeof ERROR_CODES)[number];

@@ -32,6 +32,7 @@ export const ERROR_KINDS = [
     "overloaded",
     "unavailable",
     "shutting_down",
+    "superseded",
 ];
 export const ERROR_CODES = [
     "line_too_long",

@@ -9,6 +9,13 @@ import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 const SDK = new URL("./index.js", import.meta.url).href;
+/**
+ * Whether this Node strips TypeScript types itself: `process.features.typescript`
+ * (Node 22.10 and later, on by default since 22.18) or the flag flw passes
+ * on Node 22.6 to 22.9.
+ */
+const NODE_STRIPS_TYPES = typeof process.features.typescript === "string" ||
+    process.execArgv.some((arg) => arg === "--experimental-strip-types" || arg === "--experimental-transform-types");
 /** Node's `resolve` hook. */
 export async function resolve(specifier, context, nextResolve) {
     if (specifier === "flw-worker") {
@@ -24,7 +31,10 @@ export async function resolve(specifier, context, nextResolve) {
         return { ...resolved, format: "module-typescript" }; // Node's own type stripping
     }
     if (resolved.format === "commonjs" || resolved.format == null) {
-        return { ...resolved, format: "module" }; // a loader (tsx) compiles it
+        // Newer Node leaves the format of a .ts file to its loader (null here):
+        // when Node strips types itself, say it is TypeScript; else a loader
+        // (tsx) compiles what it is told is a module.
+        return { ...resolved, format: NODE_STRIPS_TYPES ? "module-typescript" : "module" };
     }
     return resolved;
 }

@@ -1,18 +1,15 @@
 /**
  * `tool()`: declare a tool. The worker's entry point finds the tools among
  * a script's exports; a tool's name is its export name unless `name` is
- * given.
+ * given. The input is a JSON Schema literal or a Standard Schema (a zod 4
+ * object, for one; see `standard_schema.ts`).
  */
 import { isValidToolName } from "./protocol.js";
+import { inputJsonSchemaOf, isStandardSchema, jsonSchemaOf, } from "./standard_schema.js";
 const TOOL = Symbol.for("flw.tool");
 function isPlainObject(value) {
     return typeof value === "object" && value !== null && !Array.isArray(value);
 }
-/**
- * Declare a tool. The argument type of `run` is inferred from the `input`
- * schema literal: `{ type: "string" }` is `string`, properties not in
- * `required` are optional, `enum` gives a union of its values.
- */
 export function tool(definition) {
     const { name, description = "", input, output, run } = definition;
     if (name !== undefined && (typeof name !== "string" || !isValidToolName(name))) {
@@ -20,19 +17,37 @@ export function tool(definition) {
     }
     if (typeof description !== "string")
         throw new TypeError("tool(): description must be a string");
-    if (!isPlainObject(input) || input.type !== "object") {
-        throw new TypeError('tool(): input must be a JSON Schema object with "type": "object"');
+    let inputSchema;
+    let inputStandardSchema;
+    if (isStandardSchema(input)) {
+        inputSchema = inputJsonSchemaOf(input);
+        inputStandardSchema = input;
     }
-    if (output !== undefined && !isPlainObject(output))
-        throw new TypeError("tool(): output must be a JSON Schema object");
+    else if (isPlainObject(input) && input.type === "object") {
+        inputSchema = input;
+    }
+    else {
+        throw new TypeError('tool(): input must be a JSON Schema object with "type": "object", or a Standard Schema such as z.object({...})');
+    }
+    let outputSchema;
+    if (isStandardSchema(output)) {
+        outputSchema = jsonSchemaOf(output, "output", "output");
+    }
+    else if (output === undefined || isPlainObject(output)) {
+        outputSchema = output;
+    }
+    else {
+        throw new TypeError("tool(): output must be a JSON Schema object or a Standard Schema");
+    }
     if (typeof run !== "function")
         throw new TypeError("tool(): run must be a function");
     return Object.freeze({
         [TOOL]: true,
         name,
         description,
-        inputSchema: input,
-        outputSchema: output,
+        inputSchema,
+        inputStandardSchema,
+        outputSchema,
         run: run,
     });
 }

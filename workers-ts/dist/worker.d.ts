@@ -2,9 +2,15 @@
  * The worker: handshake, call dispatch, cancellation and the watchdog.
  *
  * Every call runs as a promise on the event loop, so calls are concurrent
- * in both modes (`FLW_MODE` changes nothing else here). Every call gets
- * exactly one terminal reply; progress, logs and chunks that come after it
- * are dropped.
+ * in both modes. Every call gets exactly one terminal reply; progress, logs
+ * and chunks that come after it are dropped. In `shared` mode, the child
+ * processes a call starts are recorded, and killed when the call is
+ * cancelled (`children.ts`).
+ *
+ * The channel is read by a thread of its own (`channel_reader.ts`), which
+ * answers heartbeats, so a tool that blocks this thread (a long synchronous
+ * loop) is not taken for a dead worker. Both threads write lines through one
+ * `FdWriter`-locked descriptor.
  *
  * The watchdog: when the channel reaches end-of-file or fails (the
  * supervisor is gone, perhaps killed with SIGKILL) the worker kills its own
@@ -13,6 +19,7 @@
  */
 import { type Channel } from "./channel.js";
 import type { NamedTool } from "./tool.js";
+export { note } from "./process_group.js";
 /** How long `shutdown` waits for calls still in flight, in milliseconds. */
 export declare const SHUTDOWN_GRACE_MS = 3000;
 export type Mode = "isolated" | "shared";
@@ -24,8 +31,6 @@ export interface Settings {
 }
 /** Read `FLW_MODE`, `FLW_MAX_LINE_BYTES` and `FLW_WORKER`. */
 export declare function settingsFromEnv(env: NodeJS.ProcessEnv, defaultLabel: string): Settings;
-/** Write one SDK message to stderr, never failing. */
-export declare function note(label: string, text: string): void;
 /**
  * The watchdog's action: end this worker and everything it started. As a
  * process-group leader the whole group gets SIGKILL; otherwise only this
@@ -36,7 +41,7 @@ export declare function killProcessGroup(label: string, reason: string): never;
 export declare class Worker {
     private readonly channel;
     readonly settings: Settings;
-    private readonly reader;
+    private readonly state;
     private readonly writer;
     private tools;
     private readonly calls;
@@ -49,16 +54,20 @@ export declare class Worker {
     private onStopped;
     private onIdle;
     constructor(channel: Channel, settings: Settings);
-    /** Start reading the channel (and guarding it); lines wait until `serve`. */
+    /** Start the reader thread (reading and guarding the channel); messages wait until `serve`. */
     start(): void;
-    /** Make SIGTERM kill the process group; report stray errors instead of dying of them. */
+    /**
+     * Make SIGTERM kill the process group; report stray errors instead of dying
+     * of them; write the replies still queued if a tool calls `process.exit`.
+     */
     installHandlers(): void;
     private channelLost;
     /** Send `hello`, serve calls until `shutdown`; resolve to the exit status. */
     serve(tools: readonly NamedTool[]): Promise<number>;
-    /** Stop guarding the channel and wait until every line written has gone out. */
+    /** Stop guarding the channel and write the lines still queued: the worker is about to exit. */
     close(): Promise<void>;
     private hello;
+    /** Whole lines from the reader thread (each ending in `\n`): decode and dispatch them. */
     private received;
     private dispatch;
     private accept;

@@ -2,22 +2,34 @@
  * The worker: handshake, call dispatch, cancellation and the watchdog.
  *
  * Every call runs as a promise on the event loop, so calls are concurrent
- * in both modes (`FLW_MODE` changes nothing else here). Every call gets
- * exactly one terminal reply; progress, logs and chunks that come after it
- * are dropped.
+ * in both modes. Every call gets exactly one terminal reply; progress, logs
+ * and chunks that come after it are dropped. In `shared` mode, the child
+ * processes a call starts are recorded, and killed when the call is
+ * cancelled (`children.ts`).
+ *
+ * The channel is read by a thread of its own (`channel_reader.ts`), which
+ * answers heartbeats, so a tool that blocks this thread (a long synchronous
+ * loop) is not taken for a dead worker. Both threads write lines through one
+ * `FdWriter`-locked descriptor.
  *
  * The watchdog: when the channel reaches end-of-file or fails (the
  * supervisor is gone, perhaps killed with SIGKILL) the worker kills its own
  * process group with SIGKILL, which takes every process its tools started
  * with it. SIGTERM does the same.
  */
-import { writeSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { LineReader, LineWriter } from "./channel.js";
+import { LineWriter } from "./channel.js";
+import { startReaderThread } from "./channel_reader.js";
+import { CallChildren, installChildTracking, trackChildren } from "./children.js";
 import { CallContext } from "./context.js";
+import { FdWriter } from "./fd_writer.js";
+import { killOwnGroup, note } from "./process_group.js";
 import { DEFAULT_MAX_LINE_BYTES, PROTOCOL_VERSIONS, ProtocolError, decode, toJsonText, } from "./protocol.js";
 import { validate } from "./schema.js";
+import { STOPPING, newSharedState } from "./shared_state.js";
+import { checkWithStandardSchema } from "./standard_schema.js";
 import { SDK_VERSION } from "./version.js";
+export { note } from "./process_group.js";
 /** How long `shutdown` waits for calls still in flight, in milliseconds. */
 export const SHUTDOWN_GRACE_MS = 3000;
 /** Read `FLW_MODE`, `FLW_MAX_LINE_BYTES` and `FLW_WORKER`. */
@@ -41,24 +53,6 @@ export function settingsFromEnv(env, defaultLabel) {
     }
     return { mode: mode, maxLineBytes, label };
 }
-/** Write one SDK message to stderr, never failing. */
-export function note(label, text) {
-    try {
-        writeSync(2, `flw[${label}]: ${text}\n`);
-    }
-    catch {
-        // stderr is gone: nothing to tell anyone
-    }
-}
-function isGroupLeader() {
-    try {
-        process.kill(-process.pid, 0); // a group with our pid as its id can only be ours
-        return true;
-    }
-    catch {
-        return false;
-    }
-}
 /**
  * The watchdog's action: end this worker and everything it started. As a
  * process-group leader the whole group gets SIGKILL; otherwise only this
@@ -66,14 +60,7 @@ function isGroupLeader() {
  */
 export function killProcessGroup(label, reason) {
     note(label, reason);
-    if (isGroupLeader()) {
-        try {
-            process.kill(-process.pid, "SIGKILL");
-        }
-        catch {
-            // fall through to exit
-        }
-    }
+    killOwnGroup();
     process.exit(1);
 }
 function errorReply(id, kind, message, traceback) {
@@ -82,18 +69,21 @@ function errorReply(id, kind, message, traceback) {
         reply["traceback"] = traceback;
     return reply;
 }
+function invalidArguments(id, tool, problem) {
+    return errorReply(id, "invalid_arguments", `invalid arguments for tool ${JSON.stringify(tool)}: ${problem}`);
+}
 function cancelledReply(id) {
     return errorReply(id, "cancelled", `call ${id} was cancelled`);
 }
-const SELF_URL = import.meta.url;
-const SELF_PATH = fileURLToPath(import.meta.url);
-/** The stack of an error without the SDK's own frames. */
+const SDK_URL = new URL(".", import.meta.url).href;
+const SDK_PATH = fileURLToPath(SDK_URL);
+/** The stack of an error without the SDK's own frames (nor the frame that tracks a call's children). */
 function stackOf(err) {
     if (typeof err.stack !== "string")
         return undefined;
     return err.stack
         .split("\n")
-        .filter((line) => !line.includes(SELF_URL) && !line.includes(SELF_PATH))
+        .filter((line) => !line.includes(SDK_URL) && !line.includes(SDK_PATH) && !line.includes("AsyncLocalStorage.run"))
         .join("\n");
 }
 function errorText(err) {
@@ -112,7 +102,7 @@ function errorText(err) {
 export class Worker {
     channel;
     settings;
-    reader;
+    state = newSharedState();
     writer;
     tools = new Map();
     calls = new Map();
@@ -127,24 +117,35 @@ export class Worker {
     constructor(channel, settings) {
         this.channel = channel;
         this.settings = settings;
-        this.reader = new LineReader(settings.maxLineBytes);
-        this.writer = new LineWriter(channel.write, settings.maxLineBytes);
+        const fdWriter = new FdWriter(channel.outputFd, this.state, (err) => this.channelLost(`writing to the channel failed: ${err.message}`));
+        this.writer = new LineWriter((data) => fdWriter.write(data), settings.maxLineBytes);
+        if (settings.mode === "shared")
+            installChildTracking();
     }
     // -- channel and watchdog ----------------------------------------------
-    /** Start reading the channel (and guarding it); lines wait until `serve`. */
+    /** Start the reader thread (reading and guarding the channel); messages wait until `serve`. */
     start() {
-        const { input, output } = this.channel;
-        input.on("data", (chunk) => this.received(this.reader.push(chunk)));
-        input.on("end", () => this.channelLost(this.reader.end() ? "the channel ended in the middle of a line" : "the channel reached end-of-file"));
-        input.on("error", (err) => this.channelLost(`reading the channel failed: ${err.message}`));
-        if (output !== input) {
-            output.on("error", (err) => this.channelLost(`writing to the channel failed: ${err.message}`));
-        }
+        const label = this.settings.label;
+        startReaderThread({
+            inputFd: this.channel.inputFd,
+            outputFd: this.channel.outputFd,
+            maxLineBytes: this.settings.maxLineBytes,
+            label,
+            state: this.state,
+        }, {
+            lines: (lines) => this.received(lines),
+            lost: () => process.exit(1), // the reader thread wrote the note
+            failed: (err) => killProcessGroup(label, `the channel reader thread failed: ${err.stack ?? errorText(err)}`),
+        });
     }
-    /** Make SIGTERM kill the process group; report stray errors instead of dying of them. */
+    /**
+     * Make SIGTERM kill the process group; report stray errors instead of dying
+     * of them; write the replies still queued if a tool calls `process.exit`.
+     */
     installHandlers() {
         const label = this.settings.label;
         process.on("SIGTERM", () => killProcessGroup(label, "SIGTERM: killing the worker's process group"));
+        process.on("exit", () => this.writer.flush());
         process.on("unhandledRejection", (reason) => {
             note(label, `unhandled promise rejection: ${reason instanceof Error ? (reason.stack ?? errorText(reason)) : errorText(reason)}`);
         });
@@ -173,7 +174,8 @@ export class Worker {
         const stopped = new Promise((resolve) => (this.onStopped = resolve));
         const early = this.pending ?? [];
         this.pending = undefined;
-        this.received(early);
+        for (const lines of early)
+            this.received(lines);
         await answered;
         const answer = this.answer;
         if (answer.type === "shutdown") {
@@ -198,10 +200,11 @@ export class Worker {
         }
         return 0;
     }
-    /** Stop guarding the channel and wait until every line written has gone out. */
+    /** Stop guarding the channel and write the lines still queued: the worker is about to exit. */
     async close() {
         this.stopping = true;
-        await this.writer.flush();
+        Atomics.store(this.state, STOPPING, 1);
+        this.writer.flush();
     }
     hello(tools) {
         return {
@@ -219,27 +222,31 @@ export class Worker {
             }),
         };
     }
-    // -- what the reader does --------------------------------------------------
-    received(items) {
+    // -- what the reader thread hands over ----------------------------------
+    /** Whole lines from the reader thread (each ending in `\n`): decode and dispatch them. */
+    received(lines) {
         if (this.pending !== undefined) {
-            this.pending.push(...items); // lines that came while the script was loading
+            this.pending.push(lines); // came while the script was loading
             return;
         }
         const label = this.settings.label;
-        for (const item of items) {
-            if (item instanceof ProtocolError) {
-                note(label, item.detail);
-                continue;
-            }
+        let start = 0;
+        while (start < lines.length) {
+            let end = lines.indexOf(0x0a, start);
+            if (end < 0)
+                end = lines.length;
             let message;
             try {
-                message = decode(item, "supervisor", this.settings.maxLineBytes);
+                message = decode(lines.subarray(start, end), "supervisor", this.settings.maxLineBytes);
             }
             catch (err) {
                 if (!(err instanceof ProtocolError))
                     throw err;
                 note(label, `ignoring a line from the supervisor: ${err.message}`);
                 continue;
+            }
+            finally {
+                start = end + 1;
             }
             this.dispatch(message);
         }
@@ -250,7 +257,7 @@ export class Worker {
             case "call":
                 this.accept(message);
                 break;
-            case "heartbeat":
+            case "heartbeat": // the reader thread answers those spelled canonically; any other is answered here
                 this.writer.send({ type: "heartbeat", seq: message["seq"] });
                 break;
             case "cancel": {
@@ -271,6 +278,7 @@ export class Worker {
                 break;
             case "shutdown":
                 this.stopping = true;
+                Atomics.store(this.state, STOPPING, 1);
                 if (this.answer === undefined) {
                     this.answer = message; // serve() reports the reason
                     this.onAnswer?.();
@@ -303,12 +311,21 @@ export class Worker {
             return;
         }
         const args = message["args"];
-        const problem = validate(args, entry.tool.inputSchema);
-        if (problem !== undefined) {
-            this.writeReply(errorReply(id, "invalid_arguments", `invalid arguments for tool ${JSON.stringify(entry.name)}: ${problem}`));
-            return;
+        if (entry.tool.inputStandardSchema === undefined) {
+            const problem = validate(args, entry.tool.inputSchema);
+            if (problem !== undefined) {
+                this.writeReply(invalidArguments(id, entry.name, problem));
+                return;
+            }
         }
-        const call = { id, tool: entry, controller: new AbortController(), done: false, cancelRequested: false };
+        const call = {
+            id,
+            tool: entry,
+            controller: new AbortController(),
+            children: this.settings.mode === "shared" ? new CallChildren() : undefined,
+            done: false,
+            cancelRequested: false,
+        };
         this.calls.set(id, call);
         void this.run(call, args);
     }
@@ -317,12 +334,28 @@ export class Worker {
             return;
         call.cancelRequested = true;
         call.controller.abort(new DOMException(`call ${call.id} was cancelled`, "AbortError"));
+        call.children?.cancel();
     }
     async run(call, args) {
-        const ctx = new CallContext(call.id, call.tool.name, call.controller.signal, (msg) => this.emit(call, msg));
+        const { tool } = call.tool;
+        let input = args;
         let reply;
         try {
-            const value = await call.tool.tool.run(args, ctx);
+            if (tool.inputStandardSchema !== undefined) {
+                let checked = checkWithStandardSchema(tool.inputStandardSchema, args);
+                if (checked instanceof Promise)
+                    checked = await checked;
+                if ("problem" in checked) {
+                    this.finish(call, call.cancelRequested ? cancelledReply(call.id) : invalidArguments(call.id, call.tool.name, checked.problem));
+                    return;
+                }
+                input = checked.value;
+            }
+            const ctx = new CallContext(call.id, call.tool.name, call.controller.signal, (msg) => this.emit(call, msg));
+            const children = call.children;
+            const value = await (children === undefined
+                ? tool.run(input, ctx)
+                : trackChildren(children, () => tool.run(input, ctx)));
             reply = call.cancelRequested ? cancelledReply(call.id) : this.success(call, value);
         }
         catch (err) {
@@ -367,6 +400,7 @@ export class Worker {
             return;
         call.done = true;
         this.calls.delete(call.id);
+        call.children?.close();
         this.writeReply(reply);
         if (this.calls.size === 0)
             this.onIdle?.();
@@ -374,7 +408,7 @@ export class Worker {
     /** Write a terminal reply; one that cannot be sent becomes a `tool_error`. */
     writeReply(reply) {
         if (Buffer.isBuffer(reply)) {
-            this.writer.writeLine(reply);
+            this.writer.queueLine(reply);
             return;
         }
         let line;
@@ -386,6 +420,6 @@ export class Worker {
             const what = reply["type"] === "result" ? "result" : "error";
             line = this.writer.encode(errorReply(reply["id"], "tool_error", `cannot send the ${what} of the call: ${detail}`));
         }
-        this.writer.writeLine(line);
+        this.writer.queueLine(line);
     }
 }

@@ -4,11 +4,11 @@
  *
  * The reader never holds more than `maxLineBytes + 1` bytes of one line:
  * past that it drops what it has, skips to the end of the line and reports
- * `line_too_long`. The writer writes whole lines in order on one stream.
+ * `line_too_long`. The writer writes whole lines in order through one
+ * write function (an `FdWriter`, see `fd_writer.ts`).
  */
 
-import net from "node:net";
-import { Writable } from "node:stream";
+import { fstatSync } from "node:fs";
 import { ProtocolError, encodeLine } from "./protocol.js";
 
 /** A line without its `\n`, or the report of an over-long line that was skipped. */
@@ -79,10 +79,20 @@ export class LineReader {
   }
 }
 
-/** Writes protocol messages as whole lines on one stream, in order. */
+/**
+ * Writes protocol messages as whole lines, in order, through one write
+ * function. Lines given to {@link LineWriter.queueLine} (the terminal
+ * replies) are gathered and written together in one microtask, so a batch
+ * of calls that end together costs one write; every other line is written
+ * at once, after the lines queued before it.
+ */
 export class LineWriter {
+  private queued: Buffer[] = [];
+  private queuedBytes = 0;
+  private flushScheduled = false;
+
   constructor(
-    private readonly write: (data: Buffer | string, callback?: (err?: Error | null) => void) => unknown,
+    private readonly write: (data: Uint8Array) => void,
     readonly maxLineBytes: number,
   ) {}
 
@@ -100,42 +110,55 @@ export class LineWriter {
     return data;
   }
 
-  /** Encode `message` and write it as one line. */
+  /** Encode `message` and write it as one line, now. */
   send(message: Record<string, unknown>): void {
-    this.write(this.encode(message));
+    this.writeLine(this.encode(message));
   }
 
-  /** Write lines already encoded and checked. */
+  /** Write a line already encoded and checked, now. */
   writeLine(data: Buffer): void {
+    this.flush();
     this.write(data);
   }
 
-  /** Resolves once every line written so far has been handed to the system. */
-  flush(): Promise<void> {
-    return new Promise((resolve) => {
-      this.write("", () => resolve());
-    });
+  /** Write a line already encoded and checked with the others queued in this turn of the event loop. */
+  queueLine(data: Buffer): void {
+    this.queued.push(data);
+    this.queuedBytes += data.length;
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      queueMicrotask(() => this.flush());
+    }
+  }
+
+  /** Write the queued lines now. */
+  flush(): void {
+    this.flushScheduled = false;
+    if (this.queued.length === 0) return;
+    const data = this.queued.length === 1 ? (this.queued[0] as Buffer) : Buffer.concat(this.queued, this.queuedBytes);
+    this.queued = [];
+    this.queuedBytes = 0;
+    this.write(data);
   }
 }
 
-/** Where the worker reads and writes the protocol. */
+/** Where the worker reads and writes the protocol: descriptors, read by the reader thread. */
 export interface Channel {
-  readonly input: NodeJS.ReadableStream;
-  readonly write: (data: Buffer | string, callback?: (err?: Error | null) => void) => unknown;
-  /** The stream the writer writes to: its `error` means the channel is gone. */
-  readonly output: Writable;
+  /** The descriptor the supervisor's lines arrive on. */
+  readonly inputFd: number;
+  /** The descriptor the worker's lines go to (the same socket as `inputFd` on fd 3). */
+  readonly outputFd: number;
   readonly description: string;
 }
 
 /**
  * Take the protocol channel away from user code.
  *
- * With `FLW_CHANNEL_FD` set, that descriptor becomes a socket and the
- * variable is removed from `process.env` so child processes do not look for
- * it. Without it, stdin and stdout are the channel: the writer keeps the
- * original `process.stdout.write`, and `process.stdout.write` (which
- * `console.log` goes through) is pointed at stderr before user code runs.
- * Throws when the descriptor is unusable.
+ * With `FLW_CHANNEL_FD` set, that descriptor is the channel both ways and
+ * the variable is removed from `process.env` so child processes do not look
+ * for it. Without it, stdin and stdout are the channel, and
+ * `process.stdout.write` (which `console.log` goes through) is pointed at
+ * stderr before user code runs. Throws when the descriptor is unusable.
  */
 export function openChannel(env: NodeJS.ProcessEnv = process.env): Channel {
   const raw = env["FLW_CHANNEL_FD"];
@@ -144,19 +167,16 @@ export function openChannel(env: NodeJS.ProcessEnv = process.env): Channel {
     if (!/^[0-9]+$/.test(raw) || !Number.isSafeInteger(fd)) {
       throw new Error(`FLW_CHANNEL_FD must be a descriptor number, got ${JSON.stringify(raw)}`);
     }
-    const socket = new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
+    const stat = fstatSync(fd); // throws EBADF for a descriptor that is not open
+    if (!stat.isSocket() && !stat.isFIFO()) {
+      throw new Error(`FLW_CHANNEL_FD=${fd} is neither a socket nor a pipe`);
+    }
     delete env["FLW_CHANNEL_FD"];
-    return {
-      input: socket,
-      write: (data, callback) => socket.write(data, callback),
-      output: socket,
-      description: `fd ${fd}`,
-    };
+    return { inputFd: fd, outputFd: fd, description: `fd ${fd}` };
   }
   const stdout = process.stdout;
   const stderr = process.stderr;
-  const protocolWrite = stdout.write.bind(stdout) as Channel["write"];
   const toStderr = (...args: unknown[]): boolean => (stderr.write as (...a: unknown[]) => boolean)(...args);
   stdout.write = toStderr as typeof stdout.write;
-  return { input: process.stdin, write: protocolWrite, output: stdout, description: "stdin/stdout" };
+  return { inputFd: 0, outputFd: 1, description: "stdin/stdout" };
 }

@@ -38,6 +38,7 @@ export const ERROR_KINDS = [
   "overloaded",
   "unavailable",
   "shutting_down",
+  "superseded",
 ] as const;
 export type ErrorKind = (typeof ERROR_KINDS)[number];
 

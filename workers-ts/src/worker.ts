@@ -2,9 +2,15 @@
  * The worker: handshake, call dispatch, cancellation and the watchdog.
  *
  * Every call runs as a promise on the event loop, so calls are concurrent
- * in both modes (`FLW_MODE` changes nothing else here). Every call gets
- * exactly one terminal reply; progress, logs and chunks that come after it
- * are dropped.
+ * in both modes. Every call gets exactly one terminal reply; progress, logs
+ * and chunks that come after it are dropped. In `shared` mode, the child
+ * processes a call starts are recorded, and killed when the call is
+ * cancelled (`children.ts`).
+ *
+ * The channel is read by a thread of its own (`channel_reader.ts`), which
+ * answers heartbeats, so a tool that blocks this thread (a long synchronous
+ * loop) is not taken for a dead worker. Both threads write lines through one
+ * `FdWriter`-locked descriptor.
  *
  * The watchdog: when the channel reaches end-of-file or fails (the
  * supervisor is gone, perhaps killed with SIGKILL) the worker kills its own
@@ -12,10 +18,13 @@
  * with it. SIGTERM does the same.
  */
 
-import { writeSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { type Channel, type LineItem, LineReader, LineWriter } from "./channel.js";
+import { type Channel, LineWriter } from "./channel.js";
+import { startReaderThread } from "./channel_reader.js";
+import { CallChildren, installChildTracking, trackChildren } from "./children.js";
 import { CallContext } from "./context.js";
+import { FdWriter } from "./fd_writer.js";
+import { killOwnGroup, note } from "./process_group.js";
 import {
   DEFAULT_MAX_LINE_BYTES,
   type ErrorKind,
@@ -26,8 +35,12 @@ import {
   toJsonText,
 } from "./protocol.js";
 import { validate } from "./schema.js";
+import { STOPPING, newSharedState } from "./shared_state.js";
+import { checkWithStandardSchema } from "./standard_schema.js";
 import type { NamedTool } from "./tool.js";
 import { SDK_VERSION } from "./version.js";
+
+export { note } from "./process_group.js";
 
 /** How long `shutdown` waits for calls still in flight, in milliseconds. */
 export const SHUTDOWN_GRACE_MS = 3000;
@@ -62,24 +75,6 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv, defaultLabel: string): S
   return { mode: mode as Mode, maxLineBytes, label };
 }
 
-/** Write one SDK message to stderr, never failing. */
-export function note(label: string, text: string): void {
-  try {
-    writeSync(2, `flw[${label}]: ${text}\n`);
-  } catch {
-    // stderr is gone: nothing to tell anyone
-  }
-}
-
-function isGroupLeader(): boolean {
-  try {
-    process.kill(-process.pid, 0); // a group with our pid as its id can only be ours
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /**
  * The watchdog's action: end this worker and everything it started. As a
  * process-group leader the whole group gets SIGKILL; otherwise only this
@@ -87,13 +82,7 @@ function isGroupLeader(): boolean {
  */
 export function killProcessGroup(label: string, reason: string): never {
   note(label, reason);
-  if (isGroupLeader()) {
-    try {
-      process.kill(-process.pid, "SIGKILL");
-    } catch {
-      // fall through to exit
-    }
-  }
+  killOwnGroup();
   process.exit(1);
 }
 
@@ -101,6 +90,8 @@ interface Call {
   readonly id: number;
   readonly tool: NamedTool;
   readonly controller: AbortController;
+  /** The child processes it started (shared mode only). */
+  readonly children: CallChildren | undefined;
   /** The terminal reply was sent. */
   done: boolean;
   /** A cancel came before the call ended. */
@@ -115,19 +106,23 @@ function errorReply(id: number, kind: ErrorKind, message: string, traceback?: st
   return reply;
 }
 
+function invalidArguments(id: number, tool: string, problem: string): Reply {
+  return errorReply(id, "invalid_arguments", `invalid arguments for tool ${JSON.stringify(tool)}: ${problem}`);
+}
+
 function cancelledReply(id: number): Reply {
   return errorReply(id, "cancelled", `call ${id} was cancelled`);
 }
 
-const SELF_URL = import.meta.url;
-const SELF_PATH = fileURLToPath(import.meta.url);
+const SDK_URL = new URL(".", import.meta.url).href;
+const SDK_PATH = fileURLToPath(SDK_URL);
 
-/** The stack of an error without the SDK's own frames. */
+/** The stack of an error without the SDK's own frames (nor the frame that tracks a call's children). */
 function stackOf(err: Error): string | undefined {
   if (typeof err.stack !== "string") return undefined;
   return err.stack
     .split("\n")
-    .filter((line) => !line.includes(SELF_URL) && !line.includes(SELF_PATH))
+    .filter((line) => !line.includes(SDK_URL) && !line.includes(SDK_PATH) && !line.includes("AsyncLocalStorage.run"))
     .join("\n");
 }
 
@@ -144,11 +139,11 @@ function errorText(err: unknown): string {
 
 /** Serves tools over one channel until `shutdown` or the channel ends. */
 export class Worker {
-  private readonly reader: LineReader;
+  private readonly state = newSharedState();
   private readonly writer: LineWriter;
   private tools = new Map<string, NamedTool>();
   private readonly calls = new Map<number, Call>();
-  private pending: LineItem[] | undefined = [];
+  private pending: Buffer[] | undefined = [];
   private welcomed = false;
   private stopping = false; // shutdown came: the end of the channel is expected
   private stopped = false; // shutdown came after welcome: no more calls
@@ -161,29 +156,42 @@ export class Worker {
     private readonly channel: Channel,
     readonly settings: Settings,
   ) {
-    this.reader = new LineReader(settings.maxLineBytes);
-    this.writer = new LineWriter(channel.write, settings.maxLineBytes);
+    const fdWriter = new FdWriter(channel.outputFd, this.state, (err) =>
+      this.channelLost(`writing to the channel failed: ${err.message}`),
+    );
+    this.writer = new LineWriter((data) => fdWriter.write(data), settings.maxLineBytes);
+    if (settings.mode === "shared") installChildTracking();
   }
 
   // -- channel and watchdog ----------------------------------------------
 
-  /** Start reading the channel (and guarding it); lines wait until `serve`. */
+  /** Start the reader thread (reading and guarding the channel); messages wait until `serve`. */
   start(): void {
-    const { input, output } = this.channel;
-    input.on("data", (chunk: Buffer) => this.received(this.reader.push(chunk)));
-    input.on("end", () =>
-      this.channelLost(this.reader.end() ? "the channel ended in the middle of a line" : "the channel reached end-of-file"),
+    const label = this.settings.label;
+    startReaderThread(
+      {
+        inputFd: this.channel.inputFd,
+        outputFd: this.channel.outputFd,
+        maxLineBytes: this.settings.maxLineBytes,
+        label,
+        state: this.state,
+      },
+      {
+        lines: (lines) => this.received(lines),
+        lost: () => process.exit(1), // the reader thread wrote the note
+        failed: (err) => killProcessGroup(label, `the channel reader thread failed: ${err.stack ?? errorText(err)}`),
+      },
     );
-    input.on("error", (err: Error) => this.channelLost(`reading the channel failed: ${err.message}`));
-    if ((output as unknown) !== input) {
-      output.on("error", (err: Error) => this.channelLost(`writing to the channel failed: ${err.message}`));
-    }
   }
 
-  /** Make SIGTERM kill the process group; report stray errors instead of dying of them. */
+  /**
+   * Make SIGTERM kill the process group; report stray errors instead of dying
+   * of them; write the replies still queued if a tool calls `process.exit`.
+   */
   installHandlers(): void {
     const label = this.settings.label;
     process.on("SIGTERM", () => killProcessGroup(label, "SIGTERM: killing the worker's process group"));
+    process.on("exit", () => this.writer.flush());
     process.on("unhandledRejection", (reason) => {
       note(label, `unhandled promise rejection: ${reason instanceof Error ? (reason.stack ?? errorText(reason)) : errorText(reason)}`);
     });
@@ -213,7 +221,7 @@ export class Worker {
     const stopped = new Promise<void>((resolve) => (this.onStopped = resolve));
     const early = this.pending ?? [];
     this.pending = undefined;
-    this.received(early);
+    for (const lines of early) this.received(lines);
     await answered;
     const answer = this.answer as Message;
     if (answer.type === "shutdown") {
@@ -239,10 +247,11 @@ export class Worker {
     return 0;
   }
 
-  /** Stop guarding the channel and wait until every line written has gone out. */
+  /** Stop guarding the channel and write the lines still queued: the worker is about to exit. */
   async close(): Promise<void> {
     this.stopping = true;
-    await this.writer.flush();
+    Atomics.store(this.state, STOPPING, 1);
+    this.writer.flush();
   }
 
   private hello(tools: readonly NamedTool[]): Reply {
@@ -261,26 +270,28 @@ export class Worker {
     };
   }
 
-  // -- what the reader does --------------------------------------------------
+  // -- what the reader thread hands over ----------------------------------
 
-  private received(items: LineItem[]): void {
+  /** Whole lines from the reader thread (each ending in `\n`): decode and dispatch them. */
+  private received(lines: Buffer): void {
     if (this.pending !== undefined) {
-      this.pending.push(...items); // lines that came while the script was loading
+      this.pending.push(lines); // came while the script was loading
       return;
     }
     const label = this.settings.label;
-    for (const item of items) {
-      if (item instanceof ProtocolError) {
-        note(label, item.detail);
-        continue;
-      }
+    let start = 0;
+    while (start < lines.length) {
+      let end = lines.indexOf(0x0a, start);
+      if (end < 0) end = lines.length;
       let message: Message;
       try {
-        message = decode(item, "supervisor", this.settings.maxLineBytes);
+        message = decode(lines.subarray(start, end), "supervisor", this.settings.maxLineBytes);
       } catch (err) {
         if (!(err instanceof ProtocolError)) throw err;
         note(label, `ignoring a line from the supervisor: ${err.message}`);
         continue;
+      } finally {
+        start = end + 1;
       }
       this.dispatch(message);
     }
@@ -292,7 +303,7 @@ export class Worker {
       case "call":
         this.accept(message);
         break;
-      case "heartbeat":
+      case "heartbeat": // the reader thread answers those spelled canonically; any other is answered here
         this.writer.send({ type: "heartbeat", seq: message["seq"] });
         break;
       case "cancel": {
@@ -311,6 +322,7 @@ export class Worker {
         break;
       case "shutdown":
         this.stopping = true;
+        Atomics.store(this.state, STOPPING, 1);
         if (this.answer === undefined) {
           this.answer = message; // serve() reports the reason
           this.onAnswer?.();
@@ -344,12 +356,21 @@ export class Worker {
       return;
     }
     const args = message["args"] as Record<string, unknown>;
-    const problem = validate(args, entry.tool.inputSchema);
-    if (problem !== undefined) {
-      this.writeReply(errorReply(id, "invalid_arguments", `invalid arguments for tool ${JSON.stringify(entry.name)}: ${problem}`));
-      return;
+    if (entry.tool.inputStandardSchema === undefined) {
+      const problem = validate(args, entry.tool.inputSchema);
+      if (problem !== undefined) {
+        this.writeReply(invalidArguments(id, entry.name, problem));
+        return;
+      }
     }
-    const call: Call = { id, tool: entry, controller: new AbortController(), done: false, cancelRequested: false };
+    const call: Call = {
+      id,
+      tool: entry,
+      controller: new AbortController(),
+      children: this.settings.mode === "shared" ? new CallChildren() : undefined,
+      done: false,
+      cancelRequested: false,
+    };
     this.calls.set(id, call);
     void this.run(call, args);
   }
@@ -358,13 +379,28 @@ export class Worker {
     if (call.done || call.cancelRequested) return;
     call.cancelRequested = true;
     call.controller.abort(new DOMException(`call ${call.id} was cancelled`, "AbortError"));
+    call.children?.cancel();
   }
 
   private async run(call: Call, args: Record<string, unknown>): Promise<void> {
-    const ctx = new CallContext(call.id, call.tool.name, call.controller.signal, (msg) => this.emit(call, msg));
+    const { tool } = call.tool;
+    let input: unknown = args;
     let reply: Reply | Buffer;
     try {
-      const value: unknown = await call.tool.tool.run(args as never, ctx);
+      if (tool.inputStandardSchema !== undefined) {
+        let checked = checkWithStandardSchema(tool.inputStandardSchema, args);
+        if (checked instanceof Promise) checked = await checked;
+        if ("problem" in checked) {
+          this.finish(call, call.cancelRequested ? cancelledReply(call.id) : invalidArguments(call.id, call.tool.name, checked.problem));
+          return;
+        }
+        input = checked.value;
+      }
+      const ctx = new CallContext(call.id, call.tool.name, call.controller.signal, (msg) => this.emit(call, msg));
+      const children = call.children;
+      const value: unknown = await (children === undefined
+        ? tool.run(input as never, ctx)
+        : trackChildren(children, () => tool.run(input as never, ctx)));
       reply = call.cancelRequested ? cancelledReply(call.id) : this.success(call, value);
     } catch (err) {
       reply = call.cancelRequested ? cancelledReply(call.id) : this.failure(call, err);
@@ -416,6 +452,7 @@ export class Worker {
     if (call.done) return;
     call.done = true;
     this.calls.delete(call.id);
+    call.children?.close();
     this.writeReply(reply);
     if (this.calls.size === 0) this.onIdle?.();
   }
@@ -423,7 +460,7 @@ export class Worker {
   /** Write a terminal reply; one that cannot be sent becomes a `tool_error`. */
   private writeReply(reply: Reply | Buffer): void {
     if (Buffer.isBuffer(reply)) {
-      this.writer.writeLine(reply);
+      this.writer.queueLine(reply);
       return;
     }
     let line: Buffer;
@@ -434,6 +471,6 @@ export class Worker {
       const what = reply["type"] === "result" ? "result" : "error";
       line = this.writer.encode(errorReply(reply["id"] as number, "tool_error", `cannot send the ${what} of the call: ${detail}`));
     }
-    this.writer.writeLine(line);
+    this.writer.queueLine(line);
   }
 }

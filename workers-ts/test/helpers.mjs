@@ -9,13 +9,13 @@ export const fixture = (name) => fileURLToPath(new URL(`./fixtures/${name}`, imp
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export class WorkerProcess {
-  constructor(script, { env = {}, channel = true } = {}) {
+  constructor(script, { env = {}, channel = true, detached = true } = {}) {
     const base = { ...process.env, FLW_WORKER: "test", ...env };
     delete base.FLW_CHANNEL_FD;
     if (channel) base.FLW_CHANNEL_FD = "3";
     this.proc = spawn(process.execPath, [MAIN, fixture(script)], {
       stdio: channel ? ["pipe", "pipe", "pipe", "pipe"] : ["pipe", "pipe", "pipe"],
-      detached: true,
+      detached, // a group of its own, as the supervisor starts workers
       env: base,
     });
     this.pid = this.proc.pid;

@@ -1,5 +1,14 @@
 // Type tests: `tsc --noEmit` (npm run check) fails when inference breaks.
-import { type Context, type Infer, type Tool, detachedContext, tool } from "../../src/index.js";
+import { z } from "zod";
+import {
+  type Context,
+  type Infer,
+  type InferStandardOutput,
+  type StandardSchemaV1,
+  type Tool,
+  detachedContext,
+  tool,
+} from "../../src/index.js";
 
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
 function expectType<T extends true>(_ok: T): void {}
@@ -90,3 +99,41 @@ tool({ input: { type: "string" }, run: () => 1 });
 export async function byHand(): Promise<string> {
   return await echo.run({ text: "hi" }, detachedContext());
 }
+
+// A zod 4 schema as input: run gets the schema's output type (defaults filled in, transforms applied).
+const Greeting = z.object({
+  name: z.string(),
+  times: z.number().int().default(1),
+  tone: z.enum(["plain", "loud"]).optional(),
+  when: z.string().transform((s) => s.length),
+});
+
+export const greet = tool({
+  description: "Greet someone.",
+  input: Greeting,
+  run: (args) => {
+    expectType<Equal<typeof args.name, string>>(true);
+    expectType<Equal<typeof args.times, number>>(true);
+    expectType<Equal<typeof args.tone, "plain" | "loud" | undefined>>(true);
+    expectType<Equal<typeof args.when, number>>(true);
+    return `hello ${args.name}`;
+  },
+});
+expectType<Equal<Parameters<typeof greet.run>[0], z.output<typeof Greeting>>>(true);
+expectType<Equal<typeof greet, Tool<z.output<typeof Greeting>, string>>>(true);
+expectType<Equal<InferStandardOutput<typeof Greeting>, z.output<typeof Greeting>>>(true);
+
+// A zod schema is a StandardSchemaV1 as the SDK declares it.
+const asStandard: StandardSchemaV1 = Greeting;
+void asStandard;
+
+tool({
+  input: z.object({ n: z.number() }),
+  // @ts-expect-error n is a number, not a string
+  run: ({ n }: { n: string }) => n,
+});
+tool({
+  input: z.object({ n: z.number() }),
+  // @ts-expect-error there is no member m
+  run: (args) => args.m,
+});

@@ -1,0 +1,45 @@
+/**
+ * Which child processes a call started, so that cancelling the call stops
+ * them (`shared` mode).
+ *
+ * In `isolated` mode a cancel kills the worker's whole process group, which
+ * takes every process its tool started. In `shared` mode the group also
+ * hosts other calls, so a call that stops on request keeps its process
+ * group, and what it started would live on. So, in shared mode, the SDK
+ * records every child process started while a call runs and, when the call
+ * is cancelled, sends each one still running SIGTERM, then SIGKILL after
+ * {@link CHILD_KILL_GRACE_MS}: its process group when it was started with
+ * `detached: true` (it leads one), else the process itself. A child the
+ * call starts after the cancel is killed at once.
+ *
+ * The record follows the call through its promises and callbacks with an
+ * `AsyncLocalStorage`. Children are seen where every way of starting one
+ * goes through: `ChildProcess.prototype.spawn`, which `spawn`, `exec`,
+ * `execFile`, `fork` and their promisified forms all call (so ESM named
+ * imports of `node:child_process` see it too, with no export replaced).
+ * The synchronous forms (`spawnSync`, `execSync`) block the event loop
+ * until their child ends, so there is nothing to kill by the time a cancel
+ * is read.
+ *
+ * A child is signalled only while Node has not reaped it (its `exitCode`
+ * and `signalCode` are still `null`), so its pid cannot have been reused.
+ */
+import { ChildProcess } from "node:child_process";
+/** How long a cancelled call's children get between SIGTERM and SIGKILL, in milliseconds. */
+export declare const CHILD_KILL_GRACE_MS = 500;
+/** The child processes of one call. */
+export declare class CallChildren {
+    private started;
+    private cancelled;
+    private closed;
+    /** Record a child the call started (killed at once if the call was cancelled). */
+    add(child: ChildProcess, leadsGroup: boolean): void;
+    /** The call was cancelled: stop every child it started that still runs. */
+    cancel(): void;
+    /** The call ended: record nothing more (children of a call that was not cancelled live on). */
+    close(): void;
+}
+/** Record the children started inside calls from now on (once; cheap to repeat). */
+export declare function installChildTracking(): void;
+/** Run `fn` with the children it starts (now or in its promises) recorded into `children`. */
+export declare function trackChildren<T>(children: CallChildren, fn: () => T): T;

@@ -1,0 +1,104 @@
+// Shared mode: cancelling a call kills the child processes it started, and
+// only those; the worker lives on.
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { WorkerProcess, alive, waitDead } from "./helpers.mjs";
+
+const spawned = [];
+const strays = [];
+function spawnWorker(script, options) {
+  const worker = new WorkerProcess(script, options);
+  spawned.push(worker);
+  return worker;
+}
+after(() => {
+  spawned.forEach((worker) => worker.kill());
+  for (const pid of strays) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // gone
+    }
+  }
+});
+
+/** Start `start_and_wait` as call `id`; resolves to the pids it reported. */
+async function startChild(worker, id, how) {
+  worker.send({ type: "call", id, tool: "start_and_wait", args: { how } });
+  const progress = await worker.recv((m) => m.id === id && m.type === "progress");
+  const pids = progress.message.split(" ").map(Number);
+  strays.push(...pids);
+  return pids;
+}
+
+describe("shared mode", () => {
+  let worker;
+  let nextId = 1;
+  before(async () => {
+    worker = spawnWorker("children.mjs", { env: { FLW_MODE: "shared" } });
+    await worker.handshake();
+  });
+  after(async () => {
+    worker.send({ type: "shutdown" });
+    assert.equal((await worker.wait()).code, 0);
+  });
+
+  for (const how of ["spawn", "exec", "execFile", "promisified", "fork", "detached", "later"]) {
+    test(`cancel kills the child a call started (${how})`, async () => {
+      const id = nextId++;
+      const pids = await startChild(worker, id, how);
+      assert.ok(pids.every(alive), `not all of ${pids} run`);
+      worker.send({ type: "cancel", id });
+      const reply = await worker.recv((m) => m.id === id && m.type === "error");
+      assert.equal(reply.kind, "cancelled");
+      for (const pid of pids) assert.ok(await waitDead(pid, 3000), `pid ${pid} (${how}) outlived the cancel`);
+      assert.ok(alive(worker.pid));
+      assert.equal(await worker.result(nextId++, "echo", { text: "still serving" }), "still serving");
+    });
+  }
+
+  test("a child that ignores SIGTERM gets SIGKILL after the grace period", async () => {
+    const id = nextId++;
+    const [pid] = await startChild(worker, id, "stubborn");
+    const cancelled = Date.now();
+    worker.send({ type: "cancel", id });
+    assert.equal((await worker.recv((m) => m.id === id && m.type === "error", 5000)).kind, "cancelled");
+    assert.ok(await waitDead(pid, 3000));
+    const took = Date.now() - cancelled;
+    assert.ok(took >= 400 && took < 3000, `the stubborn child died ${took} ms after the cancel`);
+  });
+
+  test("cancelling one call leaves the children of another alone", async () => {
+    const a = nextId++;
+    const b = nextId++;
+    const [pidA] = await startChild(worker, a, "spawn");
+    const [pidB] = await startChild(worker, b, "later");
+    worker.send({ type: "cancel", id: a });
+    assert.equal((await worker.recv((m) => m.id === a && m.type === "error")).kind, "cancelled");
+    assert.ok(await waitDead(pidA));
+    assert.ok(alive(pidB), "the other call's child was killed");
+    worker.send({ type: "cancel", id: b });
+    assert.equal((await worker.recv((m) => m.id === b && m.type === "error")).kind, "cancelled");
+    assert.ok(await waitDead(pidB));
+  });
+
+  test("the children of a call that ends normally live on", async () => {
+    const pid = await worker.result(nextId++, "start_and_return");
+    strays.push(pid);
+    assert.ok(alive(pid));
+    await new Promise((resolve) => setTimeout(resolve, 700));
+    assert.ok(alive(pid), "a finished call's child was killed");
+  });
+});
+
+test("isolated mode leaves children to the supervisor's group kill", async () => {
+  const worker = spawnWorker("children.mjs");
+  await worker.handshake();
+  const [pid] = await startChild(worker, 1, "spawn");
+  worker.send({ type: "cancel", id: 1 });
+  await new Promise((resolve) => setTimeout(resolve, 700));
+  assert.ok(alive(pid), "isolated mode: the SDK killed a child; that is the supervisor's job");
+  assert.ok(!worker.messages.some((m) => m.id === 1 && m.type !== "progress"));
+  worker.kill();
+  assert.ok(await waitDead(pid));
+});
