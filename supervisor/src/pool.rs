@@ -340,6 +340,7 @@ impl Pool {
             }
             args = lease.manifest.validate(tool, args)?;
         }
+        drop(checked); // not kept in the future's state while the call runs
         let remaining = deadline.map(|d| d.saturating_duration_since(tokio::time::Instant::now()));
         let (id, mut rx) = lease.worker.start_call(tool, args, remaining, opts.events);
         let kind = tokio::select! {
@@ -357,8 +358,9 @@ impl Pool {
             ErrorKind::Timeout => format!("timed out after {:?}", timeout.unwrap_or_default()),
             _ => "was cancelled".to_string(),
         };
-        self.stop_call(lease, id, rx, kind, &format!("call {id} to {tool} {what}"))
-            .await
+        // Boxed: the cancel path is rare, and inline its state would make
+        // every call's future (held for each call in flight) larger.
+        Box::pin(self.stop_call(lease, id, rx, kind, &format!("call {id} to {tool} {what}"))).await
     }
 
     /// The cancel path: a cooperative `cancel`, the grace period, then (always
