@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import shutil
 import signal
 import threading
 import time
@@ -417,6 +418,26 @@ async def test_ignored_files_do_not_reload_and_imported_helpers_do(tmp_path: Pat
             return text_of(await s.call_tool("echo", {"text": "x"})) == "v1:x:two"
 
         await wait_for(two, 30, "the helper's change to be served")
+
+        # A folder removed and made again (a branch switch) is watched again.
+        shutil.rmtree(tmp_path / "lib")
+        await anyio.sleep(0.5)
+        (tmp_path / "lib").mkdir()
+        (tmp_path / "lib" / "__init__.py").write_text("")
+        (tmp_path / "lib" / "helper.py").write_text("WORD = 'three'\n")
+        await wait_for(word_is(s, "three"), 30, "the re-made folder's helper to be served")
+        (tmp_path / "lib" / "helper.py").write_text("WORD = 'four'\n")
+        await wait_for(word_is(s, "four"), 30, "a change in the re-made folder to be served")
+
+
+def word_is(s: ClientSession, word: str):
+    """A condition: echo shows the helper's WORD."""
+
+    async def pred() -> bool:
+        r = await s.call_tool("echo", {"text": "x"})
+        return text_of(r) == f"v1:x:{word}"
+
+    return pred
 
 
 async def test_flw_reload_and_sighup_reload_a_server_that_does_not_watch(tmp_path: Path):

@@ -120,16 +120,24 @@ fn watch_pools(router: &crate::router::Router, default: bool) -> Option<crate::w
     }
 }
 
-/// Reloads every pool at each SIGHUP (what `flw reload` sends).
-async fn reload_on_sighup(router: crate::router::Router) {
+/// Installs the SIGHUP handler now (so that a `flw reload` right after the
+/// server registered cannot kill it with SIGHUP's default action) and
+/// returns the task that reloads every pool at each SIGHUP.
+fn reload_on_sighup(router: crate::router::Router) -> Option<tokio::task::JoinHandle<()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        return;
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(hup) => hup,
+        Err(e) => {
+            tracing::warn!("cannot handle SIGHUP, so flw reload will not reach this server: {e}");
+            return None;
+        }
     };
-    while hup.recv().await.is_some() {
-        tracing::info!("SIGHUP: reloading every pool");
-        router.request_reload("SIGHUP");
-    }
+    Some(tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading every pool");
+            router.request_reload("SIGHUP");
+        }
+    }))
 }
 
 /// Resolves when SIGINT or SIGTERM arrives, with the exit code it implies.

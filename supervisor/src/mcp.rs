@@ -46,6 +46,8 @@ pub struct McpServer {
     revalidating: Arc<std::sync::atomic::AtomicBool>,
     /// The least severe log message the client wants (`logging/setLevel`).
     log: ClientLog,
+    /// The task that forwards reloads to the client was started.
+    forwarding: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl McpServer {
@@ -55,18 +57,32 @@ impl McpServer {
             router,
             revalidating: Default::default(),
             log: ClientLog::default(),
+            forwarding: Default::default(),
         }
     }
 
-    /// Tells the client about reloads until the session ends.
+    /// Tells the client about reloads until the session ends (once per
+    /// session, however often the client says it is initialized).
     fn forward_reloads(&self, peer: rmcp::Peer<RoleServer>) {
+        if self
+            .forwarding
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            return;
+        }
         let mut events = self.router.events();
         let log = self.log.clone();
         tokio::spawn(async move {
             loop {
                 let event = match events.recv().await {
                     Ok(ev) => ev,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        // Reloads were missed: the tools may have changed.
+                        if peer.notify_tool_list_changed().await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
                     Err(_) => return,
                 };
                 let (severity, text, changed) = match event {

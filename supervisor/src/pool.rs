@@ -139,8 +139,8 @@ impl Pool {
         &self.inner.cfg
     }
 
-    /// The number of the generation that takes new calls (1, then one more
-    /// per successful reload).
+    /// The number of the generation that takes new calls: 1, then higher
+    /// after reloads (a failed reload uses a number up too).
     pub fn generation(&self) -> u64 {
         self.inner.current.load().number
     }
@@ -226,6 +226,11 @@ impl Pool {
         };
         let manifest = match ready {
             Ok(m) => m,
+            Err(e) if s.closing.is_cancelled() => {
+                candidate.close(false);
+                candidate.stop(Duration::ZERO, None).await;
+                return Err(e);
+            }
             Err(e) => {
                 candidate.close(false);
                 candidate.stop(Duration::ZERO, None).await;
@@ -482,9 +487,18 @@ async fn follow_first(inner: Arc<Inner>, first: Arc<Generation>, mut cache: Opti
                 }
             }
         }
-        let before = inner.tools.send_replace(state);
+        // Checked again under the watch's lock: a reload swaps the current
+        // generation before it publishes, so once it has, this is skipped.
+        let mut before = None;
+        inner.tools.send_if_modified(|t| {
+            if !Arc::ptr_eq(&inner.current.load(), &first) {
+                return false;
+            }
+            before = Some(std::mem::replace(t, state.clone()));
+            true
+        });
         if ready {
-            if matches!(before, ToolsState::Failed(_)) {
+            if matches!(before, Some(ToolsState::Failed(_))) {
                 let _ = inner.events.send(PoolEvent::Recovered {
                     pool: inner.cfg.name.clone(),
                 });

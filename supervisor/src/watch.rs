@@ -191,7 +191,12 @@ pub fn start(pools: Vec<Pool>) -> anyhow::Result<Option<WatchHandle>> {
     for w in &watched {
         for dir in w.dirs() {
             if dirs.insert(dir.clone()) {
-                watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+                // One folder that cannot be watched (no permission, gone, the
+                // inotify limit) must not turn watching off for the rest.
+                if let Err(e) = watcher.watch(&dir, RecursiveMode::NonRecursive) {
+                    tracing::warn!("cannot watch {}: {e}", dir.display());
+                    dirs.remove(&dir);
+                }
             }
         }
         tracing::debug!(pool = %w.pool.config().name, "watching {} folders", dirs.len());
@@ -232,12 +237,43 @@ async fn run(
                 continue;
             }
         };
+        if event.need_rescan() {
+            // The kernel's queue overflowed: changes may have been lost.
+            for (i, w) in watched.iter().enumerate() {
+                dirty
+                    .entry(i)
+                    .or_insert_with(|| w.pool.config().script.clone());
+            }
+            deadline = tokio::time::Instant::now() + DEBOUNCE;
+            continue;
+        }
         if matches!(event.kind, EventKind::Access(_) | EventKind::Other) {
             continue;
         }
+        let gone = matches!(
+            event.kind,
+            EventKind::Remove(_) | EventKind::Modify(notify::event::ModifyKind::Name(_))
+        );
         for path in &event.paths {
-            if matches!(event.kind, EventKind::Create(_)) && path.is_dir() {
+            if gone && !path.exists() {
+                // A removed or moved-away folder loses its watch: forget it,
+                // so that a folder made again at that path is watched again.
+                dirs.retain(|d| !d.starts_with(path));
+            }
+            if path.is_dir() && !dirs.contains(path) {
+                // Made, or moved in: watch it and what it holds, and reload,
+                // since files written before its watch existed were missed.
                 add_new_dir(&mut watcher, &mut dirs, &watched, path);
+                for (i, w) in watched.iter().enumerate() {
+                    if w.trees.iter().any(|root| {
+                        path.strip_prefix(root).is_ok_and(|rel| {
+                            !w.ignored(rel, true) && !path.starts_with(&w.own_cache)
+                        })
+                    }) {
+                        dirty.entry(i).or_insert_with(|| path.clone());
+                        deadline = tokio::time::Instant::now() + DEBOUNCE;
+                    }
+                }
             }
             let mut wanted = false;
             for (i, w) in watched.iter().enumerate() {

@@ -37,9 +37,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .as_deref()
         .map(|c| std::path::absolute(c).unwrap_or_else(|_| c.to_path_buf()));
     let router = Router::start(config);
+    let reloads = super::reload_on_sighup(router.clone());
     let _registered = crate::instances::register("mcp", scripts, config_file);
     let _watching = super::watch_pools(&router, !args.no_watch);
-    let reloads = tokio::spawn(super::reload_on_sighup(router.clone()));
     let server = McpServer::new(router.clone());
     let code = tokio::select! {
         r = server.serve_stdio() => {
@@ -50,7 +50,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         code = super::interrupted() => ExitCode::from(code),
     };
-    reloads.abort();
+    if let Some(task) = reloads {
+        task.abort();
+    }
     router.shutdown(args.drain).await;
     Ok(code)
 }

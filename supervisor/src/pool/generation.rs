@@ -250,12 +250,19 @@ impl Generation {
 
     fn release(self: &Arc<Self>, slot: usize, epoch: u64) {
         let mut st = self.lock();
+        let retired = st.retired;
         let s = &mut st.slots[slot];
         if s.epoch == epoch {
             s.in_flight = s.in_flight.saturating_sub(1);
         }
+        let idle_and_retired = (retired && s.in_flight == 0)
+            .then(|| s.worker.as_ref().map(|(w, _)| w.clone()))
+            .flatten();
         self.dispatch(&mut st);
         drop(st);
+        if let Some(worker) = idle_and_retired {
+            retire_worker(worker);
+        }
         self.released.notify_waiters();
     }
 
@@ -286,6 +293,15 @@ impl Generation {
         st.closed = true;
         st.retired |= retire;
         st.queue.clear(); // waiters see their sender dropped
+        if retire {
+            // Idle workers of a replaced generation exit now, not at the
+            // end of the drain; busy ones when their last call ends.
+            for s in st.slots.iter().filter(|s| s.in_flight == 0) {
+                if let Some((w, _)) = &s.worker {
+                    retire_worker(w.clone());
+                }
+            }
+        }
     }
 
     /// Ends a drain under way within `drain` from now, if it would end
@@ -322,6 +338,20 @@ impl Generation {
                 break;
             }
         }
+        let hurried = self.lock_hurry().is_some();
+        let leftover = leftover.map(|reason| {
+            if hurried {
+                CallFailure::new(
+                    ErrorKind::ShuttingDown,
+                    format!(
+                        "flw is shutting down and the call, on workers of generation {} of pool {} that a reload replaced, did not finish within the drain time",
+                        self.number, self.cfg.name
+                    ),
+                )
+            } else {
+                reason
+            }
+        });
         if let Some(reason) = leftover {
             let busy: Vec<Arc<Worker>> = self
                 .lock()
@@ -381,6 +411,16 @@ impl Generation {
         } else {
             m
         })
+    }
+}
+
+/// Asks an idle worker of a replaced generation to exit (killed after 2 s);
+/// its slot, closed, starts no other.
+fn retire_worker(worker: Arc<Worker>) {
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        rt.spawn(async move {
+            worker.shutdown(Duration::from_secs(2)).await;
+        });
     }
 }
 
