@@ -254,7 +254,10 @@ impl Pool {
             _ => true,
         };
         s.tools.send_replace(ToolsState::Ready(manifest.clone()));
-        store_manifest(&s.cfg, &manifest);
+        let cfg = s.cfg.clone();
+        store_manifest(&s.cfg.name, &manifest, move || {
+            ManifestCache::for_pool(&cfg)
+        });
         let took = began.elapsed();
         tracing::info!(
             pool = %s.cfg.name,
@@ -477,13 +480,8 @@ async fn follow_first(inner: Arc<Inner>, first: Arc<Generation>, mut cache: Opti
         if let ToolsState::Ready(m) = &state {
             if inner.cached.as_deref() != Some(m.tools()) {
                 if let Some(cache) = cache.take() {
-                    let tools = m.tools().to_vec();
-                    let name = inner.cfg.name.clone();
-                    tokio::task::spawn_blocking(move || {
-                        if let Err(e) = cache.store(&tools) {
-                            tracing::debug!(pool = %name, "cannot cache the manifest: {e}");
-                        }
-                    });
+                    // The entry stamped at start: the script may have changed since.
+                    store_manifest(&inner.cfg.name, m, move || Some(cache));
                 }
             }
         }
@@ -512,14 +510,19 @@ async fn follow_first(inner: Arc<Inner>, first: Arc<Generation>, mut cache: Opti
     }
 }
 
-/// Writes a new generation's manifest to the cache, off the runtime.
-fn store_manifest(cfg: &PoolConfig, manifest: &Manifest) {
-    let cfg = cfg.clone();
+/// Writes a manifest to the cache entry `entry` gives, off the runtime
+/// (finding the entry reads the script's metadata, so it runs there too).
+fn store_manifest(
+    pool: &str,
+    manifest: &Manifest,
+    entry: impl FnOnce() -> Option<ManifestCache> + Send + 'static,
+) {
+    let pool = pool.to_string();
     let tools = manifest.tools().to_vec();
     tokio::task::spawn_blocking(move || {
-        if let Some(cache) = ManifestCache::for_pool(&cfg) {
+        if let Some(cache) = entry() {
             if let Err(e) = cache.store(&tools) {
-                tracing::debug!(pool = %cfg.name, "cannot cache the manifest: {e}");
+                tracing::debug!(pool = %pool, "cannot cache the manifest: {e}");
             }
         }
     });

@@ -117,6 +117,14 @@ impl Watched {
         self.ignore.is_match(rel)
     }
 
+    /// Whether `dir`, a folder under the tree `root`, is one to watch.
+    fn watches_dir(&self, root: &Path, dir: &Path) -> bool {
+        !dir.starts_with(&self.own_cache)
+            && dir
+                .strip_prefix(root)
+                .is_ok_and(|rel| !self.ignored(rel, true))
+    }
+
     /// The folders to watch: each tree's folders, and the folder of each file.
     fn dirs(&self) -> Vec<PathBuf> {
         let mut out = Vec::new();
@@ -150,12 +158,7 @@ impl Watched {
         for entry in entries.flatten() {
             let path = entry.path();
             let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-            if is_dir
-                && !path.starts_with(&self.own_cache)
-                && !path
-                    .strip_prefix(root)
-                    .is_ok_and(|rel| self.ignored(rel, true))
-            {
+            if is_dir && self.watches_dir(root, &path) {
                 self.walk(root, &path, depth + 1, out);
             }
         }
@@ -263,16 +266,9 @@ async fn run(
             if path.is_dir() && !dirs.contains(path) {
                 // Made, or moved in: watch it and what it holds, and reload,
                 // since files written before its watch existed were missed.
-                add_new_dir(&mut watcher, &mut dirs, &watched, path);
-                for (i, w) in watched.iter().enumerate() {
-                    if w.trees.iter().any(|root| {
-                        path.strip_prefix(root).is_ok_and(|rel| {
-                            !w.ignored(rel, true) && !path.starts_with(&w.own_cache)
-                        })
-                    }) {
-                        dirty.entry(i).or_insert_with(|| path.clone());
-                        deadline = tokio::time::Instant::now() + DEBOUNCE;
-                    }
+                for i in add_new_dir(&mut watcher, &mut dirs, &watched, path) {
+                    dirty.entry(i).or_insert_with(|| path.clone());
+                    deadline = tokio::time::Instant::now() + DEBOUNCE;
                 }
             }
             let mut wanted = false;
@@ -311,23 +307,23 @@ fn forget_bytecode(source: &Path) {
     }
 }
 
-/// Watches a folder created under a watched tree (and the folders in it).
+/// Watches a folder created under (or moved into) a watched tree, and the
+/// folders in it; returns the indices of the pools whose trees hold it.
 fn add_new_dir(
     watcher: &mut notify::RecommendedWatcher,
     dirs: &mut HashSet<PathBuf>,
     watched: &[Watched],
     path: &Path,
-) {
-    for w in watched {
-        for root in &w.trees {
-            let Ok(rel) = path.strip_prefix(root) else {
-                continue;
-            };
-            if w.ignored(rel, true) || path.starts_with(&w.own_cache) {
-                continue;
-            }
+) -> Vec<usize> {
+    let mut pools = Vec::new();
+    for (i, w) in watched.iter().enumerate() {
+        for root in w.trees.iter().filter(|root| w.watches_dir(root, path)) {
+            pools.push(i);
+            let depth = path
+                .strip_prefix(root)
+                .map_or(0, |rel| rel.components().count());
             let mut found = Vec::new();
-            w.walk(root, path, rel.components().count(), &mut found);
+            w.walk(root, path, depth, &mut found);
             for dir in found {
                 if dirs.insert(dir.clone()) {
                     if let Err(e) = watcher.watch(&dir, RecursiveMode::NonRecursive) {
@@ -337,6 +333,8 @@ fn add_new_dir(
             }
         }
     }
+    pools.dedup();
+    pools
 }
 
 #[cfg(test)]
