@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import socket
 import subprocess
@@ -163,3 +164,73 @@ def interrupt(proc: subprocess.Popen, sig: int = signal.SIGINT) -> None:
 
 def jsonl(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+class McpPipe:
+    """A raw JSON-RPC client of `flw mcp ARGS...` on pipes, with a deadline
+    on every read; a thread queues every message flw writes."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self.proc = subprocess.Popen(
+            [FLW, "mcp", *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+        self.lines: queue.Queue[dict] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        self.send(
+            {
+                "jsonrpc": "2.0",
+                "id": 0,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": "2025-11-25",
+                    "capabilities": {},
+                    "clientInfo": {"name": "t", "version": "1"},
+                },
+            }
+        )
+        assert self.recv(30)["id"] == 0
+        self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(json.loads(line))
+
+    def send(self, message: dict) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write((json.dumps(message) + "\n").encode())
+        self.proc.stdin.flush()
+
+    def recv(self, timeout: float) -> dict:
+        """The next message (a reply or a notification); queue.Empty after timeout."""
+        return self.lines.get(timeout=timeout)
+
+    def reply(self, request_id: int, timeout: float) -> dict:
+        """The reply to request_id; messages before it are dropped."""
+        deadline = time.monotonic() + timeout
+        while True:
+            message = self.recv(max(0.01, deadline - time.monotonic()))
+            if message.get("id") == request_id:
+                return message
+
+    def list_tools(self, request_id: int) -> None:
+        self.send({"jsonrpc": "2.0", "id": request_id, "method": "tools/list"})
+
+    def call(self, request_id: int, tool: str, args: dict) -> None:
+        self.send(
+            {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": {"name": tool, "arguments": args}}
+        )
+
+    def close(self) -> None:
+        """Closes flw's stdin (the host leaves) and waits for it to exit."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=30)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()

@@ -10,12 +10,9 @@ old generation outlives it."""
 
 from __future__ import annotations
 
-import json
 import os
-import queue
 import shutil
 import signal
-import threading
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -25,7 +22,7 @@ import anyio
 import pytest
 from mcp import ClientSession, StdioServerParameters, stdio_client, types
 
-from conftest import FLW, alive, children, group_members, run_flw, start_flw, wait_until
+from conftest import FLW, McpPipe, alive, children, group_members, run_flw, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -482,61 +479,12 @@ async def test_a_script_broken_at_start_serves_once_a_save_fixes_it(tmp_path: Pa
         assert await version_is(s, "v2")
 
 
-class RawClient:
-    """JSON-RPC lines to `flw mcp` on pipes, replies collected by a thread."""
-
-    def __init__(self, *args: str) -> None:
-        self.proc = start_flw("mcp", *args)
-        self.replies: queue.Queue[dict] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-        self.send(
-            {
-                "jsonrpc": "2.0",
-                "id": 0,
-                "method": "initialize",
-                "params": {
-                    "protocolVersion": "2025-11-25",
-                    "capabilities": {},
-                    "clientInfo": {"name": "t", "version": "1"},
-                },
-            }
-        )
-        assert self.reply(0, 30)["id"] == 0
-        self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            message = json.loads(line)
-            if "id" in message:
-                self.replies.put(message)
-
-    def send(self, message: dict) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write((json.dumps(message) + "\n").encode())
-        self.proc.stdin.flush()
-
-    def call(self, request_id: int, tool: str, args: dict) -> None:
-        self.send(
-            {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": {"name": tool, "arguments": args}}
-        )
-
-    def reply(self, request_id: int, timeout: float) -> dict:
-        deadline = time.monotonic() + timeout
-        while True:
-            message = self.replies.get(timeout=max(0.01, deadline - time.monotonic()))
-            if message["id"] == request_id:
-                return message
-            self.replies.put(message)  # someone else's: keep it
-            time.sleep(0.01)
-
-
 def test_shutdown_cuts_the_drain_of_a_replaced_generation_short(tmp_path: Path):
     path = tmp_path / "agent.py"
     path.write_text(python_script(1))
     cfg = tmp_path / "flw.toml"
     cfg.write_text('[pools.agent]\nscript = "agent.py"\ninstances = 1\nreload_drain = "60s"\n')
-    client = RawClient("--drain", "1s", "--config", str(cfg))
+    client = McpPipe("--drain", "1s", "--config", str(cfg))
     try:
         client.call(1, "version", {})
         assert client.reply(1, 30)["result"]["content"][0]["text"] == "v1"
@@ -550,10 +498,8 @@ def test_shutdown_cuts_the_drain_of_a_replaced_generation_short(tmp_path: Path):
             time.sleep(0.05)
         else:
             pytest.fail("v2 never served")
-        assert client.proc.stdin is not None
-        client.proc.stdin.close()  # the host leaves: flw shuts down with --drain 1s
         started = time.monotonic()
-        client.proc.wait(timeout=30)
+        client.close()  # the host leaves: flw shuts down with --drain 1s
         took = time.monotonic() - started
     finally:
         if client.proc.poll() is None:

@@ -3,16 +3,13 @@ while its workers start, and tells the client when the live tools differ."""
 
 from __future__ import annotations
 
-import json
 import os
 import queue
-import subprocess
-import threading
 from pathlib import Path
 
 import pytest
 
-from conftest import FLW
+from conftest import McpPipe
 
 AGENT = """\
 import time
@@ -45,60 +42,6 @@ def {name}() -> str:
 """
 
 
-class Client:
-    """A raw JSON-RPC client of `flw mcp` with a deadline on every read."""
-
-    def __init__(self, script: Path, env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(
-            [FLW, "mcp", str(script)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env=env,
-        )
-        self.lines: queue.Queue[dict] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-        self.send(
-            {
-                "jsonrpc": "2.0",
-                "id": 0,
-                "method": "initialize",
-                "params": {
-                    "protocolVersion": "2025-11-25",
-                    "capabilities": {},
-                    "clientInfo": {"name": "t", "version": "1"},
-                },
-            }
-        )
-        assert self.recv(30)["id"] == 0
-        self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(json.loads(line))
-
-    def send(self, message: dict) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write((json.dumps(message) + "\n").encode())
-        self.proc.stdin.flush()
-
-    def recv(self, timeout: float) -> dict:
-        return self.lines.get(timeout=timeout)
-
-    def list_tools(self, request_id: int) -> None:
-        self.send({"jsonrpc": "2.0", "id": request_id, "method": "tools/list"})
-
-    def close(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=30)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-
-
 def names(reply: dict) -> list[str]:
     return [t["name"] for t in reply["result"]["tools"]]
 
@@ -112,7 +55,7 @@ def project(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     env.pop("FLW_NO_MANIFEST_CACHE", None)
     # A first run, with the gate open, leaves the manifest in the cache.
     (tmp_path / "gate").touch()
-    client = Client(script, env)
+    client = McpPipe(str(script), env=env)
     client.list_tools(1)
     assert names(client.recv(30)) == ["echo", "first"]
     client.close()
@@ -126,7 +69,7 @@ def test_tools_come_from_the_cache_while_the_worker_starts_then_list_changed(
     script, env = project
     # The script is unchanged, but a module it imports now defines another tool.
     script.with_name("extra.py").write_text(EXTRA.format(name="second"))
-    client = Client(script, env)
+    client = McpPipe(str(script), env=env)
     try:
         client.list_tools(1)
         reply = client.recv(10)  # the worker is held at its import: this is the cache
@@ -148,7 +91,7 @@ def test_without_a_usable_cache_tools_list_waits_for_the_worker(project: tuple[P
         script.write_text(AGENT + "\n# edited\n")
     else:
         env = {**env, "FLW_NO_MANIFEST_CACHE": "1"}
-    client = Client(script, env)
+    client = McpPipe(str(script), env=env)
     try:
         client.list_tools(1)
         with pytest.raises(queue.Empty):
