@@ -141,6 +141,24 @@ pub fn decode_supervisor_line(
             args: f.object("args")?,
             deadline_ms: f.opt_uint("deadline_ms")?,
         }),
+        "node" => SupervisorMessage::Node(Box::new(NodeCall {
+            id: f.id()?,
+            node: f.string("node")?,
+            phase: {
+                let s = f.string("phase")?;
+                NodePhase::parse(&s)
+                    .ok_or_else(|| f.invalid("phase", "one of run, prep, exec, post, fallback"))?
+            },
+            shared: f.optional("shared", |f, v| as_object(f, "shared", v))?,
+            item: f.take("item")?,
+            prep: f.take("prep")?,
+            results: f.optional("results", |f, v| match v {
+                Value::Array(items) => Ok(items),
+                _ => Err(f.invalid("results", "an array")),
+            })?,
+            error: f.optional("error", |f, v| node_error(f, v))?,
+            deadline_ms: f.opt_uint("deadline_ms")?,
+        })),
         "cancel" => SupervisorMessage::Cancel(Cancel { id: f.id()? }),
         "heartbeat" => SupervisorMessage::Heartbeat(Heartbeat {
             seq: f.uint("seq")?,
@@ -330,9 +348,38 @@ impl Fields<'_> {
                 &format!("unique tool names ({:?} appears twice)", dup.name),
             ));
         }
-        let nodes = self.optional("nodes", |f, v| match v {
-            Value::Array(items) => Ok(items),
-            _ => Err(f.invalid("nodes", "an array")),
+        let nodes = self.optional("nodes", |f, v| {
+            let Value::Array(items) = v else {
+                return Err(f.invalid("nodes", "an array of node objects"));
+            };
+            items
+                .into_iter()
+                .enumerate()
+                .map(|(i, item)| node_spec(i, item))
+                .collect::<Result<Vec<_>, _>>()
+        })?;
+        let mut names = std::collections::HashSet::new();
+        if let Some(dup) = nodes
+            .iter()
+            .flatten()
+            .find(|n| !names.insert(n.name.as_str()))
+        {
+            return Err(self.invalid(
+                "nodes",
+                &format!("unique node names ({:?} appears twice)", dup.name),
+            ));
+        }
+        let flows = self.optional("flows", |f, v| {
+            let Value::Array(items) = v else {
+                return Err(f.invalid("flows", "an array of graph objects"));
+            };
+            items
+                .into_iter()
+                .map(|item| match item {
+                    Value::Object(m) => Ok(m),
+                    _ => Err(f.invalid("flows", "an array of graph objects")),
+                })
+                .collect::<Result<Vec<_>, _>>()
         })?;
         Ok(Hello {
             protocol,
@@ -342,6 +389,7 @@ impl Fields<'_> {
             pid,
             tools,
             nodes,
+            flows,
         })
     }
 }
@@ -371,6 +419,63 @@ fn tool_spec(index: usize, item: Value) -> Result<ToolSpec, DecodeError> {
         output_schema: f.optional("output_schema", |f, v| as_object(f, "output_schema", v))?,
         name,
     })
+}
+
+fn node_spec(index: usize, item: Value) -> Result<NodeSpec, DecodeError> {
+    let Value::Object(mut obj) = item else {
+        return Err(DecodeError::new(
+            DecodeErrorCode::InvalidField,
+            format!("hello message has an invalid \"nodes[{index}]\": expected an object"),
+        ));
+    };
+    let kind = format!("hello message's nodes[{index}]");
+    let mut f = Fields {
+        obj: &mut obj,
+        kind: &kind,
+    };
+    let name = f.string("name").map_err(nested)?;
+    if !is_valid_tool_name(&name) {
+        return Err(f.invalid(
+            "name",
+            &format!("1-128 characters of A-Z a-z 0-9 _ - . (got {name:?})"),
+        ));
+    }
+    let node_kind = match f.string("kind").map_err(nested)?.as_str() {
+        "node" => NodeKind::Node,
+        "batch" => NodeKind::Batch,
+        _ => return Err(f.invalid("kind", "node or batch")),
+    };
+    let fallback = f
+        .optional("fallback", |f, v| match v {
+            Value::Bool(b) => Ok(b),
+            _ => Err(f.invalid("fallback", "true or absent")),
+        })?
+        .unwrap_or(false);
+    Ok(NodeSpec {
+        description: f.string("description").map_err(nested)?,
+        name,
+        kind: node_kind,
+        fallback,
+    })
+}
+
+/// A member missing inside an array item is an invalid member of the message.
+fn nested(mut e: DecodeError) -> DecodeError {
+    e.code = DecodeErrorCode::InvalidField;
+    e
+}
+
+fn node_error(f: &Fields, v: Value) -> Result<NodeError, DecodeError> {
+    let expected = "an object with string \"kind\" and \"message\"";
+    let Value::Object(mut m) = v else {
+        return Err(f.invalid("error", expected));
+    };
+    match (m.shift_remove("kind"), m.shift_remove("message")) {
+        (Some(Value::String(kind)), Some(Value::String(message))) => {
+            Ok(NodeError { kind, message })
+        }
+        _ => Err(f.invalid("error", expected)),
+    }
 }
 
 fn as_string(f: &Fields, name: &str, v: Value) -> Result<String, DecodeError> {

@@ -11,7 +11,8 @@ mod message;
 pub use decode::{decode_supervisor_line, decode_worker_line, DecodeError, DecodeErrorCode};
 pub use message::{
     Call, CallError, CallResult, Cancel, Chunk, ErrorKind, Heartbeat, Hello, Log, LogLevel,
-    Progress, Shutdown, SupervisorMessage, ToolSpec, Welcome, WorkerMessage,
+    NodeCall, NodeError, NodeKind, NodePhase, NodeSpec, Progress, Shutdown, SupervisorMessage,
+    ToolSpec, Welcome, WorkerMessage,
 };
 
 /// Protocol versions this implementation speaks, highest last.

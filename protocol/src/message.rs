@@ -34,6 +34,8 @@ pub enum SupervisorMessage {
     Welcome(Welcome),
     /// Run a tool.
     Call(Call),
+    /// Run one phase of a graph node; a call in the same id space.
+    Node(Box<NodeCall>),
     /// Stop a call.
     Cancel(Cancel),
     /// Liveness probe; the worker echoes `seq`.
@@ -59,9 +61,47 @@ pub struct Hello {
     pub pid: Option<u64>,
     /// The tool manifest.
     pub tools: Vec<ToolSpec>,
-    /// Graph nodes; reserved, ignored by version 1 supervisors.
+    /// The graph nodes the worker implements.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub nodes: Option<Vec<Value>>,
+    pub nodes: Option<Vec<NodeSpec>>,
+    /// The flows the worker's script defines: graph documents (`GRAPHS.md`),
+    /// checked by the supervisor, not by the codec.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flows: Option<Vec<Map<String, Value>>>,
+}
+
+/// One graph node of a worker's manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeSpec {
+    /// Unique among the worker's nodes; the rules of tool names.
+    pub name: String,
+    /// How the supervisor runs it.
+    pub kind: NodeKind,
+    /// What the node does.
+    pub description: String,
+    /// Whether the node has a `fallback` phase.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub fallback: bool,
+}
+
+/// How the supervisor runs a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeKind {
+    /// One `run` per visit.
+    Node,
+    /// `prep`, one `exec` per item, `post`.
+    Batch,
+}
+
+impl NodeKind {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeKind::Node => "node",
+            NodeKind::Batch => "batch",
+        }
+    }
 }
 
 /// One tool of a worker's manifest.
@@ -177,6 +217,87 @@ pub struct Call {
     /// How long the supervisor waits before it times the call out.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deadline_ms: Option<u64>,
+}
+
+/// Run one phase of a graph node.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeCall {
+    /// Unique per worker, shared with [`Call`] ids.
+    pub id: u64,
+    /// Name from the worker's `nodes`.
+    pub node: String,
+    /// Which phase.
+    pub phase: NodePhase,
+    /// The shared store (`run`, `prep`, `post`, `fallback`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shared: Option<Map<String, Value>>,
+    /// `exec`: the batch item; `None` for `null`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub item: Option<Value>,
+    /// `post`: what `prep` returned; `None` for `null`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prep: Option<Value>,
+    /// `post`: the `exec` values in item order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub results: Option<Vec<Value>>,
+    /// `fallback`: the last failed attempt's error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<NodeError>,
+    /// How long the supervisor waits before it times the call out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<u64>,
+}
+
+/// The phase of a node a [`NodeCall`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodePhase {
+    /// The whole node.
+    Run,
+    /// A batch node's `prep`: the items.
+    Prep,
+    /// A batch node's `exec` for one item.
+    Exec,
+    /// A batch node's `post`.
+    Post,
+    /// The node's fallback after failed attempts.
+    Fallback,
+}
+
+impl NodePhase {
+    /// Every phase.
+    pub const ALL: [NodePhase; 5] = [
+        NodePhase::Run,
+        NodePhase::Prep,
+        NodePhase::Exec,
+        NodePhase::Post,
+        NodePhase::Fallback,
+    ];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodePhase::Run => "run",
+            NodePhase::Prep => "prep",
+            NodePhase::Exec => "exec",
+            NodePhase::Post => "post",
+            NodePhase::Fallback => "fallback",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<NodePhase> {
+        NodePhase::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+}
+
+/// The error a `fallback` phase gets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeError {
+    /// An error kind, e.g. `tool_error`, `timeout`.
+    pub kind: String,
+    /// What happened.
+    pub message: String,
 }
 
 /// Stop a call.
