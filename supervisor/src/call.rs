@@ -1,7 +1,7 @@
 //! What a caller gets back from a tool call: its outcome, live events and errors.
 
-use flw_protocol::{ErrorKind, LogLevel};
-use serde_json::{Number, Value};
+use flw_protocol::{ErrorKind, LogLevel, NodeError, NodePhase};
+use serde_json::{Map, Number, Value};
 use tokio::sync::mpsc;
 
 /// A failed call, as reported to a caller (CLI, MCP client).
@@ -55,3 +55,62 @@ pub enum CallEvent {
 
 /// Where a call's events go; `None` drops them.
 pub type EventSink = Option<mpsc::UnboundedSender<CallEvent>>;
+
+/// One phase of a graph node to run: a `node` message without its id and
+/// deadline (see `protocol/PROTOCOL.md`, "Graph nodes").
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeJob {
+    /// The node's name in its worker's manifest.
+    pub node: String,
+    /// Which phase.
+    pub phase: NodePhase,
+    /// The shared store (`run`, `prep`, `post`, `fallback`).
+    pub shared: Option<Map<String, Value>>,
+    /// `exec`: the item.
+    pub item: Option<Value>,
+    /// `post`: what `prep` returned.
+    pub prep: Option<Value>,
+    /// `post`: the `exec` values in item order.
+    pub results: Option<Vec<Value>>,
+    /// `fallback`: the last attempt's error.
+    pub error: Option<NodeError>,
+}
+
+impl NodeJob {
+    /// A job of `phase` for `node` with no inputs yet.
+    pub fn new(node: &str, phase: NodePhase) -> NodeJob {
+        NodeJob {
+            node: node.to_string(),
+            phase,
+            shared: None,
+            item: None,
+            prep: None,
+            results: None,
+            error: None,
+        }
+    }
+}
+
+/// What a call asks a worker to do.
+#[derive(Debug)]
+pub enum Job<'a> {
+    /// Run a tool with arguments.
+    Tool {
+        /// The tool's name.
+        tool: &'a str,
+        /// Its arguments.
+        args: Map<String, Value>,
+    },
+    /// Run a node phase (boxed: rarer, and larger).
+    Node(Box<NodeJob>),
+}
+
+impl Job<'_> {
+    /// The tool or node, for messages: `echo`, `node search (run)`.
+    pub fn label(&self) -> String {
+        match self {
+            Job::Tool { tool, .. } => (*tool).to_string(),
+            Job::Node(n) => format!("node {} ({})", n.node, n.phase.as_str()),
+        }
+    }
+}

@@ -2,8 +2,11 @@
 //! Exit codes are decided here and in `main.rs`, nowhere else.
 
 mod call;
+mod graph;
 mod mcp;
 mod reload;
+mod run;
+mod run_view;
 mod tools;
 
 use std::path::PathBuf;
@@ -36,6 +39,8 @@ flw tools examples/hello-python/agent.py\n  \
 flw call examples/hello-python/agent.py echo --json '{\"text\": \"hi\"}'\n  \
 flw mcp examples/hello-python/agent.py\n  \
 flw mcp --config flw.toml\n  \
+flw run agent.py agent --json '{\"query\": \"hi\"}'\n  \
+flw graph agent.py agent\n  \
 flw reload agent.py\n\n\
 Logs go to stderr; set FLW_LOG=debug for more."
 )]
@@ -52,6 +57,10 @@ enum Command {
     Call(call::Args),
     /// Serve tools to an MCP host (IDE, desktop agent app) over stdio.
     Mcp(mcp::Args),
+    /// Run a flow (an agent graph) and print its final shared store as JSON on stdout.
+    Run(run::Args),
+    /// Print a flow as a Mermaid flowchart.
+    Graph(graph::Args),
     /// Make running flw servers start new workers with the scripts as they are now.
     Reload(reload::Args),
 }
@@ -67,6 +76,8 @@ pub fn run() -> anyhow::Result<ExitCode> {
             Command::Tools(a) => tools::run(a).await,
             Command::Call(a) => call::run(a).await,
             Command::Mcp(a) => mcp::run(a).await,
+            Command::Run(a) => run::run(a).await,
+            Command::Graph(a) => graph::run(a).await,
             Command::Reload(a) => reload::run(a).await,
         }
     })
@@ -79,6 +90,7 @@ fn pools_from(scripts: &[PathBuf], config: Option<&PathBuf>) -> anyhow::Result<C
         None => Config {
             pools: Vec::new(),
             max_in_flight: None,
+            flows: Vec::new(),
         },
     };
     for s in scripts {
@@ -90,6 +102,16 @@ fn pools_from(scripts: &[PathBuf], config: Option<&PathBuf>) -> anyhow::Result<C
         );
     }
     Ok(cfg)
+}
+
+/// The pools (and graph files) of a command's TARGET: a flw.toml, or one
+/// worker script.
+fn config_for_target(target: &std::path::Path) -> anyhow::Result<Config> {
+    if target.extension().is_some_and(|e| e == "toml") {
+        Ok(Config::load(target)?)
+    } else {
+        pools_from(&[target.to_path_buf()], None)
+    }
 }
 
 /// Applies `--env KEY=VALUE` (set) and `--env KEY` (pass through) to a pool.

@@ -137,6 +137,9 @@ pub struct Config {
     pub pools: Vec<PoolConfig>,
     /// Calls in flight across all pools before new ones queue.
     pub max_in_flight: Option<usize>,
+    /// Flows from the graph files `flows` names (checked against the
+    /// pools' nodes when a run starts).
+    pub flows: Vec<crate::graph::Document>,
 }
 
 /// A config file or CLI value that cannot be used.
@@ -173,6 +176,8 @@ struct RawFile {
     #[serde(default)]
     pools: BTreeMap<String, toml::Spanned<RawPool>>,
     max_in_flight: Option<NonZeroUsize>,
+    #[serde(default)]
+    flows: Vec<toml::Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -392,9 +397,26 @@ impl Config {
             }
             pools.push(cfg);
         }
+        let mut flows = Vec::new();
+        for f in raw.flows {
+            let span = f.span();
+            let file = base.join(f.get_ref());
+            let doc = std::fs::read_to_string(&file)
+                .map_err(|e| format!("cannot read graph file {}: {e}", file.display()))
+                .and_then(|text| {
+                    serde_json::from_str(&text)
+                        .map_err(|e| format!("graph file {} is not JSON: {e}", file.display()))
+                })
+                .and_then(|v| {
+                    crate::graph::Document::parse(&v, &format!("graph file {}", f.get_ref()))
+                })
+                .map_err(|e| at(span.start, e))?;
+            flows.push(doc);
+        }
         Ok(Config {
             pools,
             max_in_flight: raw.max_in_flight.map(NonZeroUsize::get),
+            flows,
         })
     }
 }

@@ -28,6 +28,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 mod client_log;
+mod flows;
 
 use crate::call::{CallEvent, CallFailure};
 use crate::pool::{CallOptions, PoolEvent};
@@ -219,11 +220,11 @@ impl ServerHandler for McpServer {
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
         if let Some((tools, live)) = self.router.tools_now() {
-            let listed = tools.iter().map(to_mcp_tool).collect();
             if !live {
+                let listed = tools.iter().map(to_mcp_tool).collect();
                 self.revalidate(tools, context.peer);
+                return Ok(ListToolsResult::with_all_items(listed));
             }
-            return Ok(ListToolsResult::with_all_items(listed));
         }
         let tools = self
             .router
@@ -241,6 +242,23 @@ impl ServerHandler for McpServer {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let args = request.arguments.unwrap_or_default();
+        if !self.router.has_tool_now(&request.name) {
+            let progress = context
+                .meta
+                .get_progress_token()
+                .map(|t| (t, context.peer.clone()));
+            if let Some(r) = flows::call_flow(
+                &self.router,
+                &request.name,
+                args.clone(),
+                context.ct.clone(),
+                progress,
+            )
+            .await
+            {
+                return Ok(r.into());
+            }
+        }
         let (events, forward) = match context.meta.get_progress_token() {
             Some(token) => {
                 let (tx, mut rx) = mpsc::unbounded_channel::<CallEvent>();

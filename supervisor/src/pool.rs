@@ -19,6 +19,7 @@ mod generation;
 mod manifest;
 pub mod manifest_cache;
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -29,7 +30,7 @@ use serde_json::{Map, Value};
 use tokio::sync::{broadcast, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::call::{CallFailure, CallOutcome, EventSink};
+use crate::call::{CallFailure, CallOutcome, EventSink, Job, NodeJob};
 use crate::config::{Mode, PoolConfig};
 use flw_protocol::ToolSpec;
 pub use generation::Lease;
@@ -155,9 +156,18 @@ impl Pool {
     /// [`manifest_cache`]); `None` when neither exists or the start failed.
     pub fn tools_now(&self) -> Option<(Vec<ToolSpec>, bool)> {
         match &*self.inner.tools.borrow() {
-            ToolsState::Ready(m) => Some((m.tools().to_vec(), true)),
+            ToolsState::Ready(m) => Some((m.listed().to_vec(), true)),
             ToolsState::Starting => self.inner.cached.clone().map(|t| (t, false)),
             ToolsState::Failed(_) => None,
+        }
+    }
+
+    /// Whether the current generation has announced a tool called `name`
+    /// (`false` while the pool starts); cheap, for every call.
+    pub fn has_tool_now(&self, name: &str) -> bool {
+        match &*self.inner.tools.borrow() {
+            ToolsState::Ready(m) => m.get(name).is_some(),
+            _ => false,
         }
     }
 
@@ -250,7 +260,7 @@ impl Pool {
         let old = s.current.swap(candidate);
         old.close(true); // its queued calls move to the new generation
         let tools_changed = match &*s.tools.borrow() {
-            ToolsState::Ready(m) => m.tools() != manifest.tools(),
+            ToolsState::Ready(m) => !m.same_interface(&manifest),
             _ => true,
         };
         s.tools.send_replace(ToolsState::Ready(manifest.clone()));
@@ -291,18 +301,29 @@ impl Pool {
 
     /// Runs `tool` with `args` on a free worker, after checking them against
     /// the tool's input schema.
-    pub async fn call(
-        &self,
-        tool: &str,
+    pub fn call<'a>(
+        &'a self,
+        tool: &'a str,
         args: Map<String, Value>,
         opts: CallOptions,
-    ) -> CallOutcome {
+    ) -> impl std::future::Future<Output = CallOutcome> + 'a {
+        // Not an async fn: its future would wrap dispatch's and be larger.
+        self.dispatch(Job::Tool { tool, args }, opts)
+    }
+
+    /// Runs one phase of a graph node on a free worker; the outcome is the
+    /// worker's outcome object (see `protocol/PROTOCOL.md`, "Graph nodes").
+    pub async fn call_node(&self, job: NodeJob, opts: CallOptions) -> CallOutcome {
+        self.dispatch(Job::Node(Box::new(job)), opts).await
+    }
+
+    async fn dispatch(&self, job: Job<'_>, opts: CallOptions) -> CallOutcome {
         let cfg = &self.inner.cfg;
         let checked = self
             .manifest()
             .await
             .map_err(|e| CallFailure::new(ErrorKind::Unavailable, e))?;
-        let mut args = checked.validate(tool, args)?;
+        let mut job = checked.check(job)?;
         let timeout = opts.timeout.or(cfg.call_timeout);
         let deadline = timeout.and_then(|t| tokio::time::Instant::now().checked_add(t));
         let sleep = async {
@@ -317,12 +338,12 @@ impl Pool {
             let got = tokio::select! {
                 biased;
                 _ = opts.cancel.cancelled() => {
-                    return Err(CallFailure::new(ErrorKind::Cancelled, format!("call to {tool} was cancelled while it waited for a worker")));
+                    return Err(CallFailure::new(ErrorKind::Cancelled, format!("call to {} was cancelled while it waited for a worker", job.label())));
                 }
                 _ = &mut sleep => {
                     return Err(CallFailure::new(ErrorKind::Timeout, format!(
-                        "call to {tool} timed out after {:?} while it waited for a free worker in pool {}",
-                        timeout.unwrap_or_default(), cfg.name
+                        "call to {} timed out after {:?} while it waited for a free worker in pool {}",
+                        job.label(), timeout.unwrap_or_default(), cfg.name
                     )));
                 }
                 lease = generation.acquire() => lease,
@@ -335,22 +356,29 @@ impl Pool {
         };
         if !Arc::ptr_eq(&lease.manifest, &checked) {
             // A reload came between the check and the lease.
-            if lease.manifest.get(tool).is_none() {
-                return Err(CallFailure::new(
-                    ErrorKind::UnknownTool,
-                    format!(
-                        "tool {tool:?} was removed from pool {} by a reload of its script (generation {}); the tools are now: {}",
+            let what = match &job {
+                Job::Tool { tool, .. } => format!("tool {tool:?}"),
+                Job::Node(_) => job.label(),
+            };
+            job = lease.manifest.check(job).map_err(|mut f| {
+                if f.kind == ErrorKind::UnknownTool {
+                    f.message = format!(
+                        "{what} was removed from pool {} by a reload of its script (generation {}); the tools are now: {}",
                         cfg.name,
                         lease.generation().number,
                         tool_names(&lease.manifest)
-                    ),
-                ));
-            }
-            args = lease.manifest.validate(tool, args)?;
+                    );
+                }
+                f
+            })?;
         }
         drop(checked); // not kept in the future's state while the call runs
         let remaining = deadline.map(|d| d.saturating_duration_since(tokio::time::Instant::now()));
-        let (id, mut rx) = lease.worker.start_call(tool, args, remaining, opts.events);
+        let name = match &job {
+            Job::Tool { tool, .. } => Cow::Borrowed(*tool),
+            Job::Node(_) => Cow::Owned(job.label()),
+        };
+        let (id, mut rx) = lease.worker.start_call(job, remaining, opts.events);
         let kind = tokio::select! {
             biased;
             outcome = &mut rx => {
@@ -368,7 +396,7 @@ impl Pool {
         };
         // Boxed: the cancel path is rare, and inline its state would make
         // every call's future (held for each call in flight) larger.
-        Box::pin(self.stop_call(lease, id, rx, kind, &format!("call {id} to {tool} {what}"))).await
+        Box::pin(self.stop_call(lease, id, rx, kind, &format!("call {id} to {name} {what}"))).await
     }
 
     /// The cancel path: a cooperative `cancel`, the grace period, then (always
@@ -478,7 +506,7 @@ async fn follow_first(inner: Arc<Inner>, first: Arc<Generation>, mut cache: Opti
         }
         let ready = matches!(state, ToolsState::Ready(_));
         if let ToolsState::Ready(m) = &state {
-            if inner.cached.as_deref() != Some(m.tools()) {
+            if inner.cached.as_deref() != Some(m.listed()) {
                 if let Some(cache) = cache.take() {
                     // The entry stamped at start: the script may have changed since.
                     store_manifest(&inner.cfg.name, m, move || Some(cache));
@@ -518,7 +546,7 @@ fn store_manifest(
     entry: impl FnOnce() -> Option<ManifestCache> + Send + 'static,
 ) {
     let pool = pool.to_string();
-    let tools = manifest.tools().to_vec();
+    let tools = manifest.listed().to_vec();
     tokio::task::spawn_blocking(move || {
         if let Some(cache) = entry() {
             if let Err(e) = cache.store(&tools) {

@@ -8,8 +8,9 @@ use flw_protocol::{ErrorKind, ToolSpec};
 use serde_json::{Map, Value};
 use tokio::sync::{broadcast, Semaphore};
 
-use crate::call::{CallFailure, CallOutcome};
+use crate::call::{CallFailure, CallOutcome, NodeJob};
 use crate::config::{Config, PoolConfig};
+use crate::graph::{Catalog, Document, Plan};
 use crate::pool::{CallOptions, Pool, PoolEvent};
 
 /// All pools of one `flw` process.
@@ -18,6 +19,8 @@ pub struct Router {
     pools: Arc<Vec<Pool>>,
     limit: Option<Arc<Semaphore>>,
     events: broadcast::Sender<PoolEvent>,
+    /// Flows from graph files named in the config.
+    flows: Arc<Vec<Document>>,
 }
 
 impl Router {
@@ -34,6 +37,7 @@ impl Router {
             ),
             limit: config.max_in_flight.map(|n| Arc::new(Semaphore::new(n))),
             events,
+            flows: Arc::new(config.flows),
         }
     }
 
@@ -42,6 +46,7 @@ impl Router {
         Router::start(Config {
             pools,
             max_in_flight: None,
+            flows: Vec::new(),
         })
     }
 
@@ -62,14 +67,18 @@ impl Router {
         }
     }
 
-    /// Every tool of every pool, once each pool's first worker is up; the
-    /// error names the pool that could not start, or a name two pools share.
+    /// Every tool of every pool, then its flows, then the graph files'
+    /// flows (flows are listed as tools; see
+    /// [`crate::graph::Document::tool_spec`]), once each pool's first worker
+    /// is up; the error names the pool that could not start, or a name two
+    /// pools share.
     pub async fn tools(&self) -> Result<Vec<ToolSpec>, String> {
         let manifests = futures::future::join_all(self.pools.iter().map(|p| p.manifest())).await;
         let mut parts = Vec::with_capacity(manifests.len());
         for (pool, m) in self.pools.iter().zip(manifests) {
-            parts.push((pool.config().name.as_str(), m?.tools().to_vec()));
+            parts.push((format!("pool {}", pool.config().name), m?.listed().to_vec()));
         }
+        parts.push(("a graph file".to_string(), self.file_flows()));
         merge(parts)
     }
 
@@ -84,9 +93,89 @@ impl Router {
         for pool in self.pools.iter() {
             let (tools, is_live) = pool.tools_now()?;
             live &= is_live;
-            parts.push((pool.config().name.as_str(), tools));
+            parts.push((format!("pool {}", pool.config().name), tools));
         }
+        parts.push(("a graph file".to_string(), self.file_flows()));
         merge(parts).ok().map(|tools| (tools, live))
+    }
+
+    /// The flows of the config's graph files, as tools.
+    fn file_flows(&self) -> Vec<ToolSpec> {
+        self.flows.iter().map(Document::tool_spec).collect()
+    }
+
+    /// Every flow the pools' scripts and the config's graph files define,
+    /// with what their nodes refer to, once each pool's first worker is up.
+    /// The error names a pool that could not start, or a flow name used
+    /// twice or by a tool.
+    pub async fn catalog(&self) -> Result<Catalog, String> {
+        let manifests = futures::future::join_all(self.pools.iter().map(|p| p.manifest())).await;
+        let mut catalog = Catalog::default();
+        let mut tools = std::collections::HashSet::new();
+        for (i, (pool, m)) in self.pools.iter().zip(manifests).enumerate() {
+            let m = m?;
+            let name = pool.config().name.clone();
+            tools.extend(m.tools().iter().map(|t| t.name.clone()));
+            for d in m.flows() {
+                if let Some((_, other)) = catalog.flows.get(&d.name) {
+                    let other = other.map_or("a graph file", |o| catalog.pools[o].0.as_str());
+                    return Err(format!(
+                        "flow {:?} is defined by both {other} and pool {name}; rename one of them",
+                        d.name
+                    ));
+                }
+                catalog.flows.insert(d.name.clone(), (d.clone(), Some(i)));
+            }
+            catalog.pools.push((name, m.nodes().to_vec()));
+        }
+        for d in self.flows.iter() {
+            if let Some((_, other)) = catalog.flows.get(&d.name) {
+                let other = other.map_or("another graph file".to_string(), |o| {
+                    format!("pool {}", catalog.pools[o].0)
+                });
+                return Err(format!(
+                    "flow {:?} of a graph file is also defined by {other}; rename one of them",
+                    d.name
+                ));
+            }
+            catalog.flows.insert(d.name.clone(), (d.clone(), None));
+        }
+        if let Some(clash) = catalog.flows.keys().find(|f| tools.contains(*f)) {
+            return Err(format!(
+                "{clash:?} is the name of both a flow and a tool; flows and tools share one namespace (MCP tools), so rename one"
+            ));
+        }
+        Ok(catalog)
+    }
+
+    /// The checked plan of flow `name` (see [`Catalog::plan`]).
+    pub async fn plan(&self, name: &str) -> Result<Arc<Plan>, String> {
+        self.catalog().await?.plan(name)
+    }
+
+    /// Runs one phase of a graph node in pool `pool` (an index of
+    /// [`Router::pools`]), under the global limit like any call.
+    pub async fn call_node(&self, pool: usize, job: NodeJob, opts: CallOptions) -> CallOutcome {
+        let Some(p) = self.pools.get(pool) else {
+            return Err(CallFailure::new(
+                ErrorKind::Internal,
+                format!("no pool number {pool}"),
+            ));
+        };
+        let _permit = match &self.limit {
+            Some(s) => Some(tokio::select! {
+                p = s.clone().acquire_owned() => p.map_err(|_| CallFailure::new(ErrorKind::ShuttingDown, "flw is shutting down"))?,
+                _ = opts.cancel.cancelled() => return Err(CallFailure::new(ErrorKind::Cancelled, format!("node {} was cancelled while it waited for a slot", job.node))),
+            }),
+            None => None,
+        };
+        p.call_node(job, opts).await
+    }
+
+    /// Whether a started pool has announced a tool called `name` (without
+    /// waiting; `false` while pools start).
+    pub fn has_tool_now(&self, name: &str) -> bool {
+        self.pools.iter().any(|p| p.has_tool_now(name))
     }
 
     /// Runs `tool` in the pool that has it (which checks `args`).
@@ -146,19 +235,21 @@ impl Router {
     }
 }
 
-/// The pools' tools in pool order; a name two pools share is an error.
-fn merge(parts: Vec<(&str, Vec<ToolSpec>)>) -> Result<Vec<ToolSpec>, String> {
+/// The tools of each part (`pool NAME`, `a graph file`) in order; a name
+/// two parts share is an error.
+fn merge(parts: Vec<(String, Vec<ToolSpec>)>) -> Result<Vec<ToolSpec>, String> {
     let mut all: Vec<ToolSpec> = Vec::new();
-    let mut owner: std::collections::HashMap<String, &str> = Default::default();
-    for (pool, tools) in parts {
+    let mut owner: std::collections::HashMap<String, usize> = Default::default();
+    for (i, (pool, tools)) in parts.iter().enumerate() {
         for t in tools {
-            if let Some(other) = owner.insert(t.name.clone(), pool) {
+            if let Some(o) = owner.insert(t.name.clone(), i) {
+                let other = &parts[o].0;
                 return Err(format!(
-                    "tool {:?} is defined by both pool {other} and pool {pool}; rename one of them",
+                    "tool {:?} is defined by both {other} and {pool}; rename one of them (flows count as tools)",
                     t.name
                 ));
             }
-            all.push(t);
+            all.push(t.clone());
         }
     }
     Ok(all)

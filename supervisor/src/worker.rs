@@ -24,16 +24,16 @@ use std::time::{Duration, Instant};
 
 use flw_protocol::{
     decode_worker_line, negotiate, Call, Cancel, DecodeErrorCode, ErrorKind, Heartbeat, Hello,
-    LogLevel, Shutdown, SupervisorMessage, Welcome, WorkerMessage, MAX_CALL_ID, SUPPORTED_VERSIONS,
+    LogLevel, NodeCall, Shutdown, SupervisorMessage, Welcome, WorkerMessage, MAX_CALL_ID,
+    SUPPORTED_VERSIONS,
 };
 use nix::sys::signal::Signal;
-use serde_json::{Map, Value};
 use tokio::io::AsyncWriteExt;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::process::Child;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::call::{CallEvent, CallFailure, CallOutcome, EventSink};
+use crate::call::{CallEvent, CallFailure, CallOutcome, EventSink, Job};
 use group::{describe_exit, signal_group, GroupGuard};
 use lines::{Line, LineReader};
 use output::{pump, StderrTail, Stream};
@@ -259,31 +259,56 @@ impl Worker {
         self.closing.load(Ordering::Acquire) || self.has_exited() || self.lock_pending().dead
     }
 
-    /// Sends a call; the receiver gets exactly one outcome.
+    /// Sends a call (a tool call or a node phase); the receiver gets
+    /// exactly one outcome.
     pub fn start_call(
         &self,
-        tool: &str,
-        args: Map<String, Value>,
+        job: Job<'_>,
         deadline: Option<Duration>,
         events: EventSink,
     ) -> (u64, oneshot::Receiver<CallOutcome>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         let mut line = Vec::with_capacity(128);
-        SupervisorMessage::Call(Call {
-            id,
-            tool: tool.to_string(),
-            args,
-            deadline_ms: deadline.map(|d| {
-                u64::try_from(d.as_millis()).map_or(MAX_CALL_ID, |ms| ms.min(MAX_CALL_ID))
+        let deadline_ms = deadline
+            .map(|d| u64::try_from(d.as_millis()).map_or(MAX_CALL_ID, |ms| ms.min(MAX_CALL_ID)));
+        let msg = match job {
+            Job::Tool { tool, args } => SupervisorMessage::Call(Call {
+                id,
+                tool: tool.to_string(),
+                args,
+                deadline_ms,
             }),
-        })
-        .encode_into(&mut line);
+            Job::Node(n) => {
+                let n = *n;
+                SupervisorMessage::Node(Box::new(NodeCall {
+                    id,
+                    node: n.node,
+                    phase: n.phase,
+                    shared: n.shared,
+                    item: n.item.filter(|v| !v.is_null()),
+                    prep: n.prep.filter(|v| !v.is_null()),
+                    results: n.results,
+                    error: n.error,
+                    deadline_ms,
+                }))
+            }
+        };
+        msg.encode_into(&mut line);
         if line.len() - 1 > self.max_line_bytes {
+            let what = match &msg {
+                SupervisorMessage::Node(n) => format!(
+                    "the shared store and inputs of node {} ({})",
+                    n.node,
+                    n.phase.as_str()
+                ),
+                SupervisorMessage::Call(c) => format!("the arguments of this call to {}", c.tool),
+                _ => "this call".to_string(),
+            };
             let _ = tx.send(Err(CallFailure::new(
                 ErrorKind::InvalidArguments,
                 format!(
-                    "the arguments of this call to {tool} encode to {} bytes, over the worker's {}-byte line limit",
+                    "{what} encode to {} bytes, over the worker's {}-byte line limit",
                     line.len() - 1,
                     self.max_line_bytes
                 ),

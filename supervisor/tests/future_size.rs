@@ -25,6 +25,7 @@ fn a_call_in_flight_keeps_its_future_small() {
     let router = flw::router::Router::for_pools(vec![cfg]);
     let call = router.call("echo", Default::default(), Default::default());
     let size = std::mem::size_of_val(&call);
+    eprintln!("Router::call future: {size} bytes");
     assert!(
         size <= MAX_CALL_FUTURE,
         "Router::call's future is {size} bytes, over {MAX_CALL_FUTURE}: see this file's docs"

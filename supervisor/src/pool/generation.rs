@@ -398,15 +398,15 @@ impl Generation {
     /// The manifest for a worker's tools: the generation's own when they
     /// are the same, so its validators are compiled once.
     fn manifest_for(&self, worker: &Worker) -> Result<Arc<Manifest>, String> {
-        let tools = &worker.hello().tools;
+        let hello = worker.hello();
         if let Some(m) = self.manifest.get() {
-            if m.tools() == tools.as_slice() {
+            if m.same_as(hello) {
                 return Ok(m.clone());
             }
         }
-        let m = Arc::new(Manifest::new(tools.clone())?);
+        let m = Arc::new(Manifest::from_hello(&self.cfg.name, hello)?);
         let first = self.manifest.get_or_init(|| m.clone());
-        Ok(if first.tools() == m.tools() {
+        Ok(if first.same_interface(&m) {
             first.clone()
         } else {
             m

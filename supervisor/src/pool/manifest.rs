@@ -3,21 +3,29 @@
 
 use std::collections::HashMap;
 
-use flw_protocol::{ErrorKind, ToolSpec};
+use flw_protocol::{ErrorKind, Hello, NodeSpec, ToolSpec};
 use serde_json::{Map, Value};
 
-use crate::call::CallFailure;
+use crate::call::{CallFailure, Job};
+use crate::graph::Document;
 
-/// The tools of one pool and their argument validators.
+/// The tools of one pool and their argument validators, its graph nodes
+/// and the flows its script defines.
 pub struct Manifest {
     tools: Vec<ToolSpec>,
     validators: HashMap<String, jsonschema::Validator>,
+    nodes: Vec<NodeSpec>,
+    flows: Vec<Document>,
+    /// The tools, then the flows as tools: what clients see.
+    listed: Vec<ToolSpec>,
 }
 
 impl std::fmt::Debug for Manifest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Manifest")
             .field("tools", &self.tools)
+            .field("nodes", &self.nodes)
+            .field("flows", &self.flows)
             .finish()
     }
 }
@@ -37,7 +45,94 @@ impl Manifest {
             })?;
             validators.insert(t.name.clone(), v);
         }
-        Ok(Manifest { tools, validators })
+        Ok(Manifest {
+            listed: tools.clone(),
+            tools,
+            validators,
+            nodes: Vec::new(),
+            flows: Vec::new(),
+        })
+    }
+
+    /// The manifest a worker announced in `hello` for pool `pool`: its
+    /// tools, nodes and flows; a schema that does not compile or a flow
+    /// that does not check (see `protocol/GRAPHS.md`) is an error naming it.
+    pub fn from_hello(pool: &str, hello: &Hello) -> Result<Manifest, String> {
+        let mut m = Manifest::new(hello.tools.clone())?;
+        m.nodes = hello.nodes.clone().unwrap_or_default();
+        for f in hello.flows.iter().flatten() {
+            let doc = Document::parse(&Value::Object(f.clone()), "the worker's hello")?;
+            if m.flows.iter().any(|d| d.name == doc.name) {
+                return Err(format!(
+                    "the worker's hello: two flows are named {:?}",
+                    doc.name
+                ));
+            }
+            if m.tools.iter().any(|t| t.name == doc.name) {
+                return Err(format!(
+                    "the worker's hello: flow {:?} has the name of a tool; flows and tools share one namespace",
+                    doc.name
+                ));
+            }
+            m.flows.push(doc);
+        }
+        crate::graph::check_worker_flows(pool, &m.nodes, &m.flows)?;
+        m.listed.extend(m.flows.iter().map(Document::tool_spec));
+        Ok(m)
+    }
+
+    /// Whether the worker announced the same tools, nodes and flows.
+    pub fn same_as(&self, hello: &Hello) -> bool {
+        self.tools == hello.tools
+            && self.nodes.as_slice() == hello.nodes.as_deref().unwrap_or_default()
+            && self.flows.len() == hello.flows.as_ref().map_or(0, Vec::len)
+            && self
+                .flows
+                .iter()
+                .zip(hello.flows.iter().flatten())
+                .all(|(d, f)| Document::parse(&Value::Object(f.clone()), "").as_ref() == Ok(d))
+    }
+
+    /// Whether `other` lists the same tools, nodes and flows.
+    pub fn same_interface(&self, other: &Manifest) -> bool {
+        self.tools == other.tools && self.nodes == other.nodes && self.flows == other.flows
+    }
+
+    /// The tools, then the flows as tools (see [`Document::tool_spec`]):
+    /// what clients list.
+    pub fn listed(&self) -> &[ToolSpec] {
+        &self.listed
+    }
+
+    /// The graph nodes in the order the worker announced them.
+    pub fn nodes(&self) -> &[NodeSpec] {
+        &self.nodes
+    }
+
+    /// The flows the worker's script defines.
+    pub fn flows(&self) -> &[Document] {
+        &self.flows
+    }
+
+    /// Checks a job against this manifest: a tool's arguments against its
+    /// schema, a node's name against the nodes.
+    pub fn check<'a>(&self, job: Job<'a>) -> Result<Job<'a>, CallFailure> {
+        match job {
+            Job::Tool { tool, args } => Ok(Job::Tool {
+                tool,
+                args: self.validate(tool, args)?,
+            }),
+            Job::Node(n) => {
+                if self.nodes.iter().any(|s| s.name == n.node) {
+                    Ok(Job::Node(n))
+                } else {
+                    Err(CallFailure::new(
+                        ErrorKind::UnknownTool,
+                        format!("no graph node named {:?}", n.node),
+                    ))
+                }
+            }
+        }
     }
 
     /// The tools in the order the worker announced them.

@@ -1,0 +1,144 @@
+//! `flw run TARGET FLOW --json STORE`: one run of a flow, the final shared
+//! store on stdout, a live view (or plain lines, or JSON events) on stderr;
+//! Ctrl-C or SIGTERM cancels the run through the kill path.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::run_view::{EventsFormat, View};
+use crate::config::parse_duration;
+use crate::graph::run::{run as run_flow, RunOptions};
+use crate::graph::RunStatus;
+use crate::router::Router;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A worker script (agent.py, agent.ts) or a flw.toml whose pools and
+    /// graph files define the flow.
+    target: PathBuf,
+    /// The flow to run (see `flw tools TARGET` or the script's flows).
+    flow: String,
+    /// The initial shared store, a JSON object.
+    #[arg(long, value_name = "JSON", default_value = "{}")]
+    json: String,
+    /// What to show on stderr while it runs: a live view (the default on a
+    /// terminal), plain lines (the default otherwise), JSON lines, or nothing.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    events: Option<EventsFormat>,
+    /// Most node visits before the run fails (overrides the flow's max_steps).
+    #[arg(long, value_name = "N")]
+    max_steps: Option<u64>,
+    /// The whole run's time limit, e.g. 30s, 5m (overrides the flow's deadline_ms).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    deadline: Option<Duration>,
+    /// Time a cancelled call gets to stop on its own before its worker is killed.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    cancel_grace: Option<Duration>,
+    /// Worker processes per pool (default: the pool's setting, else one per core).
+    #[arg(long, value_name = "N")]
+    instances: Option<usize>,
+    /// Set a variable for the workers (KEY=VALUE), or pass one through (KEY).
+    #[arg(long = "env", value_name = "KEY[=VALUE]")]
+    env: Vec<String>,
+    /// Show nothing on stderr but errors.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let format = if args.quiet {
+        EventsFormat::None
+    } else {
+        args.events.unwrap_or_else(EventsFormat::default_for_stderr)
+    };
+    crate::logging::init(match format {
+        EventsFormat::View | EventsFormat::None => "warn,flw::pool=off",
+        _ => "info,flw::pool=off",
+    });
+    let shared: Map<String, Value> = match serde_json::from_str(&args.json) {
+        Ok(Value::Object(m)) => m,
+        Ok(other) => anyhow::bail!(
+            "--json must be a JSON object (the initial shared store), like '{{\"query\": \"hi\"}}', not {other}"
+        ),
+        Err(e) => anyhow::bail!("--json is not valid JSON: {e}"),
+    };
+    let mut config = super::config_for_target(&args.target)?;
+    for pool in &mut config.pools {
+        if let Some(g) = args.cancel_grace {
+            pool.cancel_grace = g;
+        }
+        if let Some(n) = args.instances {
+            pool.instances = n.max(1);
+        }
+        super::apply_env(pool, &args.env);
+    }
+    let router = Router::start(config);
+    let plan = match router.plan(&args.flow).await {
+        Ok(plan) => plan,
+        Err(e) => {
+            router.shutdown(Duration::ZERO).await;
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(super::EXIT_USAGE));
+        }
+    };
+
+    let cancel = CancellationToken::new();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let printer = tokio::spawn(async move {
+        let mut view = View::new(format);
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                ev = rx.recv() => match ev {
+                    Some(ev) => view.event(&ev),
+                    None => break,
+                },
+                _ = tick.tick() => view.tick(),
+            }
+        }
+        view.finish();
+    });
+    let opts = RunOptions {
+        cancel: cancel.clone(),
+        events: Some(tx),
+        max_steps: args.max_steps,
+        deadline: args.deadline,
+    };
+    let running = run_flow(&router, plan, shared, opts);
+    tokio::pin!(running);
+    let mut signal_code = None;
+    let result = tokio::select! {
+        r = &mut running => r,
+        code = super::interrupted() => {
+            signal_code = Some(code);
+            cancel.cancel();
+            running.await
+        }
+    };
+    let _ = printer.await;
+    router.shutdown(Duration::ZERO).await;
+    {
+        let mut out = std::io::stdout().lock();
+        serde_json::to_writer(&mut out, &result.shared)?;
+        writeln!(out)?;
+    }
+    if let Some(e) = &result.error {
+        if result.status != RunStatus::Cancelled || format == EventsFormat::None {
+            eprintln!("error: {}: {}", e.kind, e.message);
+            if let Some(tb) = &e.traceback {
+                eprintln!("{}", tb.trim_end());
+            }
+        }
+    }
+    Ok(match result.status {
+        RunStatus::Succeeded => ExitCode::SUCCESS,
+        RunStatus::Failed => ExitCode::from(super::EXIT_CALL_FAILED),
+        RunStatus::Cancelled => ExitCode::from(signal_code.unwrap_or(super::EXIT_INTERRUPTED)),
+    })
+}
