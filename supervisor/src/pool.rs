@@ -346,7 +346,7 @@ impl Pool {
                         job.label(), timeout.unwrap_or_default(), cfg.name
                     )));
                 }
-                lease = generation.acquire() => lease,
+                lease = generation.acquire(&opts.cancel) => lease,
             };
             match got {
                 Ok(lease) => break lease,

@@ -67,7 +67,9 @@ pub(super) struct Generation {
 
 struct State {
     slots: Vec<Slot>,
-    queue: VecDeque<oneshot::Sender<Lease>>,
+    /// Waiters, with the token that cancels each (a cancelled one no longer
+    /// counts against the bound, even before its future is dropped).
+    queue: VecDeque<(oneshot::Sender<Lease>, CancellationToken)>,
     closed: bool,
     retired: bool,
     last_error: Option<String>,
@@ -194,7 +196,10 @@ impl Generation {
     }
 
     /// A lease on a free worker, waiting in the queue if there is none.
-    pub(super) async fn acquire(self: &Arc<Self>) -> Result<Lease, AcquireError> {
+    pub(super) async fn acquire(
+        self: &Arc<Self>,
+        cancel: &CancellationToken,
+    ) -> Result<Lease, AcquireError> {
         let rx = {
             let mut st = self.lock();
             if st.retired {
@@ -209,7 +214,8 @@ impl Generation {
             if st.slots.iter().all(|s| s.gave_up) {
                 return Err(AcquireError::Failed(self.unavailable(&st)));
             }
-            st.queue.retain(|tx| !tx.is_closed()); // callers that gave up
+            st.queue
+                .retain(|(tx, c)| !tx.is_closed() && !c.is_cancelled()); // callers that gave up
             if st.queue.len() >= self.cfg.queue {
                 return Err(AcquireError::Failed(CallFailure::new(
                     ErrorKind::Overloaded,
@@ -222,7 +228,7 @@ impl Generation {
                 )));
             }
             let (tx, rx) = oneshot::channel();
-            st.queue.push_back(tx);
+            st.queue.push_back((tx, cancel.clone()));
             rx
         };
         rx.await.map_err(|_| {
@@ -268,13 +274,13 @@ impl Generation {
 
     /// Hands free capacity to queued calls, oldest first.
     fn dispatch(self: &Arc<Self>, st: &mut State) {
-        while let Some(front) = st.queue.front() {
-            if front.is_closed() {
+        while let Some((front, cancel)) = st.queue.front() {
+            if front.is_closed() || cancel.is_cancelled() {
                 st.queue.pop_front();
                 continue;
             }
             let Some(lease) = self.take(st) else { break };
-            let tx = st.queue.pop_front().expect("front exists");
+            let (tx, _) = st.queue.pop_front().expect("front exists");
             if let Err(mut back) = tx.send(lease) {
                 // The caller went away between the check and the send.
                 back.armed = false;
