@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from flw import _tool
+from flw import _node, _tool
 from flw._protocol import decode, encode_line
 
 TESTS = Path(__file__).resolve().parent
@@ -26,12 +26,16 @@ TERMINAL = ("result", "error")
 
 @pytest.fixture(autouse=True)
 def clean_registry() -> Iterator[None]:
-    """Each test starts with the registry it found and leaves it that way."""
+    """Each test starts with the registries it found and leaves them that way."""
     saved = dict(_tool._registry)
+    saved_nodes = dict(_node._registry)
     _tool._registry.clear()
+    _node._registry.clear()
     yield
     _tool._registry.clear()
     _tool._registry.update(saved)
+    _node._registry.clear()
+    _node._registry.update(saved_nodes)
 
 
 def worker_env(**extra: str) -> dict[str, str]:
@@ -126,6 +130,13 @@ class WorkerProcess:
     ) -> list[dict[str, Any]]:
         """Send a call; return its messages up to and including the terminal reply."""
         self.send({"type": "call", "id": call_id, "tool": tool, "args": args or {}})
+        return self.collect(call_id, timeout)
+
+    def node(
+        self, call_id: int, node: str, phase: str, timeout: float = 5.0, **members: Any
+    ) -> list[dict[str, Any]]:
+        """Send a ``node`` message; return its messages up to the terminal reply."""
+        self.send({"type": "node", "id": call_id, "node": node, "phase": phase, **members})
         return self.collect(call_id, timeout)
 
     def collect(self, call_id: int, timeout: float = 5.0) -> list[dict[str, Any]]:

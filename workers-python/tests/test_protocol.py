@@ -117,3 +117,71 @@ def test_encode_refuses_what_decode_would_refuse(message: dict) -> None:
 )
 def test_tool_names(name: str, ok: bool) -> None:
     assert is_valid_tool_name(name) is ok
+
+
+# -- graph nodes -------------------------------------------------------------------------
+
+_HELLO = '{"type":"hello","protocol":[1],"sdk":"p","sdk_version":"1","tools":[]'
+
+
+@pytest.mark.parametrize(
+    ("line", "code"),
+    [
+        ('{"type":"node","id":1,"node":"a","phase":"exec","item":null}', "invalid_field"),
+        ('{"type":"node","id":1,"node":"a","phase":"post","prep":null}', "invalid_field"),
+        ('{"type":"node","id":1,"node":"a","phase":"run","shared":null}', "invalid_field"),
+        ('{"type":"node","id":1,"node":3,"phase":"run"}', "invalid_field"),
+        ('{"type":"node","id":0,"node":"a","phase":"run"}', "invalid_field"),
+        ('{"type":"node","id":1,"phase":"run"}', "missing_field"),
+        ('{"type":"node","id":1,"node":"a","phase":"RUN"}', "invalid_field"),
+        (
+            '{"type":"node","id":1,"node":"a","phase":"fallback","error":{"kind":"x","message":1}}',
+            "invalid_field",
+        ),
+        ('{"type":"node","id":1,"node":"a","phase":"fallback","error":"x"}', "invalid_field"),
+        ('{"type":"node","id":1,"node":"a","phase":"run","deadline_ms":1.5}', "invalid_field"),
+    ],
+)
+def test_node_lines_rejected(line: str, code: str) -> None:
+    assert code_of(line, "supervisor") == code
+
+
+def test_node_is_a_supervisor_message_only() -> None:
+    assert code_of('{"type":"node","id":1,"node":"a","phase":"run"}', "worker") == "unknown_type"
+
+
+def test_node_error_keeps_kind_and_message_only() -> None:
+    line = (
+        '{"type":"node","id":1,"node":"a","phase":"fallback",'
+        '"error":{"message":"m","kind":"max_steps","extra":1}}'
+    )
+    assert decode(line, "supervisor")["error"] == {"kind": "max_steps", "message": "m"}
+
+
+@pytest.mark.parametrize(
+    ("nodes", "code"),
+    [
+        ('[{"name":"a b","kind":"node","description":""}]', "invalid_field"),
+        ('[{"name":"a","kind":"node"}]', "invalid_field"),
+        ('[{"name":"a","kind":"node","description":"","fallback":"yes"}]', "invalid_field"),
+        ('[{"name":"a","kind":"node","description":"","fallback":null}]', "invalid_field"),
+        ("[1]", "invalid_field"),
+        ("{}", "invalid_field"),
+    ],
+)
+def test_hello_nodes_rejected(nodes: str, code: str) -> None:
+    assert code_of(f'{_HELLO},"nodes":{nodes}}}') == code
+
+
+def test_hello_node_fallback_is_written_only_when_true() -> None:
+    nodes = '[{"name":"a","kind":"batch","description":"","fallback":false}]'
+    hello = decode(f'{_HELLO},"nodes":{nodes}}}', "worker")
+    assert hello["nodes"] == [{"name": "a", "kind": "batch", "description": ""}]
+    assert encode(hello).endswith('"nodes":[{"name":"a","kind":"batch","description":""}]}')
+
+
+def test_hello_flows_are_objects_passed_through() -> None:
+    flows = '[{"name":"f","extra":[1,{"b":2}]}]'
+    hello = decode(f'{_HELLO},"flows":{flows}}}', "worker")
+    assert hello["flows"] == [{"name": "f", "extra": [1, {"b": 2}]}]
+    assert code_of(f'{_HELLO},"flows":{{}}}}') == "invalid_field"

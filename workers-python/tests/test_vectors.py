@@ -35,6 +35,32 @@ def _raw(case: dict[str, Any]) -> bytes:
     return case["line"].encode("utf-8")
 
 
+GRAPH_VECTORS = {
+    "hello with nodes and flows",
+    "node run",
+    "node prep with deadline",
+    "node exec",
+    "node exec of a null item",
+    "node post",
+    "node fallback",
+    "result with a node outcome",
+    "node with unknown phase",
+    "node without phase",
+    "node whose shared is not an object",
+    "node whose results is not an array",
+    "node whose error has no kind",
+    "hello naming a node twice",
+    "hello with an unknown node kind",
+    "hello with a node without kind",
+    "hello whose flow is not an object",
+}
+
+
+def test_the_graph_vectors_are_there() -> None:
+    """The parametrized tests below only run the vectors the file holds."""
+    assert {case["name"] for case in VALID + INVALID} >= GRAPH_VECTORS
+
+
 def test_the_vector_file_has_cases_of_both_kinds() -> None:
     assert VECTORS["protocol"] == 1
     assert len(VALID) >= 20

@@ -6,10 +6,13 @@ that may be awaited (a no-op), so ``await ctx.progress(...)`` in an async
 tool and ``ctx.progress(...)`` in a sync tool both work. A ``Context()``
 made by hand (a notebook, a unit test) is detached: its methods write to the
 ``flw`` logger instead and never fail because no worker is around.
+``current_context()`` gives the context of the call running in the current
+thread or task (a tool, a graph node, or a node visit of ``Flow.run``).
 """
 
 from __future__ import annotations
 
+import contextvars
 import math
 from collections.abc import Generator
 from typing import Any, Callable
@@ -163,6 +166,28 @@ class Context:
 
     def _cancel(self) -> None:
         self._cancelled = True
+
+    @property
+    def _attached(self) -> bool:
+        """Whether a worker call owns this context (not a detached one)."""
+        return self._emit is not None
+
+
+_CURRENT: contextvars.ContextVar[Context | None] = contextvars.ContextVar(
+    "flw_current_context", default=None
+)
+
+
+def current_context() -> Context | None:
+    """The ``Context`` of the call running here, or ``None`` outside a call.
+
+    Set while a tool or a graph node runs in a worker (on the thread of a
+    sync call, in the task of an async one, and in tasks it starts), and
+    while ``Flow.run()`` / ``node.run()`` visits a node in-process (a
+    detached context then, which logs to the ``flw`` logger). Class nodes use
+    it to report progress: ``current_context().progress(1, 3)``.
+    """
+    return _CURRENT.get()
 
 
 def _number(name: str, value: Any) -> float:

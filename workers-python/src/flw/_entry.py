@@ -2,7 +2,8 @@
 
 ``main`` takes the channel, starts the worker's reader thread and watchdog,
 imports the user's script (``flw.run()`` does nothing meanwhile) and serves
-its tools. ``run`` serves the tools of a script started by hand.
+its tools and graph nodes (the flows and nodes among the script's module
+globals). ``run`` serves those of a script started by hand.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import importlib.util
 import os
 import sys
 import types
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
+from typing import Any
 
 from ._channel import Channel, open_channel
 from ._tool import registered_tools
@@ -22,6 +24,7 @@ from ._worker import Settings, Worker, flush_std_streams, note
 
 _loading_script = False
 _serving = False
+_script_globals: Mapping[str, Any] = {}
 
 
 def _module_name(path: str) -> str:
@@ -46,8 +49,9 @@ def load_script(path: str, argv: Sequence[str] = ()) -> int | None:
 
     Returns ``None`` on success, else the exit status after writing the
     reason (the traceback, from the script's first frame on) to stderr.
+    The module's globals are kept for ``script_globals()``.
     """
-    global _loading_script
+    global _loading_script, _script_globals
     full = os.path.abspath(path)
     if not os.path.isfile(full):
         sys.stderr.write(f"flw: cannot load {path}: no such file\n")
@@ -84,15 +88,21 @@ def load_script(path: str, argv: Sequence[str] = ()) -> int | None:
     finally:
         _loading_script = False
         flush_std_streams()
+    _script_globals = module.__dict__
     return None
+
+
+def script_globals() -> Mapping[str, Any]:
+    """The module globals of the script ``load_script`` loaded (empty before)."""
+    return _script_globals
 
 
 _USAGE = """\
 usage: python -m flw SCRIPT [ARGS...]
 
-Runs the @tool functions of SCRIPT as an flw worker. The supervisor starts
-this with the protocol channel on FLW_CHANNEL_FD; without it the worker
-speaks the protocol on stdin/stdout.
+Runs the @tool functions and graph nodes of SCRIPT as an flw worker. The
+supervisor starts this with the protocol channel on FLW_CHANNEL_FD; without
+it the worker speaks the protocol on stdin/stdout.
 """
 
 
@@ -120,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if status is not None:
         flush_std_streams()
         os._exit(status)
-    return worker.serve(registered_tools())
+    return worker.serve(registered_tools(), script_globals())
 
 
 def _line_buffer_stdout() -> None:
@@ -140,7 +150,8 @@ def _take_channel(environ: MutableMapping[str, str], label: str) -> Channel | No
 
 
 def run() -> None:
-    """Serve the tools registered so far as a worker, until ``shutdown``.
+    """Serve the tools registered so far (and the graph nodes and flows of
+    ``__main__``) as a worker, until ``shutdown``.
 
     For a script run by hand (``python agent.py`` ending in
     ``if __name__ == "__main__": flw.run()``): speaks the protocol on the
@@ -162,6 +173,7 @@ def run() -> None:
     worker = Worker(channel, settings)
     worker.start_reader()
     worker.install_signal_handlers()
-    status = worker.serve(registered_tools())
+    main_module = sys.modules.get("__main__")
+    status = worker.serve(registered_tools(), getattr(main_module, "__dict__", {}))
     if status != 0:
         raise SystemExit(status)

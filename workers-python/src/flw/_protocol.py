@@ -54,6 +54,12 @@ ERROR_CODES = (
     "invalid_field",
 )
 
+NODE_KINDS = ("node", "batch")
+"""The kinds of a graph node (``hello.nodes[].kind``)."""
+
+NODE_PHASES = ("run", "prep", "exec", "post", "fallback")
+"""The phases a ``node`` message may ask for."""
+
 _TOOL_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
 
 
@@ -144,6 +150,13 @@ def _any(value: Any, where: str) -> Any:
     return value
 
 
+def _present(value: Any, where: str) -> Any:
+    """Any JSON value but ``null`` (an optional member without a value is left out)."""
+    if value is None:
+        raise _invalid(where, "a value (leave the member out instead of null)", value)
+    return value
+
+
 def _array(value: Any, where: str) -> list[Any]:
     if not isinstance(value, list):
         raise _invalid(where, "an array", value)
@@ -182,6 +195,24 @@ def _tool_name(value: Any, where: str) -> str:
     return name
 
 
+def _node_kind(value: Any, where: str) -> str:
+    if value not in NODE_KINDS:
+        raise _invalid(where, "one of " + ", ".join(NODE_KINDS), value)
+    return value  # type: ignore[no-any-return]
+
+
+def _phase(value: Any, where: str) -> str:
+    if value not in NODE_PHASES:
+        raise _invalid(where, "one of " + ", ".join(NODE_PHASES), value)
+    return value  # type: ignore[no-any-return]
+
+
+def _flag(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise _invalid(where, "true or absent", value)
+    return value
+
+
 _Check = Callable[[Any, str], Any]
 _Field = tuple[str, _Check, bool]
 
@@ -209,6 +240,52 @@ def _tools(value: Any, where: str) -> list[dict[str, Any]]:
     return tools
 
 
+_NODE_FIELDS: tuple[_Field, ...] = (
+    ("name", _tool_name, True),
+    ("kind", _node_kind, True),
+    ("description", _string, True),
+    ("fallback", _flag, False),
+)
+
+
+def _nodes(value: Any, where: str) -> list[dict[str, Any]]:
+    nodes = []
+    for i, item in enumerate(_array(value, where)):
+        here = f"{where}[{i}]"
+        try:
+            entry = _members(_object(item, here), _NODE_FIELDS, here)
+        except ProtocolError as exc:
+            # A member missing inside an array item is an invalid member of the message.
+            raise ProtocolError("invalid_field", exc.message) from None
+        if entry.get("fallback") is False:
+            del entry["fallback"]  # written only when true
+        nodes.append(entry)
+    seen: set[str] = set()
+    for i, item in enumerate(nodes):
+        if item["name"] in seen:
+            raise ProtocolError(
+                "invalid_field",
+                f"`{where}[{i}].name` repeats the node name {item['name']!r}",
+            )
+        seen.add(item["name"])
+    return nodes
+
+
+def _flows(value: Any, where: str) -> list[dict[str, Any]]:
+    return [_object(item, f"{where}[{i}]") for i, item in enumerate(_array(value, where))]
+
+
+def _node_error(value: Any, where: str) -> dict[str, str]:
+    """``{"kind": ..., "message": ...}``, both strings; other members are dropped."""
+    if not isinstance(value, dict):
+        raise _invalid(where, 'an object with string "kind" and "message"', value)
+    kind = value.get("kind")
+    message = value.get("message")
+    if not isinstance(kind, str) or not isinstance(message, str):
+        raise _invalid(where, 'an object with string "kind" and "message"', value)
+    return {"kind": kind, "message": message}
+
+
 WORKER_MESSAGES: dict[str, tuple[_Field, ...]] = {
     "hello": (
         ("protocol", _versions, True),
@@ -217,7 +294,8 @@ WORKER_MESSAGES: dict[str, tuple[_Field, ...]] = {
         ("runtime", _string, False),
         ("pid", _pid, False),
         ("tools", _tools, True),
-        ("nodes", _array, False),
+        ("nodes", _nodes, False),
+        ("flows", _flows, False),
     ),
     "result": (("id", _call_id, True), ("value", _any, True)),
     "error": (
@@ -244,6 +322,17 @@ SUPERVISOR_MESSAGES: dict[str, tuple[_Field, ...]] = {
         ("id", _call_id, True),
         ("tool", _string, True),
         ("args", _object, True),
+        ("deadline_ms", _non_negative, False),
+    ),
+    "node": (
+        ("id", _call_id, True),
+        ("node", _string, True),
+        ("phase", _phase, True),
+        ("shared", _object, False),
+        ("item", _present, False),
+        ("prep", _present, False),
+        ("results", _array, False),
+        ("error", _node_error, False),
         ("deadline_ms", _non_negative, False),
     ),
     "cancel": (("id", _call_id, True),),

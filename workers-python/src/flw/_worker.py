@@ -21,6 +21,10 @@ of one loop iteration with one write.
 Every call gets exactly one terminal reply; progress, logs and chunks that
 come after it are dropped.
 
+A ``node`` message (one phase of a graph node) is a call like any other:
+``_node_call.prepare`` makes it a ``NodeTask`` that stands where a call's
+tool stands, so it runs, is cancelled and replies exactly as a tool does.
+
 The watchdog: when the channel reaches end-of-file or fails (the supervisor
 is gone, perhaps killed with SIGKILL) the worker kills its own process group
 with SIGKILL, which takes every process its tools started with it. SIGTERM
@@ -37,13 +41,17 @@ import threading
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
-from types import FrameType
-from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
+from types import FrameType, TracebackType
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, Union
 
 from . import _children
 from ._channel import Channel, LineReader, LineWriter
-from ._context import Context
+from ._context import _CURRENT, Context
 from ._convert import NotJSONSerializable, to_json
+from ._graph import NodeDefinitionError, NodeResultError
+from ._graph_manifest import Graph, build_graph
+from ._node import registered_nodes
+from ._node_call import NodeTask, PhaseRefused, prepare
 from ._protocol import (
     DEFAULT_MAX_LINE_BYTES,
     PROTOCOL_VERSIONS,
@@ -56,6 +64,10 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     import asyncio
+
+_Runnable = Union[Tool, NodeTask]
+
+_SDK_DIR = os.path.dirname(os.path.abspath(__file__))
 
 SHUTDOWN_GRACE_SECONDS = 3.0
 """How long ``shutdown`` waits for calls still in flight."""
@@ -133,7 +145,7 @@ class _Call:
         "tool",
     )
 
-    def __init__(self, call_id: int, tool: Tool, ctx: Context) -> None:
+    def __init__(self, call_id: int, tool: _Runnable, ctx: Context) -> None:
         self.id = call_id
         self.tool = tool
         self.ctx = ctx
@@ -160,6 +172,7 @@ class Worker:
         self._writer = LineWriter(channel.write_fd, settings.max_line_bytes, self._write_failed)
         self._reader = LineReader(channel.read_fd, settings.max_line_bytes)
         self._tools: dict[str, Tool] = {}
+        self._graph = Graph({}, [], [])
         self._calls: dict[int, _Call] = {}
         self._average: dict[str, float] = {}  # seconds per call of each sync tool
         self._welcomed = False
@@ -327,15 +340,20 @@ class Worker:
 
     # -- serving ----------------------------------------------------------
 
-    def serve(self, tools: Sequence[Tool]) -> int:
-        """Send ``hello``, serve calls until ``shutdown``; return the exit status."""
+    def serve(self, tools: Sequence[Tool], namespace: Mapping[str, Any] | None = None) -> int:
+        """Send ``hello``, serve calls until ``shutdown``; return the exit status.
+
+        ``namespace`` is the script's module globals: its flows and nodes
+        (with the ``@node`` registry) make the graph the worker announces.
+        """
         try:
             self._tools = {entry.name: entry for entry in tools}
+            self._graph = build_graph(namespace or {}, registered_nodes())
             hello = self._hello(tools)
-        except ToolDefinitionError as exc:
+        except (ToolDefinitionError, NodeDefinitionError) as exc:
             note(self.settings.label, str(exc))
             return 1
-        if any(entry.is_async for entry in tools):
+        if any(entry.is_async for entry in tools) or self._graph.needs_async:
             self._async = _AsyncRunner(self)
         self._ready.set()
         try:
@@ -351,7 +369,7 @@ class Worker:
 
     def _hello(self, tools: Sequence[Tool]) -> dict[str, Any]:
         version = ".".join(str(part) for part in sys.version_info[:3])
-        return {
+        hello: dict[str, Any] = {
             "type": "hello",
             "protocol": list(PROTOCOL_VERSIONS),
             "sdk": "python",
@@ -360,6 +378,11 @@ class Worker:
             "pid": os.getpid(),
             "tools": [entry.manifest() for entry in tools],
         }
+        if self._graph.manifest:
+            hello["nodes"] = self._graph.manifest
+        if self._graph.flows:
+            hello["flows"] = self._graph.flows
+        return hello
 
     def _serve(self, hello: dict[str, Any]) -> int:
         try:
@@ -385,7 +408,7 @@ class Worker:
         else:
             self._stopped.wait()
             deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS
-            while self._calls and time.monotonic() < deadline:
+            while self._in_flight() and time.monotonic() < deadline:
                 time.sleep(0.01)
         if self._calls:
             note(
@@ -395,6 +418,11 @@ class Worker:
             )
             self._abandoned = True
         return 0
+
+    def _in_flight(self) -> bool:
+        """Calls running, or pumps still writing replies (a call leaves
+        ``_calls`` when its reply is made, a little before it is written)."""
+        return bool(self._calls) or self._busy > 0
 
     # -- what the reader does ----------------------------------------------
 
@@ -413,8 +441,8 @@ class Worker:
                 note(label, f"ignoring a line from the supervisor: {exc}")
                 continue
             kind = message["type"]
-            if kind == "call":
-                call = self._accept(message)
+            if kind in ("call", "node"):
+                call = self._accept(message) if kind == "call" else self._accept_node(message)
                 if call is None:
                     continue
                 if call.tool.is_async and self._async is not None:
@@ -450,14 +478,19 @@ class Worker:
             self._async.submit(to_loop)
         return work
 
+    def _can_accept(self, call_id: int) -> bool:
+        if not self._welcomed or self._stopped.is_set():
+            note(self.settings.label, f"ignoring call {call_id}: not serving calls now")
+            return False
+        if call_id in self._calls:
+            note(self.settings.label, f"ignoring call {call_id}: a call with that id is running")
+            return False
+        return True
+
     def _accept(self, message: dict[str, Any]) -> _Call | None:
         """Register a call and bind its arguments; reply at once when it cannot run."""
         call_id: int = message["id"]
-        if not self._welcomed or self._stopped.is_set():
-            note(self.settings.label, f"ignoring call {call_id}: not serving calls now")
-            return None
-        if call_id in self._calls:
-            note(self.settings.label, f"ignoring call {call_id}: a call with that id is running")
+        if not self._can_accept(call_id):
             return None
         entry = self._tools.get(message["tool"])
         if entry is None:
@@ -485,6 +518,34 @@ class Worker:
             reply = _error(call_id, "internal", _exc_text(exc), traceback.format_exc())
             self._write_reply(self._finish(call, reply))
             return None
+        self._calls[call_id] = call
+        return call
+
+    def _accept_node(self, message: dict[str, Any]) -> _Call | None:
+        """Register a ``node`` message as a call; reply at once when it cannot run."""
+        call_id: int = message["id"]
+        if not self._can_accept(call_id):
+            return None
+        name: str = message["node"]
+        target = self._graph.nodes.get(name)
+        if target is None:
+            names = ", ".join(sorted(self._graph.nodes)) or "none"
+            self._write_reply(
+                _error(
+                    call_id,
+                    "unknown_tool",
+                    f"no node named {name!r} in worker {self.settings.label} (nodes: {names})",
+                )
+            )
+            return None
+        ctx = Context(call_id, name)
+        try:
+            task = prepare(target, name, message, ctx)
+        except PhaseRefused as exc:
+            self._write_reply(_error(call_id, "invalid_arguments", str(exc)))
+            return None
+        call = _Call(call_id, task, ctx)
+        ctx._attach(lambda msg: self._emit(call, msg))
         self._calls[call_id] = call
         return call
 
@@ -535,6 +596,7 @@ class Worker:
             reply: dict[str, Any] | bytes = _cancelled(call.id)
         else:
             token = _children.track(call.children)
+            current = _CURRENT.set(call.ctx)
             try:
                 value = call.tool.fn(*call.positional, **call.keywords)
             except BaseException as exc:
@@ -544,6 +606,7 @@ class Worker:
                 call.mark_finished()
                 reply = self._success(call, value)
             finally:
+                _CURRENT.reset(current)
                 _children.untrack(token)
             if call.cancel_requested:
                 reply = _cancelled(call.id)
@@ -553,7 +616,7 @@ class Worker:
 
     def _success(self, call: _Call, value: Any) -> dict[str, Any] | bytes:
         try:
-            data = to_json(value)
+            data = value if isinstance(call.tool, NodeTask) else to_json(value)
         except NotJSONSerializable as exc:
             return _error(
                 call.id,
@@ -577,9 +640,9 @@ class Worker:
     def _failure(self, call: _Call, exc: BaseException) -> dict[str, Any]:
         import traceback  # loaded late: a worker whose tools never fail does not need it
 
-        tb = exc.__traceback__
-        if tb is not None and tb.tb_next is not None:
-            tb = tb.tb_next  # leave out the SDK's frame that called the tool
+        if isinstance(exc, NodeResultError):  # the node's result, not its code, is wrong
+            return _error(call.id, "tool_error", str(exc))
+        tb = _user_frames(exc.__traceback__)
         text = "".join(traceback.format_exception(type(exc), exc, tb))
         return _error(call.id, "tool_error", _exc_text(exc), text)
 
@@ -661,6 +724,7 @@ class _AsyncRunner:
     async def _run(self, call: _Call) -> None:
         worker = self.worker
         _children.track(call.children)  # this task's own context
+        _CURRENT.set(call.ctx)
         try:
             value = await call.tool.fn(*call.positional, **call.keywords)
         except self._asyncio.CancelledError as exc:
@@ -711,7 +775,7 @@ class _AsyncRunner:
     async def _main(self) -> None:
         await self._stop
         deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS
-        while self.worker._calls and time.monotonic() < deadline:
+        while self.worker._in_flight() and time.monotonic() < deadline:
             await self._asyncio.sleep(0.01)
         self._flush()
 
@@ -725,6 +789,14 @@ def _error(call_id: int, kind: str, message: str, tb: str | None = None) -> dict
     if tb is not None:
         reply["traceback"] = tb
     return reply
+
+
+def _user_frames(tb: TracebackType | None) -> TracebackType | None:
+    """The traceback from the first frame outside the SDK (the tool's or node's own)."""
+    first = tb
+    while tb is not None and os.path.dirname(tb.tb_frame.f_code.co_filename) == _SDK_DIR:
+        tb = tb.tb_next
+    return tb if tb is not None else first
 
 
 def _cancelled(call_id: int) -> dict[str, Any]:
