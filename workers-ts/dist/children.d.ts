@@ -12,9 +12,10 @@
  * `detached: true` (it leads one), else the process itself. A child the
  * call starts after the cancel is killed at once.
  *
- * The record follows the call through its promises and callbacks with an
- * `AsyncLocalStorage`. Children are seen where every way of starting one
- * goes through: `ChildProcess.prototype.spawn`, which `spawn`, `exec`,
+ * The record follows the call through its promises and callbacks in the
+ * call's `AsyncLocalStorage` scope (`runInCall` in `context.ts`). Children
+ * are seen where every way of starting one goes through:
+ * `ChildProcess.prototype.spawn`, which `spawn`, `exec`,
  * `execFile`, `fork` and their promisified forms all call (so ESM named
  * imports of `node:child_process` see it too, with no export replaced).
  * The synchronous forms (`spawnSync`, `execSync`) block the event loop
@@ -41,5 +42,3 @@ export declare class CallChildren {
 }
 /** Record the children started inside calls from now on (once; cheap to repeat). */
 export declare function installChildTracking(): void;
-/** Run `fn` with the children it starts (now or in its promises) recorded into `children`. */
-export declare function trackChildren<T>(children: CallChildren, fn: () => T): T;

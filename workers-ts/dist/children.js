@@ -12,9 +12,10 @@
  * `detached: true` (it leads one), else the process itself. A child the
  * call starts after the cancel is killed at once.
  *
- * The record follows the call through its promises and callbacks with an
- * `AsyncLocalStorage`. Children are seen where every way of starting one
- * goes through: `ChildProcess.prototype.spawn`, which `spawn`, `exec`,
+ * The record follows the call through its promises and callbacks in the
+ * call's `AsyncLocalStorage` scope (`runInCall` in `context.ts`). Children
+ * are seen where every way of starting one goes through:
+ * `ChildProcess.prototype.spawn`, which `spawn`, `exec`,
  * `execFile`, `fork` and their promisified forms all call (so ESM named
  * imports of `node:child_process` see it too, with no export replaced).
  * The synchronous forms (`spawnSync`, `execSync`) block the event loop
@@ -24,8 +25,8 @@
  * A child is signalled only while Node has not reaped it (its `exitCode`
  * and `signalCode` are still `null`), so its pid cannot have been reused.
  */
-import { AsyncLocalStorage } from "node:async_hooks";
 import { ChildProcess } from "node:child_process";
+import { currentCall } from "./context.js";
 /** How long a cancelled call's children get between SIGTERM and SIGKILL, in milliseconds. */
 export const CHILD_KILL_GRACE_MS = 500;
 function running(child) {
@@ -84,7 +85,6 @@ export class CallChildren {
         this.started = [];
     }
 }
-const current = new AsyncLocalStorage();
 let installed = false;
 /** Record the children started inside calls from now on (once; cheap to repeat). */
 export function installChildTracking() {
@@ -95,13 +95,9 @@ export function installChildTracking() {
     const original = proto.spawn;
     proto.spawn = function spawn(options) {
         const result = original.call(this, options);
-        const children = current.getStore();
+        const children = currentCall()?.children;
         if (children !== undefined && this.pid !== undefined)
             children.add(this, options?.detached === true);
         return result;
     };
-}
-/** Run `fn` with the children it starts (now or in its promises) recorded into `children`. */
-export function trackChildren(children, fn) {
-    return current.run(children, fn);
 }

@@ -9,6 +9,7 @@
  * script run by hand) is not attached to a worker: progress and chunks go
  * nowhere and logs go to stderr.
  */
+import type { CallChildren } from "./children.js";
 import { type LogLevel } from "./protocol.js";
 /** The running call, as seen by the tool (the second argument of `run`). */
 export interface Context {
@@ -39,6 +40,11 @@ export declare class CallContext implements Context {
     readonly signal: AbortSignal;
     private readonly emit;
     constructor(callId: number | undefined, tool: string | undefined, signal: AbortSignal, emit: Emit | undefined);
+    /**
+     * A context for work done inside this call (a graph node run in-process
+     * by a tool): the same call id and output, another name and signal.
+     */
+    derive(tool: string | undefined, signal: AbortSignal): CallContext;
     get cancelled(): boolean;
     progress(progress: number, total?: number, message?: string): Promise<void>;
     log(message: unknown, level?: LogLevel): Promise<void>;
@@ -54,3 +60,29 @@ export declare class CallContext implements Context {
  * test cancellation.
  */
 export declare function detachedContext(signal?: AbortSignal): Context;
+/** What code running inside a call can reach: its context and, in shared mode, the record of its children. */
+export interface CallScope {
+    readonly context: Context;
+    readonly children: CallChildren | undefined;
+}
+/** Run `fn` inside `scope`: it, its promises and callbacks see the scope. */
+export declare function runInCall<T>(scope: CallScope, fn: () => T): T;
+/** The scope of the call running now, if any. */
+export declare function currentCall(): CallScope | undefined;
+/**
+ * The context of the tool call or graph node running now, or `undefined`
+ * outside one. Class nodes use it in `prep`, `exec` and `post`, which have
+ * no context parameter:
+ *
+ * @example
+ * ```ts
+ * class Fetch extends Node {
+ *   override async exec(url: string) {
+ *     const ctx = currentContext();
+ *     await ctx?.progress(1, 2, "fetching");
+ *     return (await fetch(url, { signal: ctx?.signal })).text();
+ *   }
+ * }
+ * ```
+ */
+export declare function currentContext(): Context | undefined;

@@ -9,6 +9,7 @@
  * script run by hand) is not attached to a worker: progress and chunks go
  * nowhere and logs go to stderr.
  */
+import { AsyncLocalStorage } from "node:async_hooks";
 import { LOG_LEVELS, toJsonText } from "./protocol.js";
 const MAX_LOG_CHARS = 1024 * 1024;
 const SENT = Promise.resolve();
@@ -30,6 +31,13 @@ export class CallContext {
         this.tool = tool;
         this.signal = signal;
         this.emit = emit;
+    }
+    /**
+     * A context for work done inside this call (a graph node run in-process
+     * by a tool): the same call id and output, another name and signal.
+     */
+    derive(tool, signal) {
+        return new CallContext(this.callId, tool, signal, this.emit);
     }
     get cancelled() {
         return this.signal.aborted;
@@ -93,4 +101,32 @@ export class CallContext {
  */
 export function detachedContext(signal = new AbortController().signal) {
     return new CallContext(undefined, undefined, signal, undefined);
+}
+const scopes = new AsyncLocalStorage();
+/** Run `fn` inside `scope`: it, its promises and callbacks see the scope. */
+export function runInCall(scope, fn) {
+    return scopes.run(scope, fn);
+}
+/** The scope of the call running now, if any. */
+export function currentCall() {
+    return scopes.getStore();
+}
+/**
+ * The context of the tool call or graph node running now, or `undefined`
+ * outside one. Class nodes use it in `prep`, `exec` and `post`, which have
+ * no context parameter:
+ *
+ * @example
+ * ```ts
+ * class Fetch extends Node {
+ *   override async exec(url: string) {
+ *     const ctx = currentContext();
+ *     await ctx?.progress(1, 2, "fetching");
+ *     return (await fetch(url, { signal: ctx?.signal })).text();
+ *   }
+ * }
+ * ```
+ */
+export function currentContext() {
+    return scopes.getStore()?.context;
 }

@@ -14,10 +14,25 @@
  * `input` may also be a zod 4 schema (any Standard Schema with a JSON Schema
  * converter): `input: z.object({ text: z.string() })`.
  *
- * The supervisor runs `node dist/main.js SCRIPT`, which serves the tools the
- * script exports.
+ * Graph nodes and flows (PocketFlow's model, run by the supervisor):
+ *
+ * ```ts
+ * import { flow, node } from "flw-worker";
+ *
+ * export const decide = node((s) => ((s.notes?.length ?? 0) < 2 ? "search" : "answer"));
+ * export const search = node((s) => { (s.notes ??= []).push(`note ${s.notes.length}`); });
+ * export const answer = node((s) => { s.answer = s.notes.join(" / "); });
+ * decide.on("search", search);
+ * decide.on("answer", answer);
+ * search.next(decide);
+ * export const agent = flow({ start: decide });
+ * ```
+ *
+ * The supervisor runs `node dist/main.js SCRIPT`, which serves the tools,
+ * nodes and flows the script exports.
  */
-export { detachedContext } from "./context.js";
+export { currentContext, detachedContext } from "./context.js";
+export { BatchNode, ClassNode, Flow, FunctionNode, GraphNode, Node, NodeError, Parallel, flow, node, parallel, } from "./graph.js";
 export { isTool, tool } from "./tool.js";
 export { validate } from "./schema.js";
 export { ProtocolError } from "./protocol.js";

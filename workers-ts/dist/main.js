@@ -3,20 +3,22 @@
  * The entry point the supervisor runs: `node dist/main.js SCRIPT [ARGS...]`.
  *
  * Takes the protocol channel and starts the watchdog, imports the script,
- * collects the tools among its exports and serves them until `shutdown`.
+ * collects the tools, graph nodes and flows among its exports and serves
+ * them until `shutdown`.
  */
 import { existsSync } from "node:fs";
 import { register } from "node:module";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { openChannel } from "./channel.js";
+import { collectGraph } from "./graph_manifest.js";
 import { collectTools } from "./tool.js";
 import { SDK_VERSION } from "./version.js";
 import { Worker, note, settingsFromEnv } from "./worker.js";
 const USAGE = `usage: node dist/main.js SCRIPT [ARGS...]
 
-Serves the tools SCRIPT exports (made with tool() from flw-worker) as an flw
-worker. The supervisor starts this with the protocol channel on
+Serves the tools SCRIPT exports (made with tool() from flw-worker), and its
+graph nodes and flows (node(), Node, BatchNode, flow()), as an flw worker. The supervisor starts this with the protocol channel on
 FLW_CHANNEL_FD; without it the worker speaks the protocol on stdin/stdout.
 `;
 async function main(argv) {
@@ -59,14 +61,16 @@ async function main(argv) {
         return { code: 1 };
     }
     let tools;
+    let graph;
     try {
         tools = collectTools(namespace);
+        graph = collectGraph(namespace);
     }
     catch (err) {
         note(label, `cannot serve ${script}: ${err.message}`);
         return { code: 1 };
     }
-    return { code: await worker.serve(tools), worker };
+    return { code: await worker.serve(tools, graph), worker };
 }
 const { code, worker } = await main(process.argv.slice(2));
 if (worker !== undefined)

@@ -43,6 +43,10 @@ export declare class ProtocolError extends Error {
 export declare function isValidToolName(name: string): boolean;
 type Check = (value: unknown, where: string, hasFloat: boolean) => unknown;
 type Field = readonly [name: string, check: Check, required: boolean];
+export declare const NODE_KINDS: readonly ["node", "batch"];
+export type NodeKind = (typeof NODE_KINDS)[number];
+export declare const NODE_PHASES: readonly ["run", "prep", "exec", "post", "fallback"];
+export type NodePhase = (typeof NODE_PHASES)[number];
 /** Member tables of the messages a worker sends, in table order. */
 export declare const WORKER_MESSAGES: Readonly<Record<string, readonly Field[]>>;
 /** Member tables of the messages the supervisor sends, in table order. */

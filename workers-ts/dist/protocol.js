@@ -64,6 +64,8 @@ const TOOL_NAME = /^[A-Za-z0-9_.-]{1,128}$/;
 export function isValidToolName(name) {
     return TOOL_NAME.test(name);
 }
+/** What a check returns for a member that counts as absent (left out of the message). */
+const ABSENT = Symbol("absent");
 function describe(value) {
     if (value === null)
         return "null";
@@ -159,6 +161,56 @@ const tools = (value, where) => {
     });
     return list;
 };
+export const NODE_KINDS = ["node", "batch"];
+export const NODE_PHASES = ["run", "prep", "exec", "post", "fallback"];
+function oneOf(values) {
+    return (value, where) => {
+        if (!values.includes(value))
+            throw invalid(where, `one of ${values.join(", ")}`, value);
+        return value;
+    };
+}
+const nodeKind = oneOf(NODE_KINDS);
+const phase = oneOf(NODE_PHASES);
+const isTrue = (value, where) => {
+    if (value !== true)
+        throw invalid(where, "true (or left out)", value);
+    return value;
+};
+const NODE_FIELDS = [
+    ["name", toolName, true],
+    ["kind", nodeKind, false], // absent is invalid_field, not missing_field (see below)
+    ["description", string, true],
+    ["fallback", isTrue, false],
+];
+const nodes = (value, where) => {
+    const list = array(value, where, false).map((item, i) => {
+        const at = `${where}[${i}]`;
+        const obj = object(item, at, false);
+        if (obj["kind"] === undefined)
+            throw invalid(`${at}.kind`, `one of ${NODE_KINDS.join(", ")}`, undefined);
+        return members(obj, NODE_FIELDS, at, undefined);
+    });
+    const seen = new Set();
+    list.forEach((item, i) => {
+        if (seen.has(item["name"])) {
+            throw new ProtocolError("invalid_field", `\`${where}[${i}].name\` repeats the node name ${describe(item["name"])}`);
+        }
+        seen.add(item["name"]);
+    });
+    return list;
+};
+const flows = (value, where) => array(value, where, false).map((item, i) => object(item, `${where}[${i}]`, false));
+/** A value that is left out when it is `null` (`item`, `prep`): a `null` decodes as absent. */
+const nullable = (value) => (value === null ? ABSENT : value);
+const nodeError = (value, where) => {
+    const obj = object(value, where, false);
+    for (const name of ["kind", "message"]) {
+        if (typeof obj[name] !== "string")
+            throw invalid(`${where}.${name}`, "a string", obj[name]);
+    }
+    return { kind: obj["kind"], message: obj["message"] };
+};
 /** Member tables of the messages a worker sends, in table order. */
 export const WORKER_MESSAGES = {
     hello: [
@@ -168,7 +220,8 @@ export const WORKER_MESSAGES = {
         ["runtime", string, false],
         ["pid", pid, false],
         ["tools", tools, true],
-        ["nodes", array, false],
+        ["nodes", nodes, false],
+        ["flows", flows, false],
     ],
     result: [
         ["id", callId, true],
@@ -206,6 +259,17 @@ export const SUPERVISOR_MESSAGES = {
         ["args", object, true],
         ["deadline_ms", nonNegative, false],
     ],
+    node: [
+        ["id", callId, true],
+        ["node", string, true],
+        ["phase", phase, true],
+        ["shared", object, false],
+        ["item", nullable, false],
+        ["prep", nullable, false],
+        ["results", array, false],
+        ["error", nodeError, false],
+        ["deadline_ms", nonNegative, false],
+    ],
     cancel: [["id", callId, true]],
     heartbeat: [["seq", nonNegative, true]],
     shutdown: [["reason", string, false]],
@@ -224,7 +288,9 @@ function members(obj, fields, where, floats) {
     const prefix = where ? `${where}.` : "";
     for (const [name, check, required] of fields) {
         if (hasOwn(obj, name) && obj[name] !== undefined) {
-            out[name] = check(obj[name], prefix + name, floats?.has(name) ?? false);
+            const value = check(obj[name], prefix + name, floats?.has(name) ?? false);
+            if (value !== ABSENT)
+                out[name] = value;
         }
         else if (required) {
             throw new ProtocolError("missing_field", `member \`${prefix}${name}\` is missing`);

@@ -1,11 +1,13 @@
 /**
  * The worker: handshake, call dispatch, cancellation and the watchdog.
  *
- * Every call runs as a promise on the event loop, so calls are concurrent
- * in both modes. Every call gets exactly one terminal reply; progress, logs
- * and chunks that come after it are dropped. In `shared` mode, the child
- * processes a call starts are recorded, and killed when the call is
- * cancelled (`children.ts`).
+ * A call is a `call` message (a tool) or a `node` message (one phase of a
+ * graph node); they share one id space and everything else. Every call
+ * runs as a promise on the event loop, inside its own call scope (see
+ * `runInCall`), so calls are concurrent in both modes. Every call gets
+ * exactly one terminal reply; progress, logs and chunks that come after it
+ * are dropped. In `shared` mode, the child processes a call starts are
+ * recorded, and killed when the call is cancelled (`children.ts`).
  *
  * The channel is read by a thread of its own (`channel_reader.ts`), which
  * answers heartbeats, so a tool that blocks this thread (a long synchronous
@@ -18,6 +20,7 @@
  * with it. SIGTERM does the same.
  */
 import { type Channel } from "./channel.js";
+import { type Graph } from "./graph_manifest.js";
 import type { NamedTool } from "./tool.js";
 export { note } from "./process_group.js";
 /** How long `shutdown` waits for calls still in flight, in milliseconds. */
@@ -44,6 +47,7 @@ export declare class Worker {
     private readonly state;
     private readonly writer;
     private tools;
+    private nodes;
     private readonly calls;
     private pending;
     private welcomed;
@@ -63,15 +67,20 @@ export declare class Worker {
     installHandlers(): void;
     private channelLost;
     /** Send `hello`, serve calls until `shutdown`; resolve to the exit status. */
-    serve(tools: readonly NamedTool[]): Promise<number>;
+    serve(tools: readonly NamedTool[], graph?: Graph): Promise<number>;
     /** Stop guarding the channel and write the lines still queued: the worker is about to exit. */
     close(): Promise<void>;
     private hello;
     /** Whole lines from the reader thread (each ending in `\n`): decode and dispatch them. */
     private received;
     private dispatch;
+    /** Whether a call with this id may start now (a note says why not). */
+    private admissible;
+    private newCall;
     private accept;
+    private acceptNode;
     private cancel;
+    /** Run a call's body in its scope and send its one terminal reply. */
     private run;
     private success;
     private failure;

@@ -1,11 +1,13 @@
 /**
  * The worker: handshake, call dispatch, cancellation and the watchdog.
  *
- * Every call runs as a promise on the event loop, so calls are concurrent
- * in both modes. Every call gets exactly one terminal reply; progress, logs
- * and chunks that come after it are dropped. In `shared` mode, the child
- * processes a call starts are recorded, and killed when the call is
- * cancelled (`children.ts`).
+ * A call is a `call` message (a tool) or a `node` message (one phase of a
+ * graph node); they share one id space and everything else. Every call
+ * runs as a promise on the event loop, inside its own call scope (see
+ * `runInCall`), so calls are concurrent in both modes. Every call gets
+ * exactly one terminal reply; progress, logs and chunks that come after it
+ * are dropped. In `shared` mode, the child processes a call starts are
+ * recorded, and killed when the call is cancelled (`children.ts`).
  *
  * The channel is read by a thread of its own (`channel_reader.ts`), which
  * answers heartbeats, so a tool that blocks this thread (a long synchronous
@@ -20,9 +22,12 @@
 import { fileURLToPath } from "node:url";
 import { LineWriter } from "./channel.js";
 import { startReaderThread } from "./channel_reader.js";
-import { CallChildren, installChildTracking, trackChildren } from "./children.js";
-import { CallContext } from "./context.js";
+import { CallChildren, installChildTracking } from "./children.js";
+import { CallContext, runInCall } from "./context.js";
+import { errorText } from "./error_text.js";
 import { FdWriter } from "./fd_writer.js";
+import { NO_GRAPH } from "./graph_manifest.js";
+import { phasesOf, runPhase } from "./graph_run.js";
 import { killOwnGroup, note } from "./process_group.js";
 import { DEFAULT_MAX_LINE_BYTES, PROTOCOL_VERSIONS, ProtocolError, decode, toJsonText, } from "./protocol.js";
 import { validate } from "./schema.js";
@@ -72,6 +77,9 @@ function errorReply(id, kind, message, traceback) {
 function invalidArguments(id, tool, problem) {
     return errorReply(id, "invalid_arguments", `invalid arguments for tool ${JSON.stringify(tool)}: ${problem}`);
 }
+/** Arguments a Standard Schema refused (found inside the call, answered `invalid_arguments`). */
+class InvalidArguments extends Error {
+}
 function cancelledReply(id) {
     return errorReply(id, "cancelled", `call ${id} was cancelled`);
 }
@@ -86,18 +94,6 @@ function stackOf(err) {
         .filter((line) => !line.includes(SDK_URL) && !line.includes(SDK_PATH) && !line.includes("AsyncLocalStorage.run"))
         .join("\n");
 }
-function errorText(err) {
-    if (err instanceof Error)
-        return err.message ? `${err.name}: ${err.message}` : err.name;
-    let text;
-    try {
-        text = typeof err === "string" ? err : JSON.stringify(err) ?? String(err);
-    }
-    catch {
-        text = String(err);
-    }
-    return `a non-Error value was thrown: ${text}`;
-}
 /** Serves tools over one channel until `shutdown` or the channel ends. */
 export class Worker {
     channel;
@@ -105,6 +101,7 @@ export class Worker {
     state = newSharedState();
     writer;
     tools = new Map();
+    nodes = new Map();
     calls = new Map();
     pending = [];
     welcomed = false;
@@ -160,11 +157,12 @@ export class Worker {
     }
     // -- serving -------------------------------------------------------------
     /** Send `hello`, serve calls until `shutdown`; resolve to the exit status. */
-    async serve(tools) {
+    async serve(tools, graph = NO_GRAPH) {
         const label = this.settings.label;
         this.tools = new Map(tools.map((entry) => [entry.name, entry]));
+        this.nodes = graph.nodes;
         try {
-            this.writer.send(this.hello(tools));
+            this.writer.send(this.hello(tools, graph));
         }
         catch (err) {
             note(label, `cannot send hello: ${err instanceof ProtocolError ? err.detail : errorText(err)}`);
@@ -206,8 +204,8 @@ export class Worker {
         Atomics.store(this.state, STOPPING, 1);
         this.writer.flush();
     }
-    hello(tools) {
-        return {
+    hello(tools, graph) {
+        const hello = {
             type: "hello",
             protocol: [...PROTOCOL_VERSIONS],
             sdk: "typescript",
@@ -221,6 +219,11 @@ export class Worker {
                 return entry;
             }),
         };
+        if (graph.manifest.length > 0)
+            hello["nodes"] = graph.manifest;
+        if (graph.flows.length > 0)
+            hello["flows"] = graph.flows;
+        return hello;
     }
     // -- what the reader thread hands over ----------------------------------
     /** Whole lines from the reader thread (each ending in `\n`): decode and dispatch them. */
@@ -257,6 +260,9 @@ export class Worker {
             case "call":
                 this.accept(message);
                 break;
+            case "node":
+                this.acceptNode(message);
+                break;
             case "heartbeat": // the reader thread answers those spelled canonically; any other is answered here
                 this.writer.send({ type: "heartbeat", seq: message["seq"] });
                 break;
@@ -292,42 +298,86 @@ export class Worker {
                 break;
         }
     }
-    accept(message) {
-        const id = message["id"];
+    /** Whether a call with this id may start now (a note says why not). */
+    admissible(id) {
         const label = this.settings.label;
         if (!this.welcomed || this.stopped) {
             note(label, `ignoring call ${id}: not serving calls now`);
-            return;
+            return false;
         }
         if (this.calls.has(id)) {
             note(label, `ignoring call ${id}: a call with that id is running`);
-            return;
+            return false;
         }
-        const toolName = message["tool"];
-        const entry = this.tools.get(toolName);
-        if (entry === undefined) {
-            const names = [...this.tools.keys()].sort().join(", ") || "none";
-            this.writeReply(errorReply(id, "unknown_tool", `no tool named ${JSON.stringify(toolName)} in worker ${label} (tools: ${names})`));
-            return;
-        }
-        const args = message["args"];
-        if (entry.tool.inputStandardSchema === undefined) {
-            const problem = validate(args, entry.tool.inputSchema);
-            if (problem !== undefined) {
-                this.writeReply(invalidArguments(id, entry.name, problem));
-                return;
-            }
-        }
+        return true;
+    }
+    newCall(id, what, name) {
         const call = {
             id,
-            tool: entry,
+            what,
+            name,
             controller: new AbortController(),
             children: this.settings.mode === "shared" ? new CallChildren() : undefined,
             done: false,
             cancelRequested: false,
         };
         this.calls.set(id, call);
-        void this.run(call, args);
+        return call;
+    }
+    accept(message) {
+        const id = message["id"];
+        if (!this.admissible(id))
+            return;
+        const toolName = message["tool"];
+        const entry = this.tools.get(toolName);
+        if (entry === undefined) {
+            const names = [...this.tools.keys()].sort().join(", ") || "none";
+            this.writeReply(errorReply(id, "unknown_tool", `no tool named ${JSON.stringify(toolName)} in worker ${this.settings.label} (tools: ${names})`));
+            return;
+        }
+        const args = message["args"];
+        const { tool } = entry;
+        if (tool.inputStandardSchema === undefined) {
+            const problem = validate(args, tool.inputSchema);
+            if (problem !== undefined) {
+                this.writeReply(invalidArguments(id, entry.name, problem));
+                return;
+            }
+        }
+        const call = this.newCall(id, "tool", entry.name);
+        void this.run(call, async (ctx) => {
+            let input = args;
+            if (tool.inputStandardSchema !== undefined) {
+                let checked = checkWithStandardSchema(tool.inputStandardSchema, args);
+                if (checked instanceof Promise)
+                    checked = await checked;
+                if ("problem" in checked)
+                    throw new InvalidArguments(checked.problem);
+                input = checked.value;
+            }
+            return await tool.run(input, ctx);
+        });
+    }
+    acceptNode(message) {
+        const id = message["id"];
+        if (!this.admissible(id))
+            return;
+        const name = message["node"];
+        const phase = message["phase"];
+        const node = this.nodes.get(name);
+        if (node === undefined) {
+            const names = [...this.nodes.keys()].sort().join(", ") || "none";
+            this.writeReply(errorReply(id, "unknown_tool", `no node named ${JSON.stringify(name)} in worker ${this.settings.label} (nodes: ${names})`));
+            return;
+        }
+        const phases = phasesOf(node);
+        if (!phases.includes(phase)) {
+            const kind = node.kind === "batch" ? "a batch node" : "a node";
+            this.writeReply(errorReply(id, "invalid_arguments", `node ${JSON.stringify(name)} is ${kind} with the phases ${phases.join(", ")}, not ${phase}`));
+            return;
+        }
+        const call = this.newCall(id, "node", name);
+        void this.run(call, (ctx) => runPhase(node, name, message, ctx));
     }
     cancel(call) {
         if (call.done || call.cancelRequested)
@@ -336,30 +386,21 @@ export class Worker {
         call.controller.abort(new DOMException(`call ${call.id} was cancelled`, "AbortError"));
         call.children?.cancel();
     }
-    async run(call, args) {
-        const { tool } = call.tool;
-        let input = args;
+    /** Run a call's body in its scope and send its one terminal reply. */
+    async run(call, body) {
         let reply;
         try {
-            if (tool.inputStandardSchema !== undefined) {
-                let checked = checkWithStandardSchema(tool.inputStandardSchema, args);
-                if (checked instanceof Promise)
-                    checked = await checked;
-                if ("problem" in checked) {
-                    this.finish(call, call.cancelRequested ? cancelledReply(call.id) : invalidArguments(call.id, call.tool.name, checked.problem));
-                    return;
-                }
-                input = checked.value;
-            }
-            const ctx = new CallContext(call.id, call.tool.name, call.controller.signal, (msg) => this.emit(call, msg));
-            const children = call.children;
-            const value = await (children === undefined
-                ? tool.run(input, ctx)
-                : trackChildren(children, () => tool.run(input, ctx)));
+            const ctx = new CallContext(call.id, call.name, call.controller.signal, (msg) => this.emit(call, msg));
+            const value = await runInCall({ context: ctx, children: call.children }, () => body(ctx));
             reply = call.cancelRequested ? cancelledReply(call.id) : this.success(call, value);
         }
         catch (err) {
-            reply = call.cancelRequested ? cancelledReply(call.id) : this.failure(call, err);
+            if (call.cancelRequested)
+                reply = cancelledReply(call.id);
+            else if (err instanceof InvalidArguments)
+                reply = invalidArguments(call.id, call.name, err.message);
+            else
+                reply = this.failure(call, err);
         }
         this.finish(call, reply);
     }
@@ -370,7 +411,7 @@ export class Worker {
             text = toJsonText(value === undefined ? null : value);
         }
         catch (err) {
-            return errorReply(call.id, "tool_error", `tool ${JSON.stringify(call.tool.name)} returned a value that is not JSON-serializable: ${err.message}`);
+            return errorReply(call.id, "tool_error", `${call.what} ${JSON.stringify(call.name)} returned a value that is not JSON-serializable: ${err.message}`);
         }
         const line = Buffer.from(`{"type":"result","id":${call.id},"value":${text}}\n`, "utf8");
         const size = line.length - 1;

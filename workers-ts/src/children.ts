@@ -12,9 +12,10 @@
  * `detached: true` (it leads one), else the process itself. A child the
  * call starts after the cancel is killed at once.
  *
- * The record follows the call through its promises and callbacks with an
- * `AsyncLocalStorage`. Children are seen where every way of starting one
- * goes through: `ChildProcess.prototype.spawn`, which `spawn`, `exec`,
+ * The record follows the call through its promises and callbacks in the
+ * call's `AsyncLocalStorage` scope (`runInCall` in `context.ts`). Children
+ * are seen where every way of starting one goes through:
+ * `ChildProcess.prototype.spawn`, which `spawn`, `exec`,
  * `execFile`, `fork` and their promisified forms all call (so ESM named
  * imports of `node:child_process` see it too, with no export replaced).
  * The synchronous forms (`spawnSync`, `execSync`) block the event loop
@@ -25,8 +26,8 @@
  * and `signalCode` are still `null`), so its pid cannot have been reused.
  */
 
-import { AsyncLocalStorage } from "node:async_hooks";
 import { ChildProcess, type SpawnOptions } from "node:child_process";
+import { currentCall } from "./context.js";
 
 /** How long a cancelled call's children get between SIGTERM and SIGKILL, in milliseconds. */
 export const CHILD_KILL_GRACE_MS = 500;
@@ -93,7 +94,6 @@ export class CallChildren {
   }
 }
 
-const current = new AsyncLocalStorage<CallChildren>();
 let installed = false;
 
 /** Record the children started inside calls from now on (once; cheap to repeat). */
@@ -104,13 +104,8 @@ export function installChildTracking(): void {
   const original = proto.spawn;
   proto.spawn = function spawn(this: ChildProcess, options: SpawnOptions): unknown {
     const result = original.call(this, options);
-    const children = current.getStore();
+    const children = currentCall()?.children;
     if (children !== undefined && this.pid !== undefined) children.add(this, options?.detached === true);
     return result;
   };
-}
-
-/** Run `fn` with the children it starts (now or in its promises) recorded into `children`. */
-export function trackChildren<T>(children: CallChildren, fn: () => T): T {
-  return current.run(children, fn);
 }

@@ -10,6 +10,8 @@
  * nowhere and logs go to stderr.
  */
 
+import { AsyncLocalStorage } from "node:async_hooks";
+import type { CallChildren } from "./children.js";
 import { LOG_LEVELS, type LogLevel, toJsonText } from "./protocol.js";
 
 /** The running call, as seen by the tool (the second argument of `run`). */
@@ -55,6 +57,14 @@ export class CallContext implements Context {
     readonly signal: AbortSignal,
     private readonly emit: Emit | undefined,
   ) {}
+
+  /**
+   * A context for work done inside this call (a graph node run in-process
+   * by a tool): the same call id and output, another name and signal.
+   */
+  derive(tool: string | undefined, signal: AbortSignal): CallContext {
+    return new CallContext(this.callId, tool, signal, this.emit);
+  }
 
   get cancelled(): boolean {
     return this.signal.aborted;
@@ -121,4 +131,42 @@ export class CallContext implements Context {
  */
 export function detachedContext(signal: AbortSignal = new AbortController().signal): Context {
   return new CallContext(undefined, undefined, signal, undefined);
+}
+
+/** What code running inside a call can reach: its context and, in shared mode, the record of its children. */
+export interface CallScope {
+  readonly context: Context;
+  readonly children: CallChildren | undefined;
+}
+
+const scopes = new AsyncLocalStorage<CallScope>();
+
+/** Run `fn` inside `scope`: it, its promises and callbacks see the scope. */
+export function runInCall<T>(scope: CallScope, fn: () => T): T {
+  return scopes.run(scope, fn);
+}
+
+/** The scope of the call running now, if any. */
+export function currentCall(): CallScope | undefined {
+  return scopes.getStore();
+}
+
+/**
+ * The context of the tool call or graph node running now, or `undefined`
+ * outside one. Class nodes use it in `prep`, `exec` and `post`, which have
+ * no context parameter:
+ *
+ * @example
+ * ```ts
+ * class Fetch extends Node {
+ *   override async exec(url: string) {
+ *     const ctx = currentContext();
+ *     await ctx?.progress(1, 2, "fetching");
+ *     return (await fetch(url, { signal: ctx?.signal })).text();
+ *   }
+ * }
+ * ```
+ */
+export function currentContext(): Context | undefined {
+  return scopes.getStore()?.context;
 }

@@ -89,6 +89,8 @@ export function isValidToolName(name: string): boolean {
 // value to keep or throws ProtocolError("invalid_field").
 
 type Check = (value: unknown, where: string, hasFloat: boolean) => unknown;
+/** What a check returns for a member that counts as absent (left out of the message). */
+const ABSENT: unique symbol = Symbol("absent");
 type Field = readonly [name: string, check: Check, required: boolean];
 
 function describe(value: unknown): string {
@@ -191,6 +193,65 @@ const tools: Check = (value, where) => {
   return list;
 };
 
+export const NODE_KINDS = ["node", "batch"] as const;
+export type NodeKind = (typeof NODE_KINDS)[number];
+
+export const NODE_PHASES = ["run", "prep", "exec", "post", "fallback"] as const;
+export type NodePhase = (typeof NODE_PHASES)[number];
+
+function oneOf(values: readonly string[]): Check {
+  return (value, where) => {
+    if (!values.includes(value as string)) throw invalid(where, `one of ${values.join(", ")}`, value);
+    return value;
+  };
+}
+
+const nodeKind = oneOf(NODE_KINDS);
+const phase = oneOf(NODE_PHASES);
+
+const isTrue: Check = (value, where) => {
+  if (value !== true) throw invalid(where, "true (or left out)", value);
+  return value;
+};
+
+const NODE_FIELDS: readonly Field[] = [
+  ["name", toolName, true],
+  ["kind", nodeKind, false], // absent is invalid_field, not missing_field (see below)
+  ["description", string, true],
+  ["fallback", isTrue, false],
+];
+
+const nodes: Check = (value, where) => {
+  const list = (array(value, where, false) as unknown[]).map((item, i) => {
+    const at = `${where}[${i}]`;
+    const obj = object(item, at, false) as Record<string, unknown>;
+    if (obj["kind"] === undefined) throw invalid(`${at}.kind`, `one of ${NODE_KINDS.join(", ")}`, undefined);
+    return members(obj, NODE_FIELDS, at, undefined);
+  });
+  const seen = new Set<unknown>();
+  list.forEach((item, i) => {
+    if (seen.has(item["name"])) {
+      throw new ProtocolError("invalid_field", `\`${where}[${i}].name\` repeats the node name ${describe(item["name"])}`);
+    }
+    seen.add(item["name"]);
+  });
+  return list;
+};
+
+const flows: Check = (value, where) =>
+  (array(value, where, false) as unknown[]).map((item, i) => object(item, `${where}[${i}]`, false));
+
+/** A value that is left out when it is `null` (`item`, `prep`): a `null` decodes as absent. */
+const nullable: Check = (value) => (value === null ? ABSENT : value);
+
+const nodeError: Check = (value, where) => {
+  const obj = object(value, where, false) as Record<string, unknown>;
+  for (const name of ["kind", "message"]) {
+    if (typeof obj[name] !== "string") throw invalid(`${where}.${name}`, "a string", obj[name]);
+  }
+  return { kind: obj["kind"], message: obj["message"] };
+};
+
 /** Member tables of the messages a worker sends, in table order. */
 export const WORKER_MESSAGES: Readonly<Record<string, readonly Field[]>> = {
   hello: [
@@ -200,7 +261,8 @@ export const WORKER_MESSAGES: Readonly<Record<string, readonly Field[]>> = {
     ["runtime", string, false],
     ["pid", pid, false],
     ["tools", tools, true],
-    ["nodes", array, false],
+    ["nodes", nodes, false],
+    ["flows", flows, false],
   ],
   result: [
     ["id", callId, true],
@@ -239,6 +301,17 @@ export const SUPERVISOR_MESSAGES: Readonly<Record<string, readonly Field[]>> = {
     ["args", object, true],
     ["deadline_ms", nonNegative, false],
   ],
+  node: [
+    ["id", callId, true],
+    ["node", string, true],
+    ["phase", phase, true],
+    ["shared", object, false],
+    ["item", nullable, false],
+    ["prep", nullable, false],
+    ["results", array, false],
+    ["error", nodeError, false],
+    ["deadline_ms", nonNegative, false],
+  ],
   cancel: [["id", callId, true]],
   heartbeat: [["seq", nonNegative, true]],
   shutdown: [["reason", string, false]],
@@ -265,7 +338,8 @@ function members(
   const prefix = where ? `${where}.` : "";
   for (const [name, check, required] of fields) {
     if (hasOwn(obj, name) && obj[name] !== undefined) {
-      out[name] = check(obj[name], prefix + name, floats?.has(name) ?? false);
+      const value = check(obj[name], prefix + name, floats?.has(name) ?? false);
+      if (value !== ABSENT) out[name] = value;
     } else if (required) {
       throw new ProtocolError("missing_field", `member \`${prefix}${name}\` is missing`);
     }

@@ -1,11 +1,13 @@
 /**
  * The worker: handshake, call dispatch, cancellation and the watchdog.
  *
- * Every call runs as a promise on the event loop, so calls are concurrent
- * in both modes. Every call gets exactly one terminal reply; progress, logs
- * and chunks that come after it are dropped. In `shared` mode, the child
- * processes a call starts are recorded, and killed when the call is
- * cancelled (`children.ts`).
+ * A call is a `call` message (a tool) or a `node` message (one phase of a
+ * graph node); they share one id space and everything else. Every call
+ * runs as a promise on the event loop, inside its own call scope (see
+ * `runInCall`), so calls are concurrent in both modes. Every call gets
+ * exactly one terminal reply; progress, logs and chunks that come after it
+ * are dropped. In `shared` mode, the child processes a call starts are
+ * recorded, and killed when the call is cancelled (`children.ts`).
  *
  * The channel is read by a thread of its own (`channel_reader.ts`), which
  * answers heartbeats, so a tool that blocks this thread (a long synchronous
@@ -21,14 +23,19 @@
 import { fileURLToPath } from "node:url";
 import { type Channel, LineWriter } from "./channel.js";
 import { startReaderThread } from "./channel_reader.js";
-import { CallChildren, installChildTracking, trackChildren } from "./children.js";
-import { CallContext } from "./context.js";
+import { CallChildren, installChildTracking } from "./children.js";
+import { CallContext, type Context, runInCall } from "./context.js";
+import { errorText } from "./error_text.js";
 import { FdWriter } from "./fd_writer.js";
+import type { WorkerNode } from "./graph.js";
+import { type Graph, NO_GRAPH } from "./graph_manifest.js";
+import { type PhaseRequest, phasesOf, runPhase } from "./graph_run.js";
 import { killOwnGroup, note } from "./process_group.js";
 import {
   DEFAULT_MAX_LINE_BYTES,
   type ErrorKind,
   type Message,
+  type NodePhase,
   PROTOCOL_VERSIONS,
   ProtocolError,
   decode,
@@ -88,7 +95,9 @@ export function killProcessGroup(label: string, reason: string): never {
 
 interface Call {
   readonly id: number;
-  readonly tool: NamedTool;
+  /** What it runs: a tool or a graph node, and its name. */
+  readonly what: "tool" | "node";
+  readonly name: string;
   readonly controller: AbortController;
   /** The child processes it started (shared mode only). */
   readonly children: CallChildren | undefined;
@@ -110,6 +119,9 @@ function invalidArguments(id: number, tool: string, problem: string): Reply {
   return errorReply(id, "invalid_arguments", `invalid arguments for tool ${JSON.stringify(tool)}: ${problem}`);
 }
 
+/** Arguments a Standard Schema refused (found inside the call, answered `invalid_arguments`). */
+class InvalidArguments extends Error {}
+
 function cancelledReply(id: number): Reply {
   return errorReply(id, "cancelled", `call ${id} was cancelled`);
 }
@@ -126,22 +138,12 @@ function stackOf(err: Error): string | undefined {
     .join("\n");
 }
 
-function errorText(err: unknown): string {
-  if (err instanceof Error) return err.message ? `${err.name}: ${err.message}` : err.name;
-  let text: string;
-  try {
-    text = typeof err === "string" ? err : JSON.stringify(err) ?? String(err);
-  } catch {
-    text = String(err);
-  }
-  return `a non-Error value was thrown: ${text}`;
-}
-
 /** Serves tools over one channel until `shutdown` or the channel ends. */
 export class Worker {
   private readonly state = newSharedState();
   private readonly writer: LineWriter;
   private tools = new Map<string, NamedTool>();
+  private nodes: ReadonlyMap<string, WorkerNode> = new Map();
   private readonly calls = new Map<number, Call>();
   private pending: Buffer[] | undefined = [];
   private welcomed = false;
@@ -208,11 +210,12 @@ export class Worker {
   // -- serving -------------------------------------------------------------
 
   /** Send `hello`, serve calls until `shutdown`; resolve to the exit status. */
-  async serve(tools: readonly NamedTool[]): Promise<number> {
+  async serve(tools: readonly NamedTool[], graph: Graph = NO_GRAPH): Promise<number> {
     const label = this.settings.label;
     this.tools = new Map(tools.map((entry) => [entry.name, entry]));
+    this.nodes = graph.nodes;
     try {
-      this.writer.send(this.hello(tools));
+      this.writer.send(this.hello(tools, graph));
     } catch (err) {
       note(label, `cannot send hello: ${err instanceof ProtocolError ? err.detail : errorText(err)}`);
       return 1;
@@ -254,8 +257,8 @@ export class Worker {
     this.writer.flush();
   }
 
-  private hello(tools: readonly NamedTool[]): Reply {
-    return {
+  private hello(tools: readonly NamedTool[], graph: Graph): Reply {
+    const hello: Reply = {
       type: "hello",
       protocol: [...PROTOCOL_VERSIONS],
       sdk: "typescript",
@@ -268,6 +271,9 @@ export class Worker {
         return entry;
       }),
     };
+    if (graph.manifest.length > 0) hello["nodes"] = graph.manifest;
+    if (graph.flows.length > 0) hello["flows"] = graph.flows;
+    return hello;
   }
 
   // -- what the reader thread hands over ----------------------------------
@@ -303,6 +309,9 @@ export class Worker {
       case "call":
         this.accept(message);
         break;
+      case "node":
+        this.acceptNode(message);
+        break;
       case "heartbeat": // the reader thread answers those spelled canonically; any other is answered here
         this.writer.send({ type: "heartbeat", seq: message["seq"] });
         break;
@@ -335,44 +344,91 @@ export class Worker {
     }
   }
 
-  private accept(message: Message): void {
-    const id = message["id"] as number;
+  /** Whether a call with this id may start now (a note says why not). */
+  private admissible(id: number): boolean {
     const label = this.settings.label;
     if (!this.welcomed || this.stopped) {
       note(label, `ignoring call ${id}: not serving calls now`);
-      return;
+      return false;
     }
     if (this.calls.has(id)) {
       note(label, `ignoring call ${id}: a call with that id is running`);
-      return;
+      return false;
     }
-    const toolName = message["tool"] as string;
-    const entry = this.tools.get(toolName);
-    if (entry === undefined) {
-      const names = [...this.tools.keys()].sort().join(", ") || "none";
-      this.writeReply(
-        errorReply(id, "unknown_tool", `no tool named ${JSON.stringify(toolName)} in worker ${label} (tools: ${names})`),
-      );
-      return;
-    }
-    const args = message["args"] as Record<string, unknown>;
-    if (entry.tool.inputStandardSchema === undefined) {
-      const problem = validate(args, entry.tool.inputSchema);
-      if (problem !== undefined) {
-        this.writeReply(invalidArguments(id, entry.name, problem));
-        return;
-      }
-    }
+    return true;
+  }
+
+  private newCall(id: number, what: Call["what"], name: string): Call {
     const call: Call = {
       id,
-      tool: entry,
+      what,
+      name,
       controller: new AbortController(),
       children: this.settings.mode === "shared" ? new CallChildren() : undefined,
       done: false,
       cancelRequested: false,
     };
     this.calls.set(id, call);
-    void this.run(call, args);
+    return call;
+  }
+
+  private accept(message: Message): void {
+    const id = message["id"] as number;
+    if (!this.admissible(id)) return;
+    const toolName = message["tool"] as string;
+    const entry = this.tools.get(toolName);
+    if (entry === undefined) {
+      const names = [...this.tools.keys()].sort().join(", ") || "none";
+      this.writeReply(
+        errorReply(id, "unknown_tool", `no tool named ${JSON.stringify(toolName)} in worker ${this.settings.label} (tools: ${names})`),
+      );
+      return;
+    }
+    const args = message["args"] as Record<string, unknown>;
+    const { tool } = entry;
+    if (tool.inputStandardSchema === undefined) {
+      const problem = validate(args, tool.inputSchema);
+      if (problem !== undefined) {
+        this.writeReply(invalidArguments(id, entry.name, problem));
+        return;
+      }
+    }
+    const call = this.newCall(id, "tool", entry.name);
+    void this.run(call, async (ctx) => {
+      let input: unknown = args;
+      if (tool.inputStandardSchema !== undefined) {
+        let checked = checkWithStandardSchema(tool.inputStandardSchema, args);
+        if (checked instanceof Promise) checked = await checked;
+        if ("problem" in checked) throw new InvalidArguments(checked.problem);
+        input = checked.value;
+      }
+      return await tool.run(input as never, ctx);
+    });
+  }
+
+  private acceptNode(message: Message): void {
+    const id = message["id"] as number;
+    if (!this.admissible(id)) return;
+    const name = message["node"] as string;
+    const phase = message["phase"] as NodePhase;
+    const node = this.nodes.get(name);
+    if (node === undefined) {
+      const names = [...this.nodes.keys()].sort().join(", ") || "none";
+      this.writeReply(
+        errorReply(id, "unknown_tool", `no node named ${JSON.stringify(name)} in worker ${this.settings.label} (nodes: ${names})`),
+      );
+      return;
+    }
+    const phases = phasesOf(node);
+    if (!phases.includes(phase)) {
+      const kind = node.kind === "batch" ? "a batch node" : "a node";
+      this.writeReply(
+        errorReply(id, "invalid_arguments", `node ${JSON.stringify(name)} is ${kind} with the phases ${phases.join(", ")}, not ${phase}`),
+      );
+      return;
+    }
+    const call = this.newCall(id, "node", name);
+    void this.run(call, (ctx) => runPhase(node, name, message as unknown as PhaseRequest, ctx));
   }
 
   private cancel(call: Call): void {
@@ -382,28 +438,17 @@ export class Worker {
     call.children?.cancel();
   }
 
-  private async run(call: Call, args: Record<string, unknown>): Promise<void> {
-    const { tool } = call.tool;
-    let input: unknown = args;
+  /** Run a call's body in its scope and send its one terminal reply. */
+  private async run(call: Call, body: (ctx: Context) => Promise<unknown>): Promise<void> {
     let reply: Reply | Buffer;
     try {
-      if (tool.inputStandardSchema !== undefined) {
-        let checked = checkWithStandardSchema(tool.inputStandardSchema, args);
-        if (checked instanceof Promise) checked = await checked;
-        if ("problem" in checked) {
-          this.finish(call, call.cancelRequested ? cancelledReply(call.id) : invalidArguments(call.id, call.tool.name, checked.problem));
-          return;
-        }
-        input = checked.value;
-      }
-      const ctx = new CallContext(call.id, call.tool.name, call.controller.signal, (msg) => this.emit(call, msg));
-      const children = call.children;
-      const value: unknown = await (children === undefined
-        ? tool.run(input as never, ctx)
-        : trackChildren(children, () => tool.run(input as never, ctx)));
+      const ctx = new CallContext(call.id, call.name, call.controller.signal, (msg) => this.emit(call, msg));
+      const value = await runInCall({ context: ctx, children: call.children }, () => body(ctx));
       reply = call.cancelRequested ? cancelledReply(call.id) : this.success(call, value);
     } catch (err) {
-      reply = call.cancelRequested ? cancelledReply(call.id) : this.failure(call, err);
+      if (call.cancelRequested) reply = cancelledReply(call.id);
+      else if (err instanceof InvalidArguments) reply = invalidArguments(call.id, call.name, err.message);
+      else reply = this.failure(call, err);
     }
     this.finish(call, reply);
   }
@@ -418,7 +463,7 @@ export class Worker {
       return errorReply(
         call.id,
         "tool_error",
-        `tool ${JSON.stringify(call.tool.name)} returned a value that is not JSON-serializable: ${(err as Error).message}`,
+        `${call.what} ${JSON.stringify(call.name)} returned a value that is not JSON-serializable: ${(err as Error).message}`,
       );
     }
     const line = Buffer.from(`{"type":"result","id":${call.id},"value":${text}}\n`, "utf8");

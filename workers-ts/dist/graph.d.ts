@@ -1,0 +1,270 @@
+/**
+ * The graph DSL: nodes, flows and parallel fan-outs, PocketFlow's model.
+ *
+ * A node reads and changes the shared store (a JSON object) and returns an
+ * action; edges labelled by actions lead to the next node. Function nodes
+ * (`node(fn)`) do it in one function; class nodes (`extends Node`) split it
+ * into `prep`, `exec` (retried in-process, with `execFallback`) and `post`;
+ * a `BatchNode` runs `exec` once per item. `flow()` wires nodes into a
+ * graph that is itself a node; `parallel()` runs branches on copies of the
+ * store and merges them.
+ *
+ * The worker announces the nodes and the flows a script exports
+ * (`graph_manifest.ts`) and runs one phase of a node per `node` message;
+ * `run()` on any of these objects runs it in this process instead
+ * (`graph_run.ts`), with the semantics of GRAPHS.md.
+ *
+ * @example
+ * ```ts
+ * import { flow, node } from "flw-worker";
+ *
+ * export const decide = node((s) => ((s.notes?.length ?? 0) < 2 ? "search" : "answer"));
+ * export const search = node((s) => { (s.notes ??= []).push(`note ${s.notes.length}`); });
+ * export const answer = node((s) => { s.answer = s.notes.join(" / "); });
+ * decide.on("search", search);
+ * decide.on("answer", answer);
+ * search.next(decide);
+ * export const agent = flow({ start: decide });
+ * ```
+ */
+import { AsyncLocalStorage } from "node:async_hooks";
+import { type Context } from "./context.js";
+/**
+ * The shared store as nodes see it unless told otherwise: a JSON object
+ * whose members are loosely typed. Give nodes a type of your own with
+ * `node<MyStore>(...)`, `class X extends Node<MyStore>`.
+ */
+export type Shared = Record<string, any>;
+/** What a node returns: the action that picks the next edge, or nothing for `"default"`. */
+export type Action = string | null | undefined | void;
+/** A node of any store type (what successors and branches hold). */
+export type AnyNode = GraphNode<any>;
+/**
+ * The options of a node's entry in a flow document: what the supervisor
+ * applies around each attempt (and `run()` in-process, the same way).
+ */
+export interface EntryOptions {
+    /** More attempts after a failed one (default 0). */
+    readonly retries?: number;
+    /** Milliseconds before the first retry (default 100); each later retry waits twice as long, up to 30 s. */
+    readonly backoff?: number;
+    /** Milliseconds one attempt may take. */
+    readonly timeout?: number;
+    /** Batch nodes: items in flight at once; parallel: branches at once. */
+    readonly limit?: number;
+}
+/** Options of `run()`, which runs a node or a flow in this process. */
+export interface RunOptions {
+    /** Cancels the run; by default the signal of the tool call or node running now, if any. */
+    readonly signal?: AbortSignal;
+}
+/**
+ * Why a node failed, as a fallback gets it and as `run()` throws it:
+ * `kind` is an error kind of PROTOCOL.md (`tool_error`, `timeout`, ...) or
+ * `max_steps`; the original error, when there is one, is the `cause`.
+ */
+export declare class NodeError extends Error {
+    readonly kind: string;
+    constructor(kind: string, message: string, options?: {
+        cause?: unknown;
+    });
+}
+/** What every node, flow and parallel fan-out has: a name, successors, `run()`. */
+export declare abstract class GraphNode<S extends object = Shared> {
+    /** The name given with the `name` option; else the worker names it by its export, function or class name. */
+    name: string | undefined;
+    /** What the node does, for people and models (the manifest's `description`). */
+    description: string;
+    /** The entry options of this node in a flow document (`retries`, `backoff`, `timeout`, `limit`). */
+    readonly options: EntryOptions;
+    /** The node each action leads to. */
+    readonly successors: Map<string, AnyNode>;
+    protected constructor(what: string, options: EntryOptions & {
+        readonly name?: string;
+        readonly description?: string;
+    });
+    /** The node kind: `node` and `batch` run in a worker; `flow` and `parallel` are run by the graph. */
+    abstract get kind(): "node" | "batch" | "flow" | "parallel";
+    /**
+     * Follow `target` after this node returns `action` (default `"default"`).
+     * Returns `target`, so chains read `a.next(b).next(c)`.
+     */
+    next<T extends AnyNode>(target: T, action?: string): T;
+    /** Follow `target` after this node returns `action`. Returns `target`. */
+    on<T extends AnyNode>(action: string, target: T): T;
+    /**
+     * Run this node (a flow: its whole graph) in this process on `shared`,
+     * which it changes in place, with the retries, timeouts, fallbacks and
+     * step limit a supervisor would apply. Resolves to the last action;
+     * rejects with a {@link NodeError}.
+     */
+    run(shared: S, options?: RunOptions): Promise<string | undefined>;
+}
+/** The body of a function node: changes `shared`, returns the action (or nothing). */
+export type NodeFn<S extends object = Shared> = (shared: S, ctx: Context) => Action | Promise<Action>;
+/** A function node's fallback: runs when its attempts all failed; its action and changes count as the node's. */
+export type FallbackFn<S extends object = Shared> = (shared: S, error: NodeError, ctx: Context) => Action | Promise<Action>;
+/** The options of `node(fn, options)`. */
+export interface NodeOptions<S extends object = Shared> extends EntryOptions {
+    /** The node's name; by default its export name, else the function's name. */
+    readonly name?: string;
+    readonly description?: string;
+    /** Runs after the attempts all failed, with the last error. */
+    readonly fallback?: FallbackFn<S>;
+}
+/** What `node({...})` takes: the options and `run`. */
+export interface NodeDefinition<S extends object = Shared> extends NodeOptions<S> {
+    readonly run: NodeFn<S>;
+}
+/** A node made of one function, as `node()` returns it. */
+export declare class FunctionNode<S extends object = Shared> extends GraphNode<S> {
+    readonly fn: NodeFn<S>;
+    readonly fallback: FallbackFn<S> | undefined;
+    constructor(fn: NodeFn<S>, options?: NodeOptions<S>);
+    get kind(): "node";
+}
+/**
+ * A function node: `fn(shared, ctx)` changes the store and returns the
+ * action (a string) or nothing.
+ *
+ * @example
+ * ```ts
+ * export const search = node(async (s, ctx) => {
+ *   s.results = await (await fetch(s.url, { signal: ctx.signal })).json();
+ * }, { retries: 2, timeout: 5000 });
+ * ```
+ */
+export declare function node<S extends object = Shared>(fn: NodeFn<S>, options?: NodeOptions<S>): FunctionNode<S>;
+export declare function node<S extends object = Shared>(definition: NodeDefinition<S>): FunctionNode<S>;
+/** The options of a class node's constructor. */
+export interface ClassNodeOptions extends EntryOptions {
+    readonly name?: string;
+    readonly description?: string;
+    /** Attempts of `exec` in-process, as PocketFlow's `max_retries` (default 1: no retry). */
+    readonly maxRetries?: number;
+    /** Milliseconds between in-process attempts of `exec` (default 0). */
+    readonly wait?: number;
+}
+/** Which in-process attempt of a class node's `exec` is running (see `curRetry`). */
+export declare const attemptScope: AsyncLocalStorage<number>;
+/**
+ * What class nodes share: PocketFlow's in-process retries of `exec`
+ * (`maxRetries` attempts, `wait` ms apart, `curRetry` counting from 0).
+ */
+export declare abstract class ClassNode<S extends object = Shared> extends GraphNode<S> {
+    /** Attempts of `exec` in-process (PocketFlow's `max_retries`). */
+    maxRetries: number;
+    /** Milliseconds between in-process attempts of `exec`. */
+    wait: number;
+    protected constructor(what: string, options: ClassNodeOptions);
+    /** Which in-process attempt of `exec` (or `execFallback`) is running, from 0. */
+    get curRetry(): number;
+}
+/** A thrown value as an `Error` (a non-Error becomes one, with it as the cause). */
+export declare function asError(err: unknown): Error;
+/** Resolve after `ms`, or reject with the signal's reason when it aborts first. */
+export declare function pause(ms: number, signal: AbortSignal | undefined): Promise<void>;
+/**
+ * A class node, as PocketFlow's `Node`: `prep(shared)` reads the store,
+ * `exec(prepRes)` does the work (retried `maxRetries` times, `wait` ms
+ * apart, then `execFallback`), `post(shared, prepRes, execRes)` writes the
+ * store and returns the action. Every method may be async; the call's
+ * context is {@link currentContext}(). Overriding `execFallback` gives the
+ * node the `fallback` phase.
+ *
+ * @example
+ * ```ts
+ * class Summarize extends Node {
+ *   override prep(shared: Shared) { return shared.text as string; }
+ *   override async exec(text: string) { return text.slice(0, 100); }
+ *   override post(shared: Shared, _text: string, summary: string) { shared.summary = summary; }
+ * }
+ * export const summarize = new Summarize({ maxRetries: 3, wait: 1000 });
+ * ```
+ */
+export declare class Node<S extends object = Shared, P = any, E = any> extends ClassNode<S> {
+    constructor(options?: ClassNodeOptions);
+    get kind(): "node";
+    /** Read what `exec` needs from the store. */
+    prep(_shared: S): P | Promise<P>;
+    /** Do the work; it should not touch the store (it is what retries repeat). */
+    exec(_prepRes: P): E | Promise<E>;
+    /** Write the results to the store; return the action. */
+    post(_shared: S, _prepRes: P, _execRes: E): Action | Promise<Action>;
+    /** What `exec` gives when its attempts all failed; by default the error is thrown again. */
+    execFallback(_prepRes: P, error: Error): E | Promise<E>;
+}
+/**
+ * A batch node, as PocketFlow's `BatchNode`: `prep(shared)` returns the
+ * items (an array), `exec(item)` runs once per item (each with the
+ * in-process retries and `execFallback(item, error)`), `post(shared,
+ * items, results)` gets the results in item order. Under the supervisor the
+ * items are spread over the pool's workers.
+ */
+export declare class BatchNode<S extends object = Shared, I = any, R = any> extends ClassNode<S> {
+    constructor(options?: ClassNodeOptions);
+    get kind(): "batch";
+    /** The items (an array; `null` or `undefined` count as none). */
+    prep(_shared: S): readonly I[] | null | undefined | void | Promise<readonly I[] | null | undefined | void>;
+    /** The work for one item. */
+    exec(_item: I): R | Promise<R>;
+    /** Write the results (in item order) to the store; return the action. */
+    post(_shared: S, _items: I[], _results: R[]): Action | Promise<Action>;
+    /** What `exec` gives for an item when its attempts all failed; by default the error is thrown again. */
+    execFallback(_item: I, error: Error): R | Promise<R>;
+}
+/** What `flow()` takes. */
+export interface FlowOptions<S extends object = Shared> {
+    /** The first node. */
+    readonly start: GraphNode<S>;
+    /** The flow's name (also its MCP tool name); by default its export name. */
+    readonly name?: string;
+    readonly description?: string;
+    /** The most node visits a run may make, nested flows and branches included (default 10,000). */
+    readonly maxSteps?: number;
+    /** Milliseconds the whole run may take. */
+    readonly deadline?: number;
+}
+/** A graph of nodes; a node itself, so flows nest. */
+export declare class Flow<S extends object = Shared> extends GraphNode<S> {
+    readonly start: AnyNode;
+    readonly maxSteps: number | undefined;
+    readonly deadline: number | undefined;
+    constructor(options: FlowOptions<S>);
+    get kind(): "flow";
+}
+/**
+ * A flow starting at `start`: follows the edges by each node's action until
+ * a node has no edge for it; its action is that last action.
+ */
+export declare function flow<S extends object = Shared>(options: FlowOptions<S>): Flow<S>;
+/** What `parallel()` takes besides the branches. */
+export interface ParallelOptions {
+    /** The entry's id in a flow document; by default its export name, else `parallel_1`, `parallel_2`, ... */
+    readonly name?: string;
+    readonly description?: string;
+    /** Branches in flight at once (default: all). */
+    readonly limit?: number;
+}
+/** A fan-out: its branches run on copies of the store, merged in listed order. */
+export declare class Parallel<S extends object = Shared> extends GraphNode<S> {
+    readonly branches: readonly AnyNode[];
+    constructor(branches: readonly GraphNode<S>[], options?: ParallelOptions);
+    get kind(): "parallel";
+}
+/**
+ * Run `branches` at the same time, each on its own copy of the store; then
+ * apply each branch's changes (by top-level key) in listed order, so a key
+ * two branches set ends as the later one left it. Its action is `"default"`.
+ */
+export declare function parallel<S extends object = Shared>(branches: readonly GraphNode<S>[], options?: ParallelOptions): Parallel<S>;
+/** A node a worker runs: a function node, a class node or a batch node. */
+export type WorkerNode = FunctionNode<Shared> | Node<Shared> | BatchNode<Shared>;
+/** Whether `value` is a node a worker runs (rather than a flow or a fan-out). */
+export declare function isWorkerNode(value: unknown): value is WorkerNode;
+/** Whether the node has a fallback: a function node's `fallback`, a class node's own `execFallback`. */
+export declare function hasFallback(node: WorkerNode): boolean;
+/** Names the worker gave nodes from their exports (so in-process errors use them too). */
+export declare const resolvedNames: WeakMap<AnyNode, string>;
+/** How messages name a node: its name, else its function's or class's name. */
+export declare function labelOf(node: AnyNode): string;

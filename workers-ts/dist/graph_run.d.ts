@@ -1,0 +1,53 @@
+/**
+ * Running graph nodes: one phase for a `node` message, or a whole graph in
+ * this process (`run()`).
+ *
+ * A phase runs on the store the message carries and reports what it did
+ * to it as `changes` by top-level key: each value's JSON text before the
+ * phase is compared with its text after (PROTOCOL.md, "Graph nodes").
+ *
+ * The in-process runner follows GRAPHS.md: one visit per node (counted
+ * against `maxSteps`), `retries` with doubling `backoff` and a `timeout`
+ * per attempt, a failed attempt's changes undone, the fallback after the
+ * last failure, batch items in order, parallel branches on copies of the
+ * store merged in listed order. It changes the caller's store in place.
+ */
+import { type Context } from "./context.js";
+import { type AnyNode, type RunOptions, type Shared, type WorkerNode } from "./graph.js";
+import { type NodePhase } from "./protocol.js";
+/** Steps a run may take unless its flow says otherwise (GRAPHS.md). */
+export declare const DEFAULT_MAX_STEPS = 10000;
+/** The first retry's wait unless a node says otherwise, and the cap of later ones, in milliseconds. */
+export declare const DEFAULT_BACKOFF_MS = 100;
+export declare const MAX_BACKOFF_MS = 30000;
+/** The outcome object of PROTOCOL.md: each member left out when it has no value. */
+export interface Outcome {
+    action?: string;
+    value?: unknown;
+    changes?: {
+        set?: Record<string, unknown>;
+        delete?: string[];
+    };
+}
+/** The part of a `node` message a phase reads. */
+export interface PhaseRequest {
+    readonly phase: NodePhase;
+    readonly shared?: Record<string, unknown>;
+    readonly item?: unknown;
+    readonly prep?: unknown;
+    readonly results?: unknown[];
+    readonly error?: {
+        kind: string;
+        message: string;
+    };
+}
+/** The phases a node answers: `run` (and `fallback`) or, for a batch node, `prep`, `exec`, `post` (and `fallback`). */
+export declare function phasesOf(node: WorkerNode): NodePhase[];
+/**
+ * Run one phase of `node` (named `name`) for a `node` message and return
+ * its outcome. Throws what the node threw, or a `TypeError` naming the node
+ * for a return value the protocol cannot carry.
+ */
+export declare function runPhase(node: WorkerNode, name: string, request: PhaseRequest, ctx: Context): Promise<Outcome>;
+/** `run()` of any node: the graph under it, in this process, on `shared`. */
+export declare function runGraph(root: AnyNode, shared: Shared, options: RunOptions): Promise<string | undefined>;

@@ -1,0 +1,279 @@
+/**
+ * The graph part of the manifest: which nodes a script's exports hold,
+ * their names, and the flow documents of GRAPHS.md for `hello.flows`.
+ *
+ * Names: the `name` option; else the export name (an object exported
+ * under two names other than `default` needs a `name`); else a function
+ * node's function name, a class node's class name. A node reached only
+ * through a flow must get its name one of these ways. Two different node
+ * objects with one name, or two different flows, are a definition error
+ * naming where each was found.
+ *
+ * `hello.nodes`: every exported node and every node an announced flow
+ * reaches. `hello.flows`: every exported flow and every named flow nested
+ * in one. In a document an entry's id is its name; a named nested flow is
+ * referenced (`{"flow": "review"}`), an unnamed one is inlined with the id
+ * `flow_1`, `flow_2`, ... (an unnamed fan-out: `parallel_1`, ...).
+ */
+
+import {
+  type AnyNode,
+  BatchNode,
+  Flow,
+  FunctionNode,
+  GraphNode,
+  Parallel,
+  type WorkerNode,
+  hasFallback,
+  isWorkerNode,
+  labelOf,
+  resolvedNames,
+} from "./graph.js";
+import { type NodeKind, isValidToolName } from "./protocol.js";
+
+/** A node object of `hello.nodes`. */
+export interface NodeManifest {
+  readonly name: string;
+  readonly kind: NodeKind;
+  readonly description: string;
+  readonly fallback?: true;
+}
+
+/** What the worker serves besides tools: nodes by name, their manifest, and the flow documents. */
+export interface Graph {
+  readonly nodes: ReadonlyMap<string, WorkerNode>;
+  readonly manifest: readonly NodeManifest[];
+  readonly flows: readonly Record<string, unknown>[];
+}
+
+/** An empty graph (a script without nodes). */
+export const NO_GRAPH: Graph = { nodes: new Map(), manifest: [], flows: [] };
+
+function describeNode(node: AnyNode): string {
+  if (node instanceof FunctionNode) return node.fn.name ? `the function node of ${node.fn.name}()` : "a function node";
+  if (node instanceof Flow) return "a flow";
+  if (node instanceof Parallel) return "a parallel()";
+  const cls = node.constructor.name;
+  return cls ? `a ${cls} node` : "a class node";
+}
+
+/**
+ * The nodes and flows among a module's exports. Throws an `Error` naming
+ * the problem for a node without a name, a name given twice, a bad name,
+ * flows that nest each other in a cycle, or a parallel branch with edges.
+ */
+export function collectGraph(namespace: Record<string, unknown>): Graph {
+  return new Collector(namespace).collect();
+}
+
+class Collector {
+  private readonly exportNames = new Map<AnyNode, string[]>();
+  private readonly nodes = new Map<string, { node: WorkerNode; where: string }>();
+  private readonly registered = new Map<WorkerNode, string>();
+  private readonly manifest: NodeManifest[] = [];
+  /** The flows `hello.flows` documents, by name, and the ones still to document. */
+  private readonly flows = new Map<string, { flow: Flow; where: string }>();
+  private readonly flowNames = new Map<Flow, string>();
+  private readonly queue: Flow[] = [];
+
+  constructor(namespace: Record<string, unknown>) {
+    for (const [exportName, value] of Object.entries(namespace)) {
+      if (!(value instanceof GraphNode)) continue;
+      const names = this.exportNames.get(value) ?? [];
+      names.push(exportName);
+      this.exportNames.set(value, names);
+    }
+  }
+
+  collect(): Graph {
+    const exported = [...this.exportNames.keys()];
+    for (const node of exported) {
+      if (isWorkerNode(node)) this.register(node, this.exportsOf(node));
+    }
+    for (const flow of exported) {
+      if (flow instanceof Flow) this.announce(flow, this.exportsOf(flow));
+    }
+    const flows: Record<string, unknown>[] = [];
+    for (let i = 0; i < this.queue.length; i++) {
+      const flow = this.queue[i] as Flow;
+      flows.push(this.document(flow, this.flowNames.get(flow) as string, [flow]));
+    }
+    const nodes = new Map([...this.nodes].map(([name, { node }]) => [name, node]));
+    return { nodes, manifest: this.manifest, flows };
+  }
+
+  private exportsOf(node: AnyNode): string {
+    return `export ${this.exportNames.get(node)?.join(", ")}`;
+  }
+
+  /**
+   * The name of `node`: its `name`, its one export name (other than
+   * `default`), its function's name (function nodes) or its class's name
+   * (class nodes); `undefined` for none.
+   */
+  private nameOf(node: AnyNode, where: string): string | undefined {
+    let name = node.name;
+    if (name === undefined) {
+      const exports = (this.exportNames.get(node) ?? []).filter((n) => n !== "default");
+      if (exports.length > 1) {
+        const names = exports.join(" and ");
+        throw new Error(`${where}: ${describeNode(node)} is exported as ${names}: give it one name with the name option`);
+      }
+      name = exports[0];
+    }
+    if (name === undefined && node instanceof FunctionNode && node.fn.name) name = node.fn.name;
+    if (name === undefined && isWorkerNode(node) && !(node instanceof FunctionNode)) {
+      const cls = node.constructor.name;
+      if (cls && cls !== "Node" && cls !== "BatchNode") name = cls;
+    }
+    if (name !== undefined && !isValidToolName(name)) {
+      throw new Error(`${where}: the name ${JSON.stringify(name)} is not 1-128 characters of A-Z a-z 0-9 _ - .`);
+    }
+    if (name !== undefined) resolvedNames.set(node, name);
+    return name;
+  }
+
+  /** Add a worker node to the manifest (once); returns its name. */
+  private register(node: WorkerNode, where: string): string {
+    const known = this.registered.get(node);
+    if (known !== undefined) return known;
+    const name = this.nameOf(node, where);
+    if (name === undefined) {
+      throw new Error(`${where}: ${describeNode(node)} has no name: give it one with the name option, or export it`);
+    }
+    const other = this.nodes.get(name);
+    if (other !== undefined) {
+      throw new Error(
+        `two different nodes are named ${JSON.stringify(name)}: ` +
+          `${describeNode(other.node)} (${other.where}) and ${describeNode(node)} (${where})`,
+      );
+    }
+    this.nodes.set(name, { node, where });
+    this.registered.set(node, name);
+    const entry: { name: string; kind: NodeKind; description: string; fallback?: true } = {
+      name,
+      kind: node instanceof BatchNode ? "batch" : "node",
+      description: node.description,
+    };
+    if (hasFallback(node)) entry.fallback = true;
+    this.manifest.push(entry);
+    return name;
+  }
+
+  /** Add a named flow to `hello.flows` (once); returns its name, or `undefined` for an unnamed flow. */
+  private announce(flow: Flow, where: string): string | undefined {
+    const known = this.flowNames.get(flow);
+    if (known !== undefined) return known;
+    const name = this.nameOf(flow, where);
+    if (name === undefined) {
+      if (!this.exportNames.has(flow)) return undefined; // inlined where it is used
+      throw new Error(`${where}: the flow has no name: give it one with flow({ name: ..., ... })`);
+    }
+    const other = this.flows.get(name);
+    if (other !== undefined) {
+      throw new Error(`two different flows are named ${JSON.stringify(name)} (${other.where} and ${where})`);
+    }
+    this.flows.set(name, { flow, where });
+    this.flowNames.set(flow, name);
+    this.queue.push(flow);
+    return name;
+  }
+
+  /** The GRAPHS.md document of `flow`, named `name`; `stack` holds the flows being inlined around it. */
+  private document(flow: Flow, name: string, stack: readonly Flow[]): Record<string, unknown> {
+    const within = `flow ${JSON.stringify(name)}`;
+    // The entries, breadth first through successors and branches (with where each was found).
+    const order: AnyNode[] = [];
+    const found = new Map<AnyNode, string>();
+    const visit = (node: AnyNode, where: string): void => {
+      if (found.has(node)) return;
+      found.set(node, where);
+      order.push(node);
+    };
+    visit(flow.start, `the start of ${within}`);
+    for (let i = 0; i < order.length; i++) {
+      const node = order[i] as AnyNode;
+      const label = node.name ?? this.exportNames.get(node)?.[0] ?? labelOf(node);
+      if (node instanceof Parallel) {
+        node.branches.forEach((branch, j) => {
+          const where = `branch ${j + 1} of parallel ${JSON.stringify(label)} in ${within}`;
+          if (branch.successors.size > 0) {
+            throw new Error(`${where}: ${describeNode(branch)} has successors; a branch is one node: wrap a chain in a flow()`);
+          }
+          visit(branch, where);
+        });
+      }
+      for (const [action, target] of node.successors) {
+        visit(target, `${within}, after ${JSON.stringify(label)} (action ${JSON.stringify(action)})`);
+      }
+    }
+
+    // Ids: names first, then flow_1, parallel_1, ... for the unnamed.
+    const ids = new Map<AnyNode, string>();
+    const owners = new Map<string, AnyNode>();
+    for (const node of order) {
+      const where = found.get(node) as string;
+      let id: string | undefined;
+      if (isWorkerNode(node)) id = this.register(node, where);
+      else if (node instanceof Flow) id = this.announce(node, where);
+      else id = this.nameOf(node, where);
+      if (id === undefined) continue;
+      const other = owners.get(id);
+      if (other !== undefined) {
+        throw new Error(
+          `${within}: two different entries have the id ${JSON.stringify(id)}: ` +
+            `${describeNode(other)} (${found.get(other)}) and ${describeNode(node)} (${where})`,
+        );
+      }
+      ids.set(node, id);
+      owners.set(id, node);
+    }
+    const counters = { flow: 0, parallel: 0 };
+    for (const node of order) {
+      if (ids.has(node)) continue;
+      const prefix = node instanceof Flow ? "flow" : "parallel";
+      let id: string;
+      do id = `${prefix}_${++counters[prefix]}`;
+      while (owners.has(id));
+      ids.set(node, id);
+      owners.set(id, node);
+    }
+
+    const nodes: Record<string, unknown> = {};
+    const edges: Record<string, unknown>[] = [];
+    for (const node of order) {
+      const id = ids.get(node) as string;
+      let entry: Record<string, unknown>;
+      if (node instanceof Flow) {
+        const named = this.flowNames.get(node);
+        if (named === undefined && stack.includes(node)) {
+          const names = [...stack, node].map((f) => this.flowNames.get(f) ?? labelOf(f));
+          throw new Error(`${within}: unnamed flows nest each other in a cycle (${names.join(" -> ")}); give them names`);
+        }
+        entry = { flow: named ?? this.document(node, id, [...stack, node]) };
+      } else if (node instanceof Parallel) {
+        entry = { parallel: node.branches.map((branch) => ids.get(branch) as string) };
+      } else {
+        entry = { node: id };
+      }
+      const { retries, backoff, timeout, limit } = node.options;
+      if (retries !== undefined) entry["retries"] = retries;
+      if (backoff !== undefined) entry["backoff_ms"] = backoff;
+      if (timeout !== undefined) entry["timeout_ms"] = timeout;
+      if (limit !== undefined) entry["limit"] = limit;
+      Object.defineProperty(nodes, id, { value: entry, writable: true, enumerable: true, configurable: true });
+      for (const [action, target] of node.successors) {
+        edges.push({ from: id, to: ids.get(target) as string, action });
+      }
+    }
+
+    const doc: Record<string, unknown> = { name };
+    if (flow.description) doc["description"] = flow.description;
+    doc["start"] = ids.get(flow.start) as string;
+    doc["nodes"] = nodes;
+    doc["edges"] = edges;
+    if (flow.maxSteps !== undefined) doc["max_steps"] = flow.maxSteps;
+    if (flow.deadline !== undefined) doc["deadline_ms"] = flow.deadline;
+    return doc;
+  }
+}

@@ -1,0 +1,547 @@
+/**
+ * Running graph nodes: one phase for a `node` message, or a whole graph in
+ * this process (`run()`).
+ *
+ * A phase runs on the store the message carries and reports what it did
+ * to it as `changes` by top-level key: each value's JSON text before the
+ * phase is compared with its text after (PROTOCOL.md, "Graph nodes").
+ *
+ * The in-process runner follows GRAPHS.md: one visit per node (counted
+ * against `maxSteps`), `retries` with doubling `backoff` and a `timeout`
+ * per attempt, a failed attempt's changes undone, the fallback after the
+ * last failure, batch items in order, parallel branches on copies of the
+ * store merged in listed order. It changes the caller's store in place.
+ */
+
+import { CallContext, type CallScope, type Context, currentCall, runInCall } from "./context.js";
+import { errorText } from "./error_text.js";
+import {
+  type AnyNode,
+  BatchNode,
+  Flow,
+  FunctionNode,
+  type GraphNode,
+  Node,
+  NodeError,
+  Parallel,
+  type RunOptions,
+  type Shared,
+  type WorkerNode,
+  asError,
+  attemptScope,
+  hasFallback,
+  isWorkerNode,
+  labelOf,
+  pause,
+} from "./graph.js";
+import { type NodePhase, toJsonText } from "./protocol.js";
+
+/** Steps a run may take unless its flow says otherwise (GRAPHS.md). */
+export const DEFAULT_MAX_STEPS = 10_000;
+/** The first retry's wait unless a node says otherwise, and the cap of later ones, in milliseconds. */
+export const DEFAULT_BACKOFF_MS = 100;
+export const MAX_BACKOFF_MS = 30_000;
+
+// ---------------------------------------------------------------------------
+// The store: snapshots and changes by top-level key.
+
+interface Held {
+  readonly value: unknown;
+  /** Its JSON text; `undefined` when JSON cannot hold it (then the reference is compared). */
+  readonly text: string | undefined;
+}
+
+type Snapshot = Map<string, Held>;
+
+function textOf(value: unknown): string | undefined {
+  try {
+    return toJsonText(value);
+  } catch {
+    return undefined;
+  }
+}
+
+function snapshot(shared: Shared): Snapshot {
+  const out: Snapshot = new Map();
+  for (const [key, value] of Object.entries(shared)) {
+    if (value !== undefined) out.set(key, { value, text: textOf(value) });
+  }
+  return out;
+}
+
+function same(held: Held, value: unknown): boolean {
+  if (held.text === undefined) return held.value === value;
+  return textOf(value) === held.text;
+}
+
+/** Set an own member, `__proto__` included. */
+function setOwn(obj: Record<string, unknown>, key: string, value: unknown): void {
+  if (key === "__proto__") Object.defineProperty(obj, key, { value, writable: true, enumerable: true, configurable: true });
+  else obj[key] = value;
+}
+
+interface Diff {
+  readonly set: [string, unknown][];
+  readonly delete: string[];
+}
+
+/** The keys whose value is new or changed since `before`, and those gone (or now `undefined`). */
+function diff(before: Snapshot, shared: Shared): Diff {
+  const set: [string, unknown][] = [];
+  const gone: string[] = [];
+  const now = shared as Record<string, unknown>;
+  for (const [key, value] of Object.entries(now)) {
+    if (value === undefined) continue;
+    const held = before.get(key);
+    if (held === undefined || !same(held, value)) set.push([key, value]);
+  }
+  for (const key of before.keys()) {
+    if (!Object.prototype.hasOwnProperty.call(now, key) || now[key] === undefined) gone.push(key);
+  }
+  return { set, delete: gone };
+}
+
+/** Put the store back as `before` held it (a failed attempt's changes undone). */
+function restore(shared: Shared, before: Snapshot): void {
+  const now = shared as Record<string, unknown>;
+  for (const key of Object.keys(now)) {
+    if (!before.has(key)) delete now[key];
+  }
+  for (const [key, held] of before) {
+    const has = Object.prototype.hasOwnProperty.call(now, key);
+    if (has && same(held, now[key])) continue;
+    setOwn(now, key, held.text === undefined ? held.value : JSON.parse(held.text));
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Phases: what one `node` message asks of a worker.
+
+/** The outcome object of PROTOCOL.md: each member left out when it has no value. */
+export interface Outcome {
+  action?: string;
+  value?: unknown;
+  changes?: { set?: Record<string, unknown>; delete?: string[] };
+}
+
+/** The part of a `node` message a phase reads. */
+export interface PhaseRequest {
+  readonly phase: NodePhase;
+  readonly shared?: Record<string, unknown>;
+  readonly item?: unknown;
+  readonly prep?: unknown;
+  readonly results?: unknown[];
+  readonly error?: { kind: string; message: string };
+}
+
+/** The phases a node answers: `run` (and `fallback`) or, for a batch node, `prep`, `exec`, `post` (and `fallback`). */
+export function phasesOf(node: WorkerNode): NodePhase[] {
+  const phases: NodePhase[] = node instanceof BatchNode ? ["prep", "exec", "post"] : ["run"];
+  if (hasFallback(node)) phases.push("fallback");
+  return phases;
+}
+
+/**
+ * Run one phase of `node` (named `name`) for a `node` message and return
+ * its outcome. Throws what the node threw, or a `TypeError` naming the node
+ * for a return value the protocol cannot carry.
+ */
+export async function runPhase(node: WorkerNode, name: string, request: PhaseRequest, ctx: Context): Promise<Outcome> {
+  const shared = request.shared ?? {};
+  const before = request.phase === "exec" ? undefined : snapshot(shared);
+  const outcome: Outcome = {};
+  switch (request.phase) {
+    case "run":
+      setAction(outcome, await runOnce(node, shared, ctx, name));
+      break;
+    case "fallback": {
+      const given = request.error;
+      const error = given ? new NodeError(given.kind, given.message) : new NodeError("internal", "no error was given to the fallback");
+      setAction(outcome, await fallbackOnce(node, shared, error, ctx, name));
+      break;
+    }
+    case "prep":
+      outcome.value = await batchPrep(node as BatchNode, shared, name);
+      break;
+    case "exec": {
+      const value = await batchExec(node as BatchNode, request.item ?? null);
+      if (value !== undefined && value !== null) outcome.value = value;
+      break;
+    }
+    case "post":
+      setAction(outcome, await batchPost(node as BatchNode, shared, request.prep ?? null, request.results ?? [], name));
+      break;
+  }
+  if (before !== undefined) {
+    const changes = diff(before, shared);
+    const set: Record<string, unknown> = {};
+    for (const [key, value] of changes.set) {
+      if (textOf(value) === undefined) {
+        throw new TypeError(
+          `node ${JSON.stringify(name)} left shared[${JSON.stringify(key)}] holding a value JSON cannot hold: ${describeBadJson(value)}`,
+        );
+      }
+      setOwn(set, key, value);
+    }
+    if (changes.set.length > 0 || changes.delete.length > 0) {
+      outcome.changes = {};
+      if (changes.set.length > 0) outcome.changes.set = set;
+      if (changes.delete.length > 0) outcome.changes.delete = changes.delete;
+    }
+  }
+  return outcome;
+}
+
+function describeBadJson(value: unknown): string {
+  try {
+    toJsonText(value);
+    return "?";
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
+function setAction(outcome: Outcome, action: string | undefined): void {
+  if (action !== undefined) outcome.action = action;
+}
+
+/** A node's return value as an action: a string, or `undefined` for none (`null`, `undefined` and `""` are none). */
+function actionOf(value: unknown, who: string): string | undefined {
+  if (value === undefined || value === null || value === "") return undefined;
+  if (typeof value === "string") return value;
+  let shown: string;
+  try {
+    shown = typeof value === "object" ? (Array.isArray(value) ? "an array" : "an object") : `${typeof value} ${String(value)}`;
+  } catch {
+    shown = typeof value;
+  }
+  throw new TypeError(`${who} returned ${shown}; a node returns an action (a string) or nothing`);
+}
+
+/** A whole visit of a function or class node (the `run` phase). */
+async function runOnce(node: WorkerNode, shared: Shared, ctx: Context, name: string): Promise<string | undefined> {
+  if (node instanceof FunctionNode) return actionOf(await node.fn(shared, ctx), `node ${JSON.stringify(name)}`);
+  if (node instanceof BatchNode) {
+    const items = await batchPrep(node, shared, name);
+    const results: unknown[] = [];
+    for (const item of items) results.push(await batchExec(node, item));
+    return await batchPost(node, shared, items, results, name);
+  }
+  const prepRes: unknown = await node.prep(shared);
+  const execRes = await retried(node, () => node.exec(prepRes), (error) => node.execFallback(prepRes, error));
+  return actionOf(await node.post(shared, prepRes, execRes), `post() of node ${JSON.stringify(name)}`);
+}
+
+/** The `fallback` phase: a function node's fallback; a class node's prep, execFallback and post. */
+async function fallbackOnce(
+  node: WorkerNode,
+  shared: Shared,
+  error: NodeError,
+  ctx: Context,
+  name: string,
+): Promise<string | undefined> {
+  if (node instanceof FunctionNode) {
+    if (node.fallback === undefined) throw error;
+    return actionOf(await node.fallback(shared, error, ctx), `the fallback of node ${JSON.stringify(name)}`);
+  }
+  if (node instanceof BatchNode) {
+    const items = await batchPrep(node, shared, name);
+    const results: unknown[] = [];
+    for (const item of items) results.push(await node.execFallback(item, error));
+    return await batchPost(node, shared, items, results, name);
+  }
+  const prepRes: unknown = await node.prep(shared);
+  const execRes: unknown = await node.execFallback(prepRes, error);
+  return actionOf(await node.post(shared, prepRes, execRes), `post() of node ${JSON.stringify(name)}`);
+}
+
+async function batchPrep(node: BatchNode, shared: Shared, name: string): Promise<unknown[]> {
+  const items: unknown = await node.prep(shared);
+  if (items === undefined || items === null) return [];
+  if (!Array.isArray(items)) {
+    const what = typeof items === "object" ? "an object" : typeof items;
+    throw new TypeError(`prep() of batch node ${JSON.stringify(name)} returned ${what}; it must return an array of items`);
+  }
+  return items;
+}
+
+function batchExec(node: BatchNode, item: unknown): Promise<unknown> {
+  return retried(node, () => node.exec(item), (error) => node.execFallback(item, error));
+}
+
+async function batchPost(
+  node: BatchNode,
+  shared: Shared,
+  items: unknown,
+  results: unknown[],
+  name: string,
+): Promise<string | undefined> {
+  return actionOf(await node.post(shared, items as unknown[], results), `post() of batch node ${JSON.stringify(name)}`);
+}
+
+/** PocketFlow's `Node._exec`: `maxRetries` attempts of `exec`, `wait` ms apart, then `execFallback`. */
+async function retried<T>(
+  node: Node | BatchNode,
+  exec: () => T | Promise<T>,
+  fallback: (error: Error) => T | Promise<T>,
+): Promise<T> {
+  const tries = Math.max(1, node.maxRetries);
+  for (let i = 0; ; i++) {
+    try {
+      return await attemptScope.run(i, exec);
+    } catch (err) {
+      const signal = currentCall()?.context.signal;
+      if (signal?.aborted) throw err;
+      if (i >= tries - 1) return await attemptScope.run(i, () => fallback(asError(err)));
+      if (node.wait > 0) await pause(node.wait, signal);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// In-process runs.
+
+interface RunState {
+  /** Visits so far, shared by nested flows and branches. */
+  readonly steps: { n: number };
+  readonly maxSteps: number;
+  /** Aborted by a cancel, the deadline, or (in a branch) a sibling's failure. */
+  readonly signal: AbortSignal;
+  /** The call this run is part of (a tool running a flow), for contexts and child tracking. */
+  readonly outer: CallScope | undefined;
+}
+
+/** An AbortController that also aborts (with the same reason) when `parent` does. */
+function linked(parent: AbortSignal | undefined): { controller: AbortController; dispose: () => void } {
+  const controller = new AbortController();
+  if (parent === undefined) return { controller, dispose: () => {} };
+  if (parent.aborted) {
+    controller.abort(parent.reason);
+    return { controller, dispose: () => {} };
+  }
+  const onAbort = (): void => controller.abort(parent.reason);
+  parent.addEventListener("abort", onAbort, { once: true });
+  return { controller, dispose: () => parent.removeEventListener("abort", onAbort) };
+}
+
+/** Run `work`, but settle as soon as `signal` aborts (with its reason). */
+function untilAborted<T>(work: () => T | Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    if (signal.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const onAbort = (): void => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    Promise.resolve()
+      .then(work)
+      .then(resolve, reject)
+      .finally(() => signal.removeEventListener("abort", onAbort));
+  });
+}
+
+/** The reason a run stopped from outside, as a `NodeError`. */
+function stopped(signal: AbortSignal, path: string): NodeError {
+  const reason: unknown = signal.reason;
+  if (reason instanceof NodeError) return reason;
+  return new NodeError("cancelled", `the run was cancelled at ${path}`, { cause: reason });
+}
+
+/**
+ * The timeouts of attempts (told apart from a NodeError a node throws
+ * itself). Not a subclass of NodeError: this module and graph.ts import
+ * each other, so nothing here may use graph.ts at the top level.
+ */
+const timeouts = new WeakSet<NodeError>();
+
+function attemptTimeout(message: string): NodeError {
+  const error = new NodeError("timeout", message);
+  timeouts.add(error);
+  return error;
+}
+
+function contextFor(state: RunState, name: string | undefined, signal: AbortSignal): Context {
+  const outer = state.outer?.context;
+  if (outer instanceof CallContext) return outer.derive(name, signal);
+  return new CallContext(outer?.callId, name, signal, undefined);
+}
+
+function warn(state: RunState, message: string): void {
+  void contextFor(state, undefined, state.signal).warning(message);
+}
+
+/** `run()` of any node: the graph under it, in this process, on `shared`. */
+export async function runGraph(root: AnyNode, shared: Shared, options: RunOptions): Promise<string | undefined> {
+  if (typeof shared !== "object" || shared === null || Array.isArray(shared)) {
+    throw new TypeError(`run(): the shared store must be an object, got ${Array.isArray(shared) ? "an array" : String(shared)}`);
+  }
+  const outer = currentCall();
+  const { controller, dispose } = linked(options.signal ?? outer?.context.signal);
+  const flow = root instanceof Flow ? root : undefined;
+  let timer: NodeJS.Timeout | undefined;
+  if (flow?.deadline !== undefined) {
+    const ms = flow.deadline;
+    const reason = (): NodeError => new NodeError("timeout", `flow ${labelOf(root)} passed its deadline of ${ms} ms`);
+    timer = setTimeout(() => controller.abort(reason()), ms);
+  }
+  const state: RunState = { steps: { n: 0 }, maxSteps: flow?.maxSteps ?? DEFAULT_MAX_STEPS, signal: controller.signal, outer };
+  try {
+    return await visit(root, shared, state, labelOf(root));
+  } finally {
+    clearTimeout(timer);
+    dispose();
+  }
+}
+
+async function visit(node: AnyNode, shared: Shared, state: RunState, path: string): Promise<string | undefined> {
+  if (state.signal.aborted) throw stopped(state.signal, path);
+  if (++state.steps.n > state.maxSteps) {
+    throw new NodeError("max_steps", `the run passed its limit of ${state.maxSteps} steps at ${path}`);
+  }
+  if (node instanceof Flow) return runFlow(node, shared, state, path);
+  if (node instanceof Parallel) return runParallel(node, shared, state, path);
+  if (isWorkerNode(node)) return runNode(node, shared, state, path);
+  throw new TypeError(`${path} is not a node, flow or parallel`);
+}
+
+async function runFlow(flow: Flow, shared: Shared, state: RunState, path: string): Promise<string | undefined> {
+  let current: AnyNode | undefined = flow.start;
+  let action: string | undefined;
+  while (current !== undefined) {
+    const id = labelOf(current);
+    action = await visit(current, shared, state, `${path}/${id}`);
+    const key = action ?? "default";
+    const next: AnyNode | undefined = current.successors.get(key);
+    if (next === undefined && current.successors.size > 0) {
+      const edges = [...current.successors.keys()].map((a) => JSON.stringify(a)).join(", ");
+      warn(state, `flow ${path} ends: ${id} returned the action "${key}", which has no edge (it has ${edges})`);
+    }
+    current = next;
+  }
+  return action;
+}
+
+async function runParallel(par: Parallel, shared: Shared, state: RunState, path: string): Promise<string | undefined> {
+  const before = snapshot(shared);
+  const copies = par.branches.map(() => {
+    try {
+      return structuredClone(shared);
+    } catch (err) {
+      throw new TypeError(`parallel ${path}: the shared store cannot be copied for its branches: ${errorText(err)}`);
+    }
+  });
+  const { controller, dispose } = linked(state.signal);
+  const branchState: RunState = { ...state, signal: controller.signal };
+  const failures: unknown[] = [];
+  let nextBranch = 0;
+  const lane = async (): Promise<void> => {
+    while (nextBranch < par.branches.length && failures.length === 0) {
+      const i = nextBranch++;
+      const branch = par.branches[i] as AnyNode;
+      try {
+        await visit(branch, copies[i] as Shared, branchState, `${path}/${labelOf(branch)}`);
+      } catch (err) {
+        if (failures.length === 0) {
+          controller.abort(new NodeError("cancelled", `a sibling branch of ${path} failed`));
+        }
+        failures.push(err);
+      }
+    }
+  };
+  try {
+    const lanes = Math.min(par.options.limit ?? par.branches.length, par.branches.length);
+    await Promise.all(Array.from({ length: lanes }, lane));
+  } finally {
+    dispose();
+  }
+  if (failures.length > 0) throw failures[0];
+  const target = shared as Record<string, unknown>;
+  const touched = new Map<string, number>();
+  const clashes = new Set<string>();
+  copies.forEach((copy, i) => {
+    const changes = diff(before, copy);
+    for (const [key, value] of changes.set) {
+      setOwn(target, key, value);
+      if (touched.has(key)) clashes.add(key);
+      touched.set(key, i);
+    }
+    for (const key of changes.delete) {
+      delete target[key];
+      if (touched.has(key)) clashes.add(key);
+      touched.set(key, i);
+    }
+  });
+  if (clashes.size > 0) {
+    warn(state, `parallel ${path}: more than one branch changed ${[...clashes].join(", ")}; the later-listed branch won`);
+  }
+  return undefined;
+}
+
+/** A function, class or batch node: its phases with retries, backoff, timeouts, then its fallback. */
+async function runNode(node: WorkerNode, shared: Shared, state: RunState, path: string): Promise<string | undefined> {
+  const name = labelOf(node);
+  try {
+    if (!(node instanceof BatchNode)) {
+      return await attempts(node, shared, state, path, (ctx) => runOnce(node, shared, ctx, name));
+    }
+    const items = await attempts(node, shared, state, path, () => batchPrep(node, shared, name));
+    const results: unknown[] = [];
+    for (const [i, item] of items.entries()) {
+      results.push(await attempts(node, undefined, state, `${path}[${i}]`, () => batchExec(node, item)));
+    }
+    return await attempts(node, shared, state, path, () => batchPost(node, shared, items, results, name));
+  } catch (err) {
+    if (state.signal.aborted || !(err instanceof NodeError) || !hasFallback(node) || err.kind === "max_steps") throw err;
+    return await attempts(node, shared, state, path, (ctx) => fallbackOnce(node, shared, err, ctx, name), 0);
+  }
+}
+
+/**
+ * Run `body` with the node's retries, each attempt under its timeout and
+ * inside a call scope; a failed attempt's changes to `shared` are undone.
+ * Throws a NodeError after the last failure (or the reason the run stopped).
+ */
+async function attempts<T>(
+  node: GraphNode<Shared>,
+  shared: Shared | undefined,
+  state: RunState,
+  path: string,
+  body: (ctx: Context) => T | Promise<T>,
+  retries: number = node.options.retries ?? 0,
+): Promise<T> {
+  const backoff = node.options.backoff ?? DEFAULT_BACKOFF_MS;
+  const timeout = node.options.timeout;
+  for (let attempt = 1; ; attempt++) {
+    const before = shared === undefined ? undefined : snapshot(shared);
+    const { controller, dispose } = linked(state.signal);
+    let timer: NodeJS.Timeout | undefined;
+    if (timeout !== undefined) {
+      timer = setTimeout(
+        () => controller.abort(attemptTimeout(`node ${path} timed out after ${timeout} ms`)),
+        timeout,
+      );
+    }
+    const ctx = contextFor(state, labelOf(node), controller.signal);
+    try {
+      const scope = { context: ctx, children: state.outer?.children };
+      return await untilAborted(() => runInCall(scope, () => body(ctx)), controller.signal);
+    } catch (err) {
+      if (before !== undefined && shared !== undefined) restore(shared, before);
+      if (state.signal.aborted) throw stopped(state.signal, path);
+      const error =
+        err instanceof NodeError && timeouts.has(err)
+          ? err
+          : new NodeError("tool_error", `node ${path} failed: ${errorText(err)}`, { cause: err });
+      if (attempt > retries) throw error;
+      const wait = Math.min(backoff * 2 ** (attempt - 1), MAX_BACKOFF_MS);
+      try {
+        await pause(wait, state.signal);
+      } catch {
+        throw stopped(state.signal, path);
+      }
+    } finally {
+      clearTimeout(timer);
+      dispose();
+    }
+  }
+}
