@@ -32,3 +32,20 @@ def test_readme_typescript_worker_call():
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == "done"
     assert "progress 5/5: step 5" in r.stderr
+
+
+GRAPH = str(ROOT / "examples" / "hello-graph" / "agent.py")
+
+
+def test_readme_flow_run_prints_the_final_store():
+    r = run_flw("run", GRAPH, "agent", "--json", '{"question": "why"}')
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {"question": "why", "notes": ["note 0", "note 1"], "answer": "note 0 / note 1"}
+    assert "done     agent/decide -> search" in r.stderr
+
+
+def test_readme_flow_graph_is_mermaid():
+    r = run_flw("graph", GRAPH, "agent")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("flowchart TD\n")
+    assert 'agent__decide -- "search" --> agent__search' in r.stdout
