@@ -89,6 +89,13 @@ impl NodeJob {
             error: None,
         }
     }
+
+    /// A job of `phase` for `node` that gets a copy of `shared`.
+    pub fn with_store(node: &str, phase: NodePhase, shared: &Map<String, Value>) -> NodeJob {
+        let mut job = NodeJob::new(node, phase);
+        job.shared = Some(shared.clone());
+        job
+    }
 }
 
 /// What a call asks a worker to do.

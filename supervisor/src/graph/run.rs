@@ -298,8 +298,7 @@ impl Runner<'_> {
         let store = &*shared;
         let tried = self
             .retrying(opts, path, tok, || {
-                let mut job = NodeJob::new(&w.name, NodePhase::Run);
-                job.shared = Some(store.clone());
+                let job = NodeJob::with_store(&w.name, NodePhase::Run, store);
                 self.call(w, job, opts, path, tok)
             })
             .await;
@@ -309,8 +308,7 @@ impl Runner<'_> {
                     path: path.to_string(),
                     error: e.clone(),
                 });
-                let mut job = NodeJob::new(&w.name, NodePhase::Fallback);
-                job.shared = Some(shared.clone());
+                let mut job = NodeJob::with_store(&w.name, NodePhase::Fallback, shared);
                 job.error = Some(NodeError {
                     kind: e.kind,
                     message: e.message,
@@ -335,8 +333,7 @@ impl Runner<'_> {
         let store = &*shared;
         let prep = self
             .retrying(opts, path, tok, || {
-                let mut job = NodeJob::new(&w.name, NodePhase::Prep);
-                job.shared = Some(store.clone());
+                let job = NodeJob::with_store(&w.name, NodePhase::Prep, store);
                 self.call(w, job, opts, path, tok)
             })
             .await?;
@@ -368,8 +365,7 @@ impl Runner<'_> {
         let post_store = store.as_ref().unwrap_or(shared);
         let post = self
             .retrying(opts, path, tok, || {
-                let mut job = NodeJob::new(&w.name, NodePhase::Post);
-                job.shared = Some(post_store.clone());
+                let mut job = NodeJob::with_store(&w.name, NodePhase::Post, post_store);
                 job.prep = Some(prep.value.clone());
                 job.results = Some(results.clone());
                 self.call(w, job, opts, path, tok)
