@@ -3,7 +3,8 @@
 //! It starts flw and its peers (the official MCP Python SDK, a raw Python
 //! floor, a minimal Go server) on pipes, runs every workload against each
 //! with the same low-overhead client, and writes a Markdown report plus the
-//! raw numbers as JSON. `bash bench/run` builds everything and runs it.
+//! raw numbers as JSON. The graph workload runs `flw run` and PocketFlow
+//! as commands instead. `bash bench/run` builds everything and runs it.
 
 mod peers;
 mod procfs;
@@ -36,7 +37,7 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "flw,sdk,floor,go")]
     peers: Vec<String>,
     /// Workloads to run: latency, throughput, cpu, io, coldstart, cancel, memory,
-    /// footprint, swap (or a..i), or all.
+    /// footprint, swap, graph (or a..j), or all.
     #[arg(long, value_delimiter = ',', default_value = "all")]
     workloads: Vec<String>,
     /// Shorter windows and fewer repetitions, for a smoke run.
@@ -129,6 +130,7 @@ fn main() -> ExitCode {
             Workload::Memory => workloads::memory::run(&ctx),
             Workload::Footprint => workloads::footprint::run(&ctx),
             Workload::Swap => workloads::swap::run(&ctx),
+            Workload::Graph => workloads::graph::run(&ctx),
         });
     }
     let command = args.command.clone().unwrap_or_else(|| {

@@ -17,6 +17,10 @@ pub enum Family {
     Floor,
     /// The minimal Go server.
     Go,
+    /// PocketFlow in one Python process: the reference of the graph workload.
+    /// Not a server and not in [`Family::ALL`]: the graph workload runs it
+    /// whenever it runs flw.
+    PocketFlow,
 }
 
 impl Family {
@@ -30,6 +34,7 @@ impl Family {
             Family::Sdk => "sdk",
             Family::Floor => "floor",
             Family::Go => "go",
+            Family::PocketFlow => "pocketflow",
         }
     }
 
@@ -86,8 +91,9 @@ pub const FLW_VARIANTS: &[(Workload, &[FlwVariant])] = &[
     (Workload::Swap, &[ISOLATED_2, SHARED_1]),
 ];
 
-/// Workloads only flw runs: the peers have no such feature (hot swap).
-pub const FLW_ONLY: &[Workload] = &[Workload::Swap];
+/// Workloads only flw runs: the peers have no such feature (hot swap, graphs;
+/// the graph workload compares flw with PocketFlow instead).
+pub const FLW_ONLY: &[Workload] = &[Workload::Swap, Workload::Graph];
 
 impl FlwVariant {
     /// The column label, e.g. `flw isolated ×2`.
@@ -128,6 +134,7 @@ impl Peer {
             Family::Sdk => "MCP SDK",
             Family::Floor => "raw floor",
             Family::Go => "Go",
+            Family::PocketFlow => "PocketFlow",
         }
     }
 
@@ -194,6 +201,10 @@ impl Paths {
     pub fn sdk_python(&self) -> PathBuf {
         self.root.join("bench/.venv-mcp/bin/python")
     }
+    /// The interpreter of the PocketFlow venv (the graph workload's reference).
+    pub fn pocketflow_python(&self) -> PathBuf {
+        self.root.join("bench/.venv-pocketflow/bin/python")
+    }
     /// The Go peer's binary.
     pub fn go_binary(&self) -> PathBuf {
         self.root.join("bench/peers/go/flw-bench-go")
@@ -237,6 +248,7 @@ impl Paths {
                 env: vec![],
                 env_remove: removed(),
             }),
+            Family::PocketFlow => Err("PocketFlow is not a server (see the graph workload)".into()),
         }
     }
 

@@ -470,10 +470,11 @@ pub fn markdown(run: &Run, targets: &[Target]) -> String {
     let _ = writeln!(
         out,
         "Run it all with `bash bench/run` (it builds flw and the driver, creates \
-         `bench/.venv-mcp`, builds the Go peer, then runs `bench/driver`). Run a subset with e.g. \
+         `bench/.venv-mcp` and `bench/.venv-pocketflow`, builds the Go peer, then runs \
+         `bench/driver`). Run a subset with e.g. \
          `bash bench/run --peers flw,floor --workloads latency,throughput --quick`. Peers: `flw`, \
          `sdk`, `floor`, `go`; workloads: `latency`, `throughput`, `cpu`, `io`, `coldstart`, \
-         `cancel`, `memory`, `footprint`, `swap` (or `a`..`i`). Raw numbers: \
+         `cancel`, `memory`, `footprint`, `swap`, `graph` (or `a`..`j`). Raw numbers: \
          `bench/results.json`.\n"
     );
     let _ = writeln!(out, "One driver (`bench/driver`, Rust, std threads and blocking pipes, \

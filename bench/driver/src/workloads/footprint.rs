@@ -125,6 +125,8 @@ pub fn run(ctx: &Ctx) -> Section {
                     r.set("script", s);
                 }
             }
+            // Not in Family::ALL: the graph workload's reference, not a server.
+            Family::PocketFlow => continue,
         }
         results.push(r);
     }

@@ -8,6 +8,7 @@ pub mod cancel;
 pub mod coldstart;
 pub mod cpu;
 pub mod footprint;
+pub mod graph;
 pub mod io;
 pub mod latency;
 pub mod memory;
@@ -41,11 +42,13 @@ pub enum Workload {
     Footprint,
     /// (i) hot swap: a save of the script to its new version serving calls.
     Swap,
+    /// (j) graphs: a batch of CPU-bound items, and the cost of a transition.
+    Graph,
 }
 
 impl Workload {
     /// Every workload, in report order.
-    pub const ALL: [Workload; 9] = [
+    pub const ALL: [Workload; 10] = [
         Workload::Latency,
         Workload::Throughput,
         Workload::Cpu,
@@ -55,6 +58,7 @@ impl Workload {
         Workload::Memory,
         Workload::Footprint,
         Workload::Swap,
+        Workload::Graph,
     ];
 
     /// The name used by `--workloads`.
@@ -69,12 +73,13 @@ impl Workload {
             Workload::Memory => "memory",
             Workload::Footprint => "footprint",
             Workload::Swap => "swap",
+            Workload::Graph => "graph",
         }
     }
 
-    /// Parses a `--workloads` name or its letter (`a`..`i`).
+    /// Parses a `--workloads` name or its letter (`a`..`j`).
     pub fn parse(s: &str) -> Option<Workload> {
-        let letters = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
+        let letters = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"];
         Workload::ALL
             .into_iter()
             .zip(letters)
