@@ -68,7 +68,8 @@ pub(super) struct Generation {
 struct State {
     slots: Vec<Slot>,
     /// Waiters, with the token that cancels each (a cancelled one no longer
-    /// counts against the bound, even before its future is dropped).
+    /// counts against a full queue's bound, even before its future is
+    /// dropped).
     queue: VecDeque<(oneshot::Sender<Lease>, CancellationToken)>,
     closed: bool,
     retired: bool,
@@ -214,8 +215,12 @@ impl Generation {
             if st.slots.iter().all(|s| s.gave_up) {
                 return Err(AcquireError::Failed(self.unavailable(&st)));
             }
-            st.queue
-                .retain(|(tx, c)| !tx.is_closed() && !c.is_cancelled()); // callers that gave up
+            st.queue.retain(|(tx, _)| !tx.is_closed()); // callers that gave up
+            if st.queue.len() >= self.cfg.queue {
+                // Callers cancelled but not yet dropped count as gone too;
+                // checked only here, as each check takes the token's lock.
+                st.queue.retain(|(_, c)| !c.is_cancelled());
+            }
             if st.queue.len() >= self.cfg.queue {
                 return Err(AcquireError::Failed(CallFailure::new(
                     ErrorKind::Overloaded,
@@ -274,8 +279,8 @@ impl Generation {
 
     /// Hands free capacity to queued calls, oldest first.
     fn dispatch(self: &Arc<Self>, st: &mut State) {
-        while let Some((front, cancel)) = st.queue.front() {
-            if front.is_closed() || cancel.is_cancelled() {
+        while let Some((front, _)) = st.queue.front() {
+            if front.is_closed() {
                 st.queue.pop_front();
                 continue;
             }
