@@ -2,15 +2,9 @@
 // blocks the event loop with synchronous work.
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
-import { WorkerProcess, alive, sleep, waitDead } from "./helpers.mjs";
+import { alive, killSpawned, sleep, spawnWorker, waitDead } from "./helpers.mjs";
 
-const spawned = [];
-function spawnWorker(script, options) {
-  const worker = new WorkerProcess(script, options);
-  spawned.push(worker);
-  return worker;
-}
-after(() => spawned.forEach((worker) => worker.kill()));
+after(killSpawned);
 
 for (const mode of ["isolated", "shared"]) {
   test(`heartbeats are answered while a tool blocks the event loop (${mode})`, async () => {

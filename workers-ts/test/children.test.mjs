@@ -2,17 +2,11 @@
 // only those; the worker lives on.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { WorkerProcess, alive, waitDead } from "./helpers.mjs";
+import { alive, killSpawned, spawnWorker, waitDead } from "./helpers.mjs";
 
-const spawned = [];
 const strays = [];
-function spawnWorker(script, options) {
-  const worker = new WorkerProcess(script, options);
-  spawned.push(worker);
-  return worker;
-}
 after(() => {
-  spawned.forEach((worker) => worker.kill());
+  killSpawned();
   for (const pid of strays) {
     try {
       process.kill(pid, "SIGKILL");

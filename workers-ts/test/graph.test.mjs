@@ -3,15 +3,9 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { BatchNode, Node, NodeError, currentContext, flow, node, parallel } from "../dist/index.js";
-import { WorkerProcess, sleep } from "./helpers.mjs";
+import { killSpawned, sleep, spawnWorker } from "./helpers.mjs";
 
-const spawned = [];
-function spawnWorker(script, options) {
-  const worker = new WorkerProcess(script, options);
-  spawned.push(worker);
-  return worker;
-}
-after(() => spawned.forEach((worker) => worker.kill()));
+after(killSpawned);
 
 /** Send a `node` message; every message of the call, the terminal reply last. */
 async function nodeCall(worker, message) {

@@ -8,6 +8,20 @@ export const MAIN = fileURLToPath(new URL("../dist/main.js", import.meta.url));
 export const fixture = (name) => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+const spawned = [];
+
+/** A worker process that killSpawned() kills (register it with after()). */
+export function spawnWorker(script, options) {
+  const worker = new WorkerProcess(script, options);
+  spawned.push(worker);
+  return worker;
+}
+
+/** Kills every worker spawnWorker started in this test file. */
+export function killSpawned() {
+  spawned.forEach((worker) => worker.kill());
+}
+
 export class WorkerProcess {
   constructor(script, { env = {}, channel = true, detached = true } = {}) {
     const base = { ...process.env, FLW_WORKER: "test", ...env };

@@ -3,15 +3,9 @@ import assert from "node:assert/strict";
 import { createServer } from "node:http";
 import { after, before, describe, test } from "node:test";
 import { SDK_VERSION } from "../dist/index.js";
-import { WorkerProcess, alive, sleep, waitDead } from "./helpers.mjs";
+import { alive, killSpawned, sleep, spawnWorker, waitDead } from "./helpers.mjs";
 
-const spawned = [];
-function spawnWorker(script, options) {
-  const worker = new WorkerProcess(script, options);
-  spawned.push(worker);
-  return worker;
-}
-after(() => spawned.forEach((worker) => worker.kill()));
+after(killSpawned);
 
 describe("handshake", () => {
   test("hello announces the tools with their schemas", async () => {
