@@ -114,6 +114,22 @@ fn config_for_target(target: &std::path::Path) -> anyhow::Result<Config> {
     }
 }
 
+/// Parses `--json`, which must be an object; `what` says what it holds and
+/// `example` shows one, for the error.
+fn json_object(
+    text: &str,
+    what: &str,
+    example: &str,
+) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
+    match serde_json::from_str(text) {
+        Ok(serde_json::Value::Object(m)) => Ok(m),
+        Ok(other) => {
+            anyhow::bail!("--json must be a JSON object ({what}), like '{example}', not {other}")
+        }
+        Err(e) => anyhow::bail!("--json is not valid JSON: {e}"),
+    }
+}
+
 /// Applies `--env KEY=VALUE` (set) and `--env KEY` (pass through) to a pool.
 fn apply_env(pool: &mut PoolConfig, env: &[String]) {
     for e in env {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -51,13 +51,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         "info,flw::pool=off"
     });
-    let call_args: Map<String, Value> = match serde_json::from_str(&args.json) {
-        Ok(Value::Object(m)) => m,
-        Ok(other) => anyhow::bail!(
-            "--json must be a JSON object of arguments, like '{{\"text\": \"hi\"}}', not {other}"
-        ),
-        Err(e) => anyhow::bail!("--json is not valid JSON: {e}"),
-    };
+    let call_args = super::json_object(&args.json, "the arguments", r#"{"text": "hi"}"#)?;
     let mut pool = PoolConfig::for_script(&args.script)?;
     pool.instances = 1;
     pool.cancel_grace = args.cancel_grace;

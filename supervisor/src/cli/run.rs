@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -61,13 +60,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         EventsFormat::View | EventsFormat::None => "warn,flw::pool=off",
         _ => "info,flw::pool=off",
     });
-    let shared: Map<String, Value> = match serde_json::from_str(&args.json) {
-        Ok(Value::Object(m)) => m,
-        Ok(other) => anyhow::bail!(
-            "--json must be a JSON object (the initial shared store), like '{{\"query\": \"hi\"}}', not {other}"
-        ),
-        Err(e) => anyhow::bail!("--json is not valid JSON: {e}"),
-    };
+    let shared = super::json_object(&args.json, "the initial shared store", r#"{"query": "hi"}"#)?;
     let mut config = super::config_for_target(&args.target)?;
     for pool in &mut config.pools {
         if let Some(g) = args.cancel_grace {
