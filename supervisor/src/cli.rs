@@ -7,6 +7,7 @@ mod mcp;
 mod reload;
 mod run;
 mod run_view;
+mod serve;
 mod tools;
 
 use std::path::PathBuf;
@@ -39,6 +40,7 @@ flw tools examples/hello-python/agent.py\n  \
 flw call examples/hello-python/agent.py echo --json '{\"text\": \"hi\"}'\n  \
 flw mcp examples/hello-python/agent.py\n  \
 flw mcp --config flw.toml\n  \
+flw serve agent.py --listen 127.0.0.1:8077\n  \
 flw run agent.py agent --json '{\"query\": \"hi\"}'\n  \
 flw graph agent.py agent\n  \
 flw reload agent.py\n\n\
@@ -61,6 +63,8 @@ enum Command {
     Run(run::Args),
     /// Print a flow as a Mermaid flowchart.
     Graph(graph::Args),
+    /// Serve tools and flows over HTTP: MCP Streamable HTTP, a JSON API, metrics.
+    Serve(serve::Args),
     /// Make running flw servers start new workers with the scripts as they are now.
     Reload(reload::Args),
 }
@@ -78,9 +82,41 @@ pub fn run() -> anyhow::Result<ExitCode> {
             Command::Mcp(a) => mcp::run(a).await,
             Command::Run(a) => run::run(a).await,
             Command::Graph(a) => graph::run(a).await,
+            Command::Serve(a) => serve::run(a).await,
             Command::Reload(a) => reload::run(a).await,
         }
     })
+}
+
+/// The pools a server runs: scripts, a config, and `--env` for them.
+#[derive(Debug, clap::Args)]
+struct ServedPools {
+    /// Worker scripts whose tools and flows to serve, e.g. agent.py.
+    scripts: Vec<PathBuf>,
+    /// A flw.toml that configures pools (their scripts, modes, limits, env).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Set a variable for the scripts' workers (KEY=VALUE), or pass one through (KEY).
+    #[arg(long = "env", value_name = "KEY[=VALUE]")]
+    env: Vec<String>,
+}
+
+impl ServedPools {
+    /// The config, with `--env` applied to every pool.
+    fn load(&self) -> anyhow::Result<Config> {
+        let mut config = pools_from(&self.scripts, self.config.as_ref())?;
+        for pool in &mut config.pools {
+            apply_env(pool, &self.env);
+        }
+        Ok(config)
+    }
+
+    /// The config file as an absolute path, for the instance registry.
+    fn config_file(&self) -> Option<PathBuf> {
+        self.config
+            .as_deref()
+            .map(|c| std::path::absolute(c).unwrap_or_else(|_| c.to_path_buf()))
+    }
 }
 
 /// Pools for scripts named on the command line, or from `--config`.
@@ -91,6 +127,7 @@ fn pools_from(scripts: &[PathBuf], config: Option<&PathBuf>) -> anyhow::Result<C
             pools: Vec::new(),
             max_in_flight: None,
             flows: Vec::new(),
+            serve: Default::default(),
         },
     };
     for s in scripts {

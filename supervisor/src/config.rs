@@ -14,6 +14,11 @@
 //! watch_paths = ["../lib"]   # more files or folders to watch
 //! watch_ignore = ["data/**"] # globs, relative to each watched folder
 //! reload_drain = "30s"       # calls on a replaced generation get this long
+//!
+//! [serve]                    # `flw serve` (see `crate::serve`)
+//! listen = "127.0.0.1:8077"
+//! token_file = "token.txt"   # required to listen beyond loopback
+//! allowed_origins = ["https://app.example.com"]
 //! ```
 
 use std::collections::BTreeMap;
@@ -140,6 +145,75 @@ pub struct Config {
     /// Flows from the graph files `flows` names (checked against the
     /// pools' nodes when a run starts).
     pub flows: Vec<crate::graph::Document>,
+    /// The `[serve]` table.
+    pub serve: ServeConfig,
+}
+
+/// What a `flw serve` run of a client does when that client's connection
+/// closes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnDisconnect {
+    /// The run goes on (its result can be fetched later).
+    #[default]
+    Continue,
+    /// The run is cancelled through the kill path.
+    Cancel,
+}
+
+/// The `[serve]` table of `flw.toml`: how `flw serve` listens, whom it
+/// lets in and how much it takes. Command-line flags override it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServeConfig {
+    /// The address to listen on.
+    pub listen: std::net::SocketAddr,
+    /// A file holding the bearer token clients must send.
+    pub token_file: Option<PathBuf>,
+    /// Browser origins (`scheme://host[:port]`, or `:*` for any port) let
+    /// in besides the loopback ones.
+    pub allowed_origins: Vec<String>,
+    /// `Host` names let in; empty: loopback names when listening on
+    /// loopback, any otherwise.
+    pub allowed_hosts: Vec<String>,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// Requests one client address may have in flight (runs started with
+    /// `202` count until they end).
+    pub client_limit: usize,
+    /// Time a client has to send a request's headers, and its body.
+    pub client_timeout: Duration,
+    /// Time calls in flight get to finish after SIGTERM or SIGINT.
+    pub drain: Duration,
+    /// Finished runs kept for `GET /v1/runs/ID`.
+    pub runs_kept: usize,
+    /// How long a finished run is kept.
+    pub run_ttl: Duration,
+    /// Events kept per run for `Last-Event-ID` resume.
+    pub run_events: usize,
+    /// What a run started with `202` does when its client disconnects.
+    pub on_disconnect: OnDisconnect,
+}
+
+/// The port `flw serve` listens on unless told otherwise.
+pub const DEFAULT_PORT: u16 = 8077;
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
+            token_file: None,
+            allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
+            max_body_bytes: 4 * 1024 * 1024,
+            client_limit: 1024,
+            client_timeout: Duration::from_secs(30),
+            drain: Duration::from_secs(30),
+            runs_kept: 1000,
+            run_ttl: Duration::from_secs(3600),
+            run_events: 1024,
+            on_disconnect: OnDisconnect::Continue,
+        }
+    }
 }
 
 /// A config file or CLI value that cannot be used.
@@ -178,6 +252,26 @@ struct RawFile {
     max_in_flight: Option<NonZeroUsize>,
     #[serde(default)]
     flows: Vec<toml::Spanned<String>>,
+    serve: Option<toml::Spanned<RawServe>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServe {
+    listen: Option<String>,
+    token_file: Option<String>,
+    #[serde(default)]
+    allowed_origins: Vec<String>,
+    #[serde(default)]
+    allowed_hosts: Vec<String>,
+    max_body_bytes: Option<NonZeroUsize>,
+    client_limit: Option<NonZeroUsize>,
+    client_timeout: Option<Dur>,
+    drain: Option<Dur>,
+    runs_kept: Option<usize>,
+    run_ttl: Option<Dur>,
+    run_events: Option<NonZeroUsize>,
+    on_disconnect: Option<OnDisconnect>,
 }
 
 #[derive(Deserialize)]
@@ -413,11 +507,77 @@ impl Config {
                 .map_err(|e| at(span.start, e))?;
             flows.push(doc);
         }
+        let serve = match raw.serve {
+            Some(spanned) => {
+                let span = spanned.span();
+                serve_config(spanned.into_inner(), base).map_err(|e| at(span.start, e))?
+            }
+            None => ServeConfig::default(),
+        };
         Ok(Config {
             pools,
             max_in_flight: raw.max_in_flight.map(NonZeroUsize::get),
             flows,
+            serve,
         })
+    }
+}
+
+/// The `[serve]` table with its defaults; `base` is the config's folder.
+fn serve_config(raw: RawServe, base: &Path) -> Result<ServeConfig, String> {
+    let mut c = ServeConfig::default();
+    if let Some(l) = raw.listen {
+        c.listen = parse_listen(&l)?;
+    }
+    c.token_file = raw.token_file.map(|f| base.join(f));
+    c.allowed_origins = raw.allowed_origins;
+    c.allowed_hosts = raw.allowed_hosts;
+    if let Some(n) = raw.max_body_bytes {
+        c.max_body_bytes = n.get();
+    }
+    if let Some(n) = raw.client_limit {
+        c.client_limit = n.get();
+    }
+    if let Some(d) = raw.client_timeout {
+        c.client_timeout = d.0;
+    }
+    if let Some(d) = raw.drain {
+        c.drain = d.0;
+    }
+    if let Some(n) = raw.runs_kept {
+        c.runs_kept = n;
+    }
+    if let Some(d) = raw.run_ttl {
+        c.run_ttl = d.0;
+    }
+    if let Some(n) = raw.run_events {
+        c.run_events = n.get();
+    }
+    if let Some(o) = raw.on_disconnect {
+        c.on_disconnect = o;
+    }
+    Ok(c)
+}
+
+/// Parses a listen address: `HOST:PORT`, `:PORT` (loopback) or `PORT`.
+pub fn parse_listen(text: &str) -> Result<std::net::SocketAddr, String> {
+    let t = text.trim();
+    let bad = || {
+        format!(
+            "invalid listen address {text:?}: write HOST:PORT, e.g. \"127.0.0.1:{DEFAULT_PORT}\" or \"0.0.0.0:{DEFAULT_PORT}\""
+        )
+    };
+    if let Ok(port) = t.trim_start_matches(':').parse::<u16>() {
+        return Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    if let Ok(a) = t.parse() {
+        return Ok(a);
+    }
+    let (host, port) = t.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    match host {
+        "localhost" => Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port))),
+        _ => Err(bad()),
     }
 }
 
@@ -544,6 +704,38 @@ mod tests {
             e.starts_with("flw.toml:2:10:") && e.contains("nope.py not found"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn serve_table_parses_and_bad_values_name_their_line() {
+        let c = parse("[pools.a]\nscript = \"agent.py\"\n[serve]\nlisten = \":9000\"\ntoken_file = \"t.txt\"\ndrain = \"2s\"\non_disconnect = \"cancel\"\n").unwrap();
+        assert_eq!(c.serve.listen, "127.0.0.1:9000".parse().unwrap());
+        assert!(c.serve.token_file.unwrap().ends_with("t.txt"));
+        assert_eq!(c.serve.drain, Duration::from_secs(2));
+        assert_eq!(c.serve.on_disconnect, OnDisconnect::Cancel);
+        let e =
+            parse("[pools.a]\nscript = \"agent.py\"\n[serve]\nlisten = \"nowhere\"\n").unwrap_err();
+        assert!(e.starts_with("flw.toml:3:1: invalid listen address"), "{e}");
+        let e = parse("[pools.a]\nscript = \"agent.py\"\n[serve]\nport = 1\n").unwrap_err();
+        assert!(e.contains("unknown field `port`"), "{e}");
+    }
+
+    #[test]
+    fn listen_addresses() {
+        assert_eq!(
+            parse_listen("8080").unwrap(),
+            "127.0.0.1:8080".parse().unwrap()
+        );
+        assert_eq!(
+            parse_listen("0.0.0.0:1").unwrap(),
+            "0.0.0.0:1".parse().unwrap()
+        );
+        assert_eq!(parse_listen("[::1]:2").unwrap(), "[::1]:2".parse().unwrap());
+        assert_eq!(
+            parse_listen("localhost:3").unwrap(),
+            "127.0.0.1:3".parse().unwrap()
+        );
+        assert!(parse_listen("example.com:80").is_err());
     }
 
     #[test]

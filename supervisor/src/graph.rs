@@ -9,7 +9,7 @@
 mod document;
 mod events;
 pub mod mermaid;
-mod outcome;
+pub mod outcome;
 mod plan;
 pub mod run;
 

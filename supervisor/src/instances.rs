@@ -25,6 +25,9 @@ pub struct Instance {
     pub scripts: Vec<PathBuf>,
     /// Its `flw.toml`, if it was given one.
     pub config: Option<PathBuf>,
+    /// Where `flw serve` listens, e.g. `http://127.0.0.1:8077`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 /// The folder of the registry.
@@ -52,6 +55,7 @@ pub fn register(
     command: &str,
     scripts: Vec<PathBuf>,
     config: Option<PathBuf>,
+    url: Option<String>,
 ) -> Option<Registration> {
     let pid = std::process::id();
     let me = Instance {
@@ -60,6 +64,7 @@ pub fn register(
         command: command.into(),
         scripts,
         config,
+        url,
     };
     let dir = dir();
     let file = dir.join(format!("{pid}.json"));
@@ -141,6 +146,7 @@ mod tests {
             command: "test".into(),
             scripts: vec![],
             config: None,
+            url: None,
         };
         assert!(is_alive(&alive));
         let reused = Instance {

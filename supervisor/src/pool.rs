@@ -101,6 +101,8 @@ struct Inner {
     /// Replaced generations while they drain.
     retiring: tokio_util::task::TaskTracker,
     draining: Mutex<Vec<std::sync::Weak<Generation>>>,
+    /// Workers started again after one ended, in every generation.
+    restarts: Arc<AtomicU64>,
 }
 
 /// Reload requests that wait for the one running.
@@ -116,7 +118,8 @@ impl Pool {
     pub fn start(cfg: PoolConfig, events: broadcast::Sender<PoolEvent>) -> Pool {
         let cache = ManifestCache::for_pool(&cfg);
         let cached = cache.as_ref().and_then(ManifestCache::load);
-        let first = Generation::start(cfg.clone(), 1, false);
+        let restarts = Arc::new(AtomicU64::new(0));
+        let first = Generation::start(cfg.clone(), 1, false, restarts.clone());
         let inner = Arc::new(Inner {
             cfg,
             current: ArcSwap::new(first.clone()),
@@ -130,6 +133,7 @@ impl Pool {
             closing: CancellationToken::new(),
             retiring: tokio_util::task::TaskTracker::new(),
             draining: Mutex::new(Vec::new()),
+            restarts,
         });
         tokio::spawn(follow_first(inner.clone(), first, cache));
         Pool { inner }
@@ -149,6 +153,17 @@ impl Pool {
     /// Calls in flight on the current generation.
     pub fn in_flight(&self) -> usize {
         self.inner.current.load().in_flight()
+    }
+
+    /// Calls waiting for a worker of the current generation.
+    pub fn queued(&self) -> usize {
+        self.inner.current.load().queued()
+    }
+
+    /// Workers started again after one ended (crashed, was killed, or
+    /// exited), in every generation so far.
+    pub fn restarts(&self) -> u64 {
+        self.inner.restarts.load(Ordering::Relaxed)
     }
 
     /// The tools without waiting: `(tools, true)` once a worker has
@@ -229,7 +244,7 @@ impl Pool {
         let number = s.next_generation.fetch_add(1, Ordering::Relaxed);
         let began = Instant::now();
         tracing::info!(pool = %s.cfg.name, "reloading ({reason}): starting generation {number}");
-        let candidate = Generation::start(s.cfg.clone(), number, true);
+        let candidate = Generation::start(s.cfg.clone(), number, true, s.restarts.clone());
         let ready = tokio::select! {
             r = candidate.ready() => r,
             _ = s.closing.cancelled() => Err("flw is shutting down".to_string()),

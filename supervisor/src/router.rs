@@ -11,6 +11,7 @@ use tokio::sync::{broadcast, Semaphore};
 use crate::call::{CallFailure, CallOutcome, NodeJob};
 use crate::config::{Config, PoolConfig};
 use crate::graph::{Catalog, Document, Plan};
+use crate::metrics::Metrics;
 use crate::pool::{CallOptions, Pool, PoolEvent};
 
 /// All pools of one `flw` process.
@@ -21,6 +22,8 @@ pub struct Router {
     events: broadcast::Sender<PoolEvent>,
     /// Flows from graph files named in the config.
     flows: Arc<Vec<Document>>,
+    /// Where calls are counted, when someone reads the counts.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Router {
@@ -38,7 +41,21 @@ impl Router {
             limit: config.max_in_flight.map(|n| Arc::new(Semaphore::new(n))),
             events,
             flows: Arc::new(config.flows),
+            metrics: None,
         }
+    }
+
+    /// Counts every call from now on in `metrics` (which also reads the
+    /// pools' gauges).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Router {
+        metrics.watch(&self.pools);
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// The counters given to [`Router::with_metrics`].
+    pub fn metrics(&self) -> Option<&Arc<Metrics>> {
+        self.metrics.as_ref()
     }
 
     /// Starts one pool per script with the command-line defaults.
@@ -47,6 +64,7 @@ impl Router {
             pools,
             max_in_flight: None,
             flows: Vec::new(),
+            serve: Default::default(),
         })
     }
 
@@ -178,13 +196,16 @@ impl Router {
         self.pools.iter().any(|p| p.has_tool_now(name))
     }
 
-    /// Runs `tool` in the pool that has it (which checks `args`).
+    /// Runs `tool` in the pool that has it (which checks `args`); counted
+    /// in the metrics, if any, once the tool is known to exist (so a
+    /// client's made-up names add no series).
     pub async fn call(
         &self,
         tool: &str,
         args: Map<String, Value>,
         opts: CallOptions,
     ) -> CallOutcome {
+        let started = self.metrics.is_some().then(std::time::Instant::now);
         let mut names = Vec::new();
         let mut target = None;
         let mut failed = None;
@@ -225,7 +246,11 @@ impl Router {
             }),
             None => None,
         };
-        pool.call(tool, args, opts).await
+        let outcome = pool.call(tool, args, opts).await;
+        if let (Some(m), Some(t)) = (&self.metrics, started) {
+            m.call(tool, &outcome, t.elapsed());
+        }
+        outcome
     }
 
     /// Drains every pool (calls in flight get `drain` to finish), then stops

@@ -1,6 +1,5 @@
 //! `flw mcp`: serve the scripts' tools to an MCP host over stdio.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -9,14 +8,8 @@ use crate::router::Router;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Worker scripts whose tools to serve, e.g. agent.py.
-    scripts: Vec<PathBuf>,
-    /// A flw.toml that configures pools (their scripts, modes, limits, env).
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// Set a variable for the scripts' workers (KEY=VALUE), or pass one through (KEY).
-    #[arg(long = "env", value_name = "KEY[=VALUE]")]
-    env: Vec<String>,
+    #[command(flatten)]
+    pools: super::ServedPools,
     /// How long calls in flight may run on after the client leaves or a signal arrives.
     #[arg(long, value_name = "DURATION", value_parser = crate::config::parse_duration, default_value = "5s")]
     drain: Duration,
@@ -27,18 +20,12 @@ pub struct Args {
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     crate::logging::init("info,rmcp=warn");
-    let mut config = super::pools_from(&args.scripts, args.config.as_ref())?;
-    for pool in &mut config.pools {
-        super::apply_env(pool, &args.env);
-    }
+    let config = args.pools.load()?;
     let scripts = config.pools.iter().map(|p| p.script.clone()).collect();
-    let config_file = args
-        .config
-        .as_deref()
-        .map(|c| std::path::absolute(c).unwrap_or_else(|_| c.to_path_buf()));
+    let config_file = args.pools.config_file();
     let router = Router::start(config);
     let reloads = super::reload_on_sighup(router.clone());
-    let _registered = crate::instances::register("mcp", scripts, config_file);
+    let _registered = crate::instances::register("mcp", scripts, config_file, None);
     let _watching = super::watch_pools(&router, !args.no_watch);
     let server = McpServer::new(router.clone());
     let code = tokio::select! {

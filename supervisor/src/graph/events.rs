@@ -179,6 +179,26 @@ pub enum RunEvent {
     },
 }
 
+impl RunEvent {
+    /// Its `event` name, e.g. `node_started`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            RunEvent::RunStarted { .. } => "run_started",
+            RunEvent::NodeStarted { .. } => "node_started",
+            RunEvent::NodeRetry { .. } => "node_retry",
+            RunEvent::NodeFallback { .. } => "node_fallback",
+            RunEvent::NodeFinished { .. } => "node_finished",
+            RunEvent::NodeFailed { .. } => "node_failed",
+            RunEvent::BatchItems { .. } => "batch_items",
+            RunEvent::ItemFinished { .. } => "item_finished",
+            RunEvent::MergeConflict { .. } => "merge_conflict",
+            RunEvent::Progress { .. } => "progress",
+            RunEvent::Log { .. } => "log",
+            RunEvent::Chunk { .. } => "chunk",
+            RunEvent::RunFinished { .. } => "run_finished",
+        }
+    }
+}
 /// An event and when it happened.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Stamped {
@@ -199,6 +219,18 @@ impl Stamped {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_are_the_serialized_tags() {
+        let e = RunEvent::NodeRetry {
+            path: "a".into(),
+            attempt: 1,
+            error: RunError::new("timeout", "slow"),
+            wait_ms: 10,
+        };
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["event"], e.name());
+    }
 
     #[test]
     fn events_serialize_with_their_kind_and_time() {

@@ -111,7 +111,8 @@ impl NodeOutcome {
     }
 }
 
-fn kind_of(v: &Value) -> &'static str {
+/// What a JSON value is, for errors: `a string`, `an object`, ...
+pub fn kind_of(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -16,6 +16,7 @@
 //! stopped through the kill path with `superseded`.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -63,6 +64,8 @@ pub(super) struct Generation {
     /// A deadline for the drain sooner than its own, set by [`Generation::hurry`].
     hurry: Mutex<Option<tokio::time::Instant>>,
     tasks: tokio_util::task::TaskTracker,
+    /// The pool's count of workers started again after one ended.
+    restarts: Arc<AtomicU64>,
 }
 
 struct State {
@@ -114,7 +117,13 @@ impl Drop for Lease {
 
 impl Generation {
     /// Starts the slots; workers come up in the background.
-    pub(super) fn start(cfg: PoolConfig, number: u64, candidate: bool) -> Arc<Generation> {
+    /// A worker started in a slot whose worker ended adds one to `restarts`.
+    pub(super) fn start(
+        cfg: PoolConfig,
+        number: u64,
+        candidate: bool,
+        restarts: Arc<AtomicU64>,
+    ) -> Arc<Generation> {
         let slots = cfg.instances.max(1);
         let (first_tx, first_rx) = mpsc::channel(slots);
         let generation = Arc::new(Generation {
@@ -135,6 +144,7 @@ impl Generation {
             released: Notify::new(),
             hurry: Mutex::new(None),
             tasks: tokio_util::task::TaskTracker::new(),
+            restarts,
             cfg,
         });
         for i in 0..slots {
@@ -332,6 +342,11 @@ impl Generation {
         self.lock().slots.iter().map(|s| s.in_flight).sum()
     }
 
+    /// Calls waiting for a worker.
+    pub(super) fn queued(&self) -> usize {
+        self.lock().queue.len()
+    }
+
     /// After [`Generation::close`]: lets calls in flight finish within
     /// `drain`, stops the ones left through the kill path with `leftover`
     /// (when given), then shuts every worker down.
@@ -489,6 +504,9 @@ async fn run_slot(
             Err(e) => Err(e),
         };
         let is_first = first_start.is_some();
+        if !is_first && outcome.is_ok() {
+            g.restarts.fetch_add(1, Ordering::Relaxed);
+        }
         if let Some(tx) = first_start.take() {
             let _ = tx.try_send(outcome.as_ref().map(|_| ()).map_err(Clone::clone));
         }

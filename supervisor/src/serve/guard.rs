@@ -1,0 +1,319 @@
+//! Who may talk to `flw serve`: the `Host` check against DNS rebinding,
+//! the `Origin` allow-list, the bearer token, and each client address's
+//! limit of requests in flight.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::api::ApiError;
+
+/// The checks every request passes before it is served.
+#[derive(Debug)]
+pub struct Guard {
+    /// The bearer token clients must send, if any.
+    token: Option<String>,
+    /// `Host` names let in (lowercase); empty lets any in.
+    hosts: Vec<String>,
+    /// Origins let in besides loopback ones: exact `scheme://host:port`
+    /// (lowercase), or ending in `:*` for any port.
+    origins: Vec<String>,
+}
+
+/// Paths served without the token: probes must work without secrets.
+const OPEN_PATHS: [&str; 2] = ["/healthz", "/readyz"];
+
+impl Guard {
+    /// Checks for a server listening on loopback or not (`loopback`).
+    pub fn new(
+        token: Option<String>,
+        loopback: bool,
+        hosts: &[String],
+        origins: &[String],
+    ) -> Guard {
+        let hosts = if hosts.is_empty() && loopback {
+            LOOPBACK_HOSTS.iter().map(|h| h.to_string()).collect()
+        } else {
+            hosts.iter().map(|h| h.to_ascii_lowercase()).collect()
+        };
+        Guard {
+            token,
+            hosts,
+            origins: origins
+                .iter()
+                .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
+                .collect(),
+        }
+    }
+
+    /// The `Host` names let in, for rmcp's own check (empty: any).
+    pub fn hosts(&self) -> &[String] {
+        &self.hosts
+    }
+
+    /// The origins let in, in rmcp's syntax, loopback ones included.
+    pub fn rmcp_origins(&self) -> Vec<String> {
+        let mut all: Vec<String> = ["http", "https"]
+            .iter()
+            .flat_map(|s| LOOPBACK_HOSTS.iter().map(move |h| format!("{s}://{h}:*")))
+            .collect();
+        all.extend(self.origins.iter().cloned());
+        all
+    }
+
+    fn check(&self, path: &str, headers: &HeaderMap) -> Result<(), ApiError> {
+        if !self.hosts.is_empty() {
+            let host = headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("");
+            if !self.host_allowed(host) {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden_host",
+                    format!(
+                        "Host {host:?} is not allowed (DNS rebinding protection); add it to allowed_hosts in the [serve] table of flw.toml"
+                    ),
+                ));
+            }
+        }
+        if let Some(origin) = headers.get(header::ORIGIN) {
+            let origin = origin.to_str().unwrap_or("");
+            if !self.origin_allowed(origin) {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden_origin",
+                    format!(
+                        "Origin {origin:?} is not allowed; add it to allowed_origins in the [serve] table of flw.toml (or --allow-origin)"
+                    ),
+                ));
+            }
+        }
+        if let Some(token) = &self.token {
+            if OPEN_PATHS.contains(&path) {
+                return Ok(());
+            }
+            let given = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|h| h.to_str().ok())
+                .and_then(|h| h.strip_prefix("Bearer "));
+            let ok = given.is_some_and(|g| constant_time_eq(g.trim().as_bytes(), token.as_bytes()));
+            if !ok {
+                return Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    if given.is_some() {
+                        "the bearer token is wrong".to_string()
+                    } else {
+                        "this server needs a bearer token: send Authorization: Bearer TOKEN"
+                            .to_string()
+                    },
+                )
+                .with_header(header::WWW_AUTHENTICATE, "Bearer"));
+            }
+        }
+        Ok(())
+    }
+
+    fn host_allowed(&self, host: &str) -> bool {
+        let host = host.to_ascii_lowercase();
+        let name = strip_port(&host);
+        self.hosts.iter().any(|h| *h == host || h == name)
+    }
+
+    fn origin_allowed(&self, origin: &str) -> bool {
+        let origin = origin.trim_end_matches('/').to_ascii_lowercase();
+        let Some((scheme, rest)) = origin.split_once("://") else {
+            return false;
+        };
+        if (scheme == "http" || scheme == "https") && LOOPBACK_HOSTS.contains(&strip_port(rest)) {
+            return true;
+        }
+        self.origins.iter().any(|o| match o.strip_suffix(":*") {
+            Some(prefix) => {
+                *o == origin || origin == prefix || origin.starts_with(&format!("{prefix}:"))
+            }
+            None => *o == origin,
+        })
+    }
+}
+
+/// Host names of this machine's loopback interface.
+const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
+
+/// `host` without its `:port` (an IPv6 literal keeps its brackets).
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.find(']').map_or(host, |i| &host[..=i]);
+    }
+    host.rsplit_once(':').map_or(host, |(h, _)| h)
+}
+
+/// Compares without an early exit, so the time says nothing of the token.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for (i, x) in a.iter().enumerate() {
+        diff |= (*x ^ b.get(i % b.len().max(1)).copied().unwrap_or(0)) as usize;
+    }
+    diff == 0
+}
+
+/// The middleware that runs [`Guard`]'s checks.
+pub async fn check(State(guard): State<Arc<Guard>>, req: Request, next: Next) -> Response {
+    match guard.check(req.uri().path(), req.headers()) {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Each client address's requests in flight, up to a limit.
+#[derive(Debug)]
+pub struct ClientLimits {
+    per_client: usize,
+    clients: Mutex<HashMap<IpAddr, Arc<Semaphore>>>,
+}
+
+impl ClientLimits {
+    /// At most `per_client` requests in flight per address.
+    pub fn new(per_client: usize) -> ClientLimits {
+        ClientLimits {
+            per_client,
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A permit for one more request of `client`, or the `429` to answer.
+    pub fn acquire(&self, client: IpAddr) -> Result<OwnedSemaphorePermit, ApiError> {
+        let sem = {
+            let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+            if clients.len() > 10_000 {
+                // Forget idle clients so the map stays bounded.
+                let full = self.per_client;
+                clients.retain(|_, s| s.available_permits() < full);
+            }
+            clients
+                .entry(client)
+                .or_insert_with(|| Arc::new(Semaphore::new(self.per_client)))
+                .clone()
+        };
+        sem.try_acquire_owned().map_err(|_| {
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "overloaded",
+                format!(
+                    "client {client} already has {} requests in flight (client_limit in the [serve] table of flw.toml)",
+                    self.per_client
+                ),
+            )
+            .with_header(header::RETRY_AFTER, "1")
+        })
+    }
+}
+
+/// The middleware that holds a [`ClientLimits`] permit for a request and
+/// for its response body (a stream of server-sent events counts until it
+/// ends).
+pub async fn limit(
+    State(limits): State<Arc<ClientLimits>>,
+    conn: axum::Extension<super::conn::ConnInfo>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if req.method() != axum::http::Method::POST {
+        return next.run(req).await;
+    }
+    let permit = match limits.acquire(conn.peer.ip()) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let response = next.run(req).await;
+    let streaming = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|c| c.as_bytes().starts_with(b"text/event-stream"));
+    if !streaming {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let body = axum::body::Body::from_stream(futures::StreamExt::map(
+        body.into_data_stream(),
+        move |chunk| {
+            let _held = &permit;
+            chunk
+        },
+    ));
+    Response::from_parts(parts, body).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn loopback_servers_refuse_other_hosts_and_foreign_origins() {
+        let g = Guard::new(None, true, &[], &["https://app.example.com".into()]);
+        assert!(g
+            .check("/mcp", &headers(&[("host", "127.0.0.1:8077")]))
+            .is_ok());
+        assert!(g.check("/mcp", &headers(&[("host", "[::1]:1")])).is_ok());
+        assert!(g
+            .check("/mcp", &headers(&[("host", "evil.example:8077")]))
+            .is_err());
+        let ok = [("host", "localhost"), ("origin", "http://localhost:5173")];
+        assert!(g.check("/mcp", &headers(&ok)).is_ok());
+        let ok = [("host", "localhost"), ("origin", "https://app.example.com")];
+        assert!(g.check("/mcp", &headers(&ok)).is_ok());
+        let bad = [("host", "localhost"), ("origin", "https://evil.example")];
+        let r = g.check("/mcp", &headers(&bad)).unwrap_err();
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+        let bad = [
+            ("host", "localhost"),
+            ("origin", "https://app.example.com:444"),
+        ];
+        assert!(g.check("/mcp", &headers(&bad)).is_err());
+    }
+
+    #[test]
+    fn the_token_is_required_except_on_probes() {
+        let g = Guard::new(Some("s3cret".into()), false, &[], &[]);
+        let none = headers(&[("host", "box.example")]);
+        assert_eq!(g.check("/v1/tools", &none).unwrap_err().status, 401);
+        assert!(g.check("/healthz", &none).is_ok());
+        let wrong = headers(&[("authorization", "Bearer s3cre")]);
+        assert_eq!(g.check("/v1/tools", &wrong).unwrap_err().status, 401);
+        let right = headers(&[("authorization", "Bearer s3cret")]);
+        assert!(g.check("/v1/tools", &right).is_ok());
+    }
+
+    #[test]
+    fn wildcard_ports_and_equality() {
+        let g = Guard::new(
+            None,
+            false,
+            &["api.example".into()],
+            &["http://a.example:*".into()],
+        );
+        assert!(g.origin_allowed("http://a.example:3000"));
+        assert!(g.origin_allowed("http://a.example"));
+        assert!(!g.origin_allowed("http://a.example.evil:3000"));
+        assert!(g.host_allowed("API.example:443"));
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"ab", b"abc"));
+        assert!(!constant_time_eq(b"", b"a"));
+    }
+}

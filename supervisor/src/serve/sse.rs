@@ -1,0 +1,125 @@
+//! `GET /v1/runs/{id}/events`: a run's events as server-sent events, each
+//! with its id, resumable with `Last-Event-ID` while the events are still
+//! in the run's buffer (a `gap` event says how many were lost when not).
+//! The stream ends after the `result` event.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use tokio::sync::watch;
+
+use super::api::App;
+use super::runs::{Event, Run};
+
+/// Query parameters of the event stream.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    /// Start after this event id, like `Last-Event-ID` (the header wins).
+    after: Option<u64>,
+}
+
+struct Cursor {
+    run: Arc<Run>,
+    after: u64,
+    pending: VecDeque<SseEvent>,
+    changes: watch::Receiver<u64>,
+    done: bool,
+    stopping: tokio_util::sync::CancellationToken,
+}
+
+/// `GET /v1/runs/{id}/events`.
+pub async fn events(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    Query(q): Query<EventsQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(run) = app.runs.get(&id) else {
+        return super::api::error_response(
+            axum::http::StatusCode::NOT_FOUND,
+            "unknown_run",
+            format!("no run {id:?}"),
+        );
+    };
+    let last = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let after = last.or(q.after).unwrap_or(0);
+    let (events, missed) = run.events_after(after);
+    let mut pending: VecDeque<SseEvent> = VecDeque::new();
+    if missed > 0 {
+        pending.push_back(
+            SseEvent::default()
+                .event("gap")
+                .data(format!("{{\"missed\":{missed}}}")),
+        );
+    }
+    let mut cursor = Cursor {
+        changes: run.subscribe(),
+        run,
+        after,
+        pending,
+        done: false,
+        stopping: app.stopping.clone(),
+    };
+    cursor.take(events);
+    let stream = futures::stream::unfold(cursor, |mut c| async move {
+        loop {
+            if let Some(ev) = c.pending.pop_front() {
+                return Some((Ok::<_, Infallible>(ev), c));
+            }
+            if c.done {
+                return None;
+            }
+            let (events, missed) = c.run.events_after(c.after);
+            if missed > 0 {
+                c.pending.push_back(
+                    SseEvent::default()
+                        .event("gap")
+                        .data(format!("{{\"missed\":{missed}}}")),
+                );
+            }
+            if !events.is_empty() {
+                c.take(events);
+                continue;
+            }
+            if c.pending.is_empty() && c.run.ended() && !c.run.detached {
+                return None; // a synchronous call has no result event
+            }
+            tokio::select! {
+                changed = c.changes.changed() => if changed.is_err() { return None },
+                // At shutdown the run ends too; this only unblocks streams
+                // of runs that were already kept.
+                _ = c.stopping.cancelled(), if c.run.ended() => return None,
+            }
+        }
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+impl Cursor {
+    fn take(&mut self, events: Vec<Event>) {
+        for e in events {
+            self.after = e.id;
+            if e.name == "result" {
+                self.done = true;
+            }
+            self.pending.push_back(
+                SseEvent::default()
+                    .id(e.id.to_string())
+                    .event(e.name)
+                    .data(&*e.data),
+            );
+        }
+    }
+}
