@@ -2,6 +2,7 @@
 //! Exit codes are decided here and in `main.rs`, nowhere else.
 
 mod call;
+mod daemon;
 mod graph;
 mod mcp;
 mod reload;
@@ -41,6 +42,8 @@ flw call examples/hello-python/agent.py echo --json '{\"text\": \"hi\"}'\n  \
 flw mcp examples/hello-python/agent.py\n  \
 flw mcp --config flw.toml\n  \
 flw serve agent.py --listen 127.0.0.1:8077\n  \
+flw ps\n  \
+flw cancel r_3f2a9c...\n  \
 flw run agent.py agent --json '{\"query\": \"hi\"}'\n  \
 flw graph agent.py agent\n  \
 flw reload agent.py\n\n\
@@ -65,6 +68,10 @@ enum Command {
     Graph(graph::Args),
     /// Serve tools and flows over HTTP: MCP Streamable HTTP, a JSON API, metrics.
     Serve(serve::Args),
+    /// List running flw servers and the runs in flight in each flw serve.
+    Ps(daemon::PsArgs),
+    /// Cancel a run of a running flw serve (its worker's process group is killed).
+    Cancel(daemon::CancelArgs),
     /// Make running flw servers start new workers with the scripts as they are now.
     Reload(reload::Args),
 }
@@ -83,6 +90,8 @@ pub fn run() -> anyhow::Result<ExitCode> {
             Command::Run(a) => run::run(a).await,
             Command::Graph(a) => graph::run(a).await,
             Command::Serve(a) => serve::run(a).await,
+            Command::Ps(a) => daemon::ps(a).await,
+            Command::Cancel(a) => daemon::cancel(a).await,
             Command::Reload(a) => reload::run(a).await,
         }
     })

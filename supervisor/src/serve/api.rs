@@ -576,10 +576,9 @@ pub async fn start_flow(
     let body = run.to_json();
     let code = match run.outcome().map(|o| o.status) {
         Some(Status::Succeeded) | None => StatusCode::OK,
-        Some(_) => body["error"]["kind"]
-            .as_str()
-            .and_then(ErrorKind::parse)
-            .map_or(StatusCode::INTERNAL_SERVER_ERROR, status_of),
+        Some(Status::Cancelled) => StatusCode::CONFLICT,
+        Some(_) if body["error"]["kind"] == "timeout" => StatusCode::GATEWAY_TIMEOUT,
+        Some(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     (code, Json(body)).into_response()
 }

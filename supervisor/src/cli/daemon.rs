@@ -1,0 +1,263 @@
+//! `flw ps` and `flw cancel`: talk to running `flw serve` daemons through
+//! their JSON API (found in the instance registry, or given with `--url`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+
+use crate::instances::{self, Instance};
+
+/// How to reach the daemons.
+#[derive(Debug, clap::Args)]
+pub struct Reach {
+    /// The daemon's URL, e.g. http://127.0.0.1:8077 (default: every running flw serve of this user).
+    #[arg(long, value_name = "URL")]
+    url: Option<String>,
+    /// A file holding the daemon's bearer token (the variable FLW_TOKEN works too).
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PsArgs {
+    #[command(flatten)]
+    reach: Reach,
+    /// Also list runs that have ended (daemons keep them for a while).
+    #[arg(long, short)]
+    all: bool,
+    /// Print JSON: the servers, each with its runs.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CancelArgs {
+    /// The run's id, as `flw ps` or the JSON API shows it (r_...).
+    run: String,
+    #[command(flatten)]
+    reach: Reach,
+}
+
+impl Reach {
+    fn token(&self) -> anyhow::Result<Option<String>> {
+        match &self.token_file {
+            Some(f) => Ok(Some(
+                std::fs::read_to_string(f)
+                    .map_err(|e| {
+                        anyhow::anyhow!("cannot read the token file {}: {e}", f.display())
+                    })?
+                    .trim()
+                    .to_string(),
+            )),
+            None => Ok(std::env::var(super::serve::TOKEN_ENV).ok()),
+        }
+    }
+
+    /// The daemons to ask: `--url`, else every registered `flw serve`.
+    fn servers(&self) -> Vec<(Option<Instance>, String)> {
+        match &self.url {
+            Some(u) => vec![(None, u.trim_end_matches('/').to_string())],
+            None => instances::running()
+                .into_iter()
+                .filter_map(|i| i.url.clone().map(|u| (Some(i), u)))
+                .collect(),
+        }
+    }
+}
+
+/// One request to a daemon: the status and the JSON body.
+async fn request(
+    method: hyper::Method,
+    base: &str,
+    path: &str,
+    token: Option<&str>,
+) -> anyhow::Result<(u16, Value)> {
+    let uri: hyper::Uri = format!("{base}{path}")
+        .parse()
+        .map_err(|e| anyhow::anyhow!("bad URL {base}: {e}"))?;
+    let host = uri.host().unwrap_or("127.0.0.1").to_string();
+    let port = uri.port_u16().unwrap_or(80);
+    if uri.scheme_str() != Some("http") {
+        anyhow::bail!("{base}: only http:// URLs are supported (put TLS in front of flw serve)");
+    }
+    let exchange = async {
+        let stream = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        let mut req = hyper::Request::builder()
+            .method(method)
+            .uri(uri.path_and_query().map_or("/", |p| p.as_str()))
+            .header(hyper::header::HOST, format!("{host}:{port}"));
+        if let Some(t) = token {
+            req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let resp = sender
+            .send_request(req.body(Empty::<Bytes>::new())?)
+            .await?;
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await?.to_bytes();
+        anyhow::Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
+    };
+    tokio::time::timeout(Duration::from_secs(90), exchange)
+        .await
+        .map_err(|_| anyhow::anyhow!("{base} did not answer within 90 s"))?
+        .map_err(|e| anyhow::anyhow!("cannot reach {base}: {e}"))
+}
+
+fn error_text(body: &Value) -> String {
+    body["error"]["message"]
+        .as_str()
+        .map_or_else(|| body.to_string(), str::to_string)
+}
+
+/// `flw ps`.
+pub async fn ps(args: PsArgs) -> anyhow::Result<ExitCode> {
+    let token = args.reach.token()?;
+    let mut out = Vec::new();
+    let others: Vec<Instance> = if args.reach.url.is_none() {
+        instances::running()
+            .into_iter()
+            .filter(|i| i.url.is_none())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    for (instance, url) in args.reach.servers() {
+        let path = if args.all {
+            "/v1/runs"
+        } else {
+            "/v1/runs?status=running"
+        };
+        let runs = match request(hyper::Method::GET, &url, path, token.as_deref()).await {
+            Ok((200, body)) => Ok(body["runs"].as_array().cloned().unwrap_or_default()),
+            Ok((status, body)) => Err(format!("HTTP {status}: {}", error_text(&body))),
+            Err(e) => Err(format!("{e:#}")),
+        };
+        out.push((instance, url, runs));
+    }
+    if args.json {
+        let servers: Vec<Value> = out
+            .iter()
+            .map(|(i, url, runs)| {
+                let mut v = serde_json::json!({"url": url, "pid": i.as_ref().map(|i| i.pid)});
+                match runs {
+                    Ok(r) => v["runs"] = Value::from(r.clone()),
+                    Err(e) => v["error"] = Value::from(e.clone()),
+                }
+                v
+            })
+            .chain(others.iter().map(
+                |i| serde_json::json!({"pid": i.pid, "command": i.command, "scripts": i.scripts}),
+            ))
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"servers": servers}))?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if out.is_empty() && others.is_empty() {
+        println!("no flw server of this user is running");
+        return Ok(ExitCode::SUCCESS);
+    }
+    for (instance, url, runs) in &out {
+        let pid = instance
+            .as_ref()
+            .map_or("?".to_string(), |i| i.pid.to_string());
+        let scripts = instance.as_ref().map_or(String::new(), script_names);
+        println!("flw serve  pid {pid}  {url}  {scripts}");
+        match runs {
+            Err(e) => println!("  cannot list runs: {e}"),
+            Ok(r) if r.is_empty() => {
+                println!("  no runs{}", if args.all { "" } else { " in flight" })
+            }
+            Ok(r) => {
+                println!(
+                    "  {:<34}  {:<4}  {:<20}  {:<9}  {:>9}  CLIENT",
+                    "RUN", "KIND", "NAME", "STATUS", "ELAPSED"
+                );
+                for run in r {
+                    println!(
+                        "  {:<34}  {:<4}  {:<20}  {:<9}  {:>9}  {}",
+                        run["id"].as_str().unwrap_or("?"),
+                        run["kind"].as_str().unwrap_or("?"),
+                        run["name"].as_str().unwrap_or("?"),
+                        run["status"].as_str().unwrap_or("?"),
+                        format!(
+                            "{:.1}s",
+                            run["elapsed_ms"].as_u64().unwrap_or(0) as f64 / 1000.0
+                        ),
+                        run["client"].as_str().unwrap_or("?"),
+                    );
+                }
+            }
+        }
+    }
+    for i in &others {
+        println!("flw {}  pid {}  {}", i.command, i.pid, script_names(i));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn script_names(i: &Instance) -> String {
+    let names: Vec<String> = i
+        .scripts
+        .iter()
+        .map(|s| {
+            s.file_name().map_or_else(
+                || s.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            )
+        })
+        .collect();
+    names.join(", ")
+}
+
+/// `flw cancel RUN`.
+pub async fn cancel(args: CancelArgs) -> anyhow::Result<ExitCode> {
+    let token = args.reach.token()?;
+    let servers = args.reach.servers();
+    if servers.is_empty() {
+        eprintln!(
+            "flw cancel: no flw serve of this user is running (servers register in {}); name one with --url",
+            instances::dir().display()
+        );
+        return Ok(ExitCode::from(super::EXIT_CALL_FAILED));
+    }
+    let path = format!("/v1/runs/{}", args.run);
+    let mut problems = Vec::new();
+    for (_, url) in servers {
+        match request(hyper::Method::DELETE, &url, &path, token.as_deref()).await {
+            Ok((200, run)) => {
+                let status = run["status"].as_str().unwrap_or("?");
+                let what = format!(
+                    "{} {}",
+                    run["kind"].as_str().unwrap_or("run"),
+                    run["name"].as_str().unwrap_or("?")
+                );
+                if status == "cancelled" {
+                    println!("cancelled {} ({what}) on {url}", args.run);
+                } else {
+                    println!("{} ({what}) on {url} had already ended: {status}", args.run);
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            Ok((404, _)) => {}
+            Ok((status, body)) => {
+                problems.push(format!("{url}: HTTP {status}: {}", error_text(&body)))
+            }
+            Err(e) => problems.push(format!("{e:#}")),
+        }
+    }
+    eprintln!("flw cancel: no running flw serve has a run {:?}", args.run);
+    for p in problems {
+        eprintln!("  {p}");
+    }
+    Ok(ExitCode::from(super::EXIT_CALL_FAILED))
+}
