@@ -115,7 +115,9 @@ impl Server {
         let app = self.app;
         app.stopping.cancel();
         stop_accepting.cancel();
-        let graceful = accept.await.ok();
+        // Connections finish the request they are on and close: keep-alive
+        // ends, so no new request arrives while calls drain.
+        let closing = accept.await.ok().map(|g| tokio::spawn(g.shutdown()));
         let deadline = tokio::time::Instant::now() + self.cfg.drain;
         tracing::info!(
             "shutting down: {} runs and {} calls in flight get {:?} to end",
@@ -132,8 +134,8 @@ impl Server {
         self.mcp_stop.cancel();
         app.router.shutdown(Duration::ZERO).await;
         // Let the last responses (cancelled calls, ended event streams) out.
-        if let Some(g) = graceful {
-            if tokio::time::timeout(Duration::from_secs(5), g.shutdown())
+        if let Some(closing) = closing {
+            if tokio::time::timeout(Duration::from_secs(5), closing)
                 .await
                 .is_err()
             {
