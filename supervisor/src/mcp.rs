@@ -148,6 +148,48 @@ impl McpServer {
     }
 }
 
+/// Where one call's events go: progress (when the client gave a token)
+/// and log lines (at the level the client wants).
+struct EventSink<'a> {
+    log: &'a ClientLog,
+    peer: &'a rmcp::Peer<RoleServer>,
+    tool: &'a str,
+    progress: Option<rmcp::model::ProgressToken>,
+    /// MCP requires progress to increase: values that do not are dropped.
+    last: f64,
+}
+
+impl EventSink<'_> {
+    async fn send(&mut self, ev: CallEvent) {
+        // A client that left is the cancel path's business, not this one's.
+        match ev {
+            CallEvent::Progress {
+                progress,
+                total,
+                message,
+            } => {
+                let Some(token) = &self.progress else { return };
+                let value = progress.as_f64().unwrap_or(0.0);
+                if value <= self.last {
+                    return;
+                }
+                self.last = value;
+                let mut p = ProgressNotificationParam::new(token.clone(), value);
+                p.total = total.and_then(|t| t.as_f64());
+                p.message = message;
+                let _ = self.peer.notify_progress(p).await;
+            }
+            CallEvent::Log { level, message } => {
+                let _ = self
+                    .log
+                    .tool_line(self.peer, level, self.tool, message)
+                    .await;
+            }
+            CallEvent::Chunk(_) => {}
+        }
+    }
+}
+
 /// The MCP form of a tool of the manifest.
 fn to_mcp_tool(t: &flw_protocol::ToolSpec) -> Tool {
     let mut tool = Tool::new(
@@ -190,11 +232,16 @@ pub fn to_mcp_result(outcome: Result<Value, CallFailure>) -> CallToolResult {
 impl ServerHandler for McpServer {
     #[allow(deprecated)] // logging: see client_log
     fn get_info(&self) -> ServerConfig {
+        // Prompts, resources and completions: flw has none, and says so
+        // with empty lists.
         ServerConfig::new(
             ServerCapabilities::builder()
                 .enable_tools()
                 .enable_tool_list_changed()
                 .enable_logging()
+                .enable_prompts()
+                .enable_resources()
+                .enable_completions()
                 .build(),
         )
         .with_server_info(Implementation::new("flw", env!("CARGO_PKG_VERSION")))
@@ -212,6 +259,37 @@ impl ServerHandler for McpServer {
     ) -> Result<(), McpError> {
         self.log.set(request);
         Ok(())
+    }
+
+    /// `subscriptions/listen` (2026-07-28): `tools/list_changed` only.
+    fn accepted_subscription_filter(
+        &self,
+        _requested: &rmcp::model::SubscriptionFilter,
+    ) -> Option<rmcp::model::SubscriptionFilter> {
+        Some(
+            rmcp::model::SubscriptionFilter::builder()
+                .tools_list_changed()
+                .build(),
+        )
+    }
+
+    async fn listen(&self, context: rmcp::service::SubscriptionContext) -> Result<(), McpError> {
+        let mut events = self.router.events();
+        loop {
+            let changed = tokio::select! {
+                _ = context.cancelled() => return Ok(()),
+                ev = events.recv() => match ev {
+                    Ok(PoolEvent::Reloaded { tools_changed, .. }) => tools_changed,
+                    Ok(PoolEvent::Recovered { .. }) => true,
+                    Ok(PoolEvent::ReloadFailed { .. }) => false,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => true,
+                    Err(_) => return Ok(()),
+                },
+            };
+            if changed && context.sink().notify_tool_list_changed().await.is_err() {
+                return Ok(());
+            }
+        }
     }
 
     async fn list_tools(
@@ -259,54 +337,43 @@ impl ServerHandler for McpServer {
                 return Ok(r.into());
             }
         }
-        let (events, forward) = match context.meta.get_progress_token() {
-            Some(token) => {
-                let (tx, mut rx) = mpsc::unbounded_channel::<CallEvent>();
-                let peer = context.peer.clone();
-                let task = tokio::spawn(async move {
-                    // MCP requires progress to increase: drop values that do not.
-                    let mut last = f64::NEG_INFINITY;
-                    while let Some(ev) = rx.recv().await {
-                        if let CallEvent::Progress {
-                            progress,
-                            total,
-                            message,
-                        } = ev
-                        {
-                            let value = progress.as_f64().unwrap_or(0.0);
-                            if value <= last {
-                                continue;
-                            }
-                            last = value;
-                            let mut p = ProgressNotificationParam::new(token.clone(), value);
-                            p.total = total.and_then(|t| t.as_f64());
-                            p.message = message;
-                            if peer.notify_progress(p).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                });
-                (Some(tx), Some(task))
-            }
-            None => (None, None),
+        // The call's progress and log lines go to the client as they come,
+        // before its result; they are read here, beside the call, with no
+        // task of their own.
+        let (tx, mut rx) = mpsc::unbounded_channel::<CallEvent>();
+        let request_log = context
+            .meta
+            .protocol_version()
+            .map(|_| ClientLog::for_request(&context.meta));
+        let mut sink = EventSink {
+            log: request_log.as_ref().unwrap_or(&self.log),
+            peer: &context.peer,
+            tool: &request.name,
+            progress: context.meta.get_progress_token(),
+            last: f64::NEG_INFINITY,
         };
-        let outcome = self
-            .router
-            .call(
-                &request.name,
-                args,
-                CallOptions {
-                    timeout: None,
-                    cancel: context.ct.clone(),
-                    events,
-                },
-            )
-            .await;
-        // Progress sent before the result must reach the client before it.
-        if let Some(task) = forward {
-            let _ = task.await;
-        }
+        let call = self.router.call(
+            &request.name,
+            args,
+            CallOptions {
+                timeout: None,
+                cancel: context.ct.clone(),
+                events: Some(tx),
+            },
+        );
+        let mut call = std::pin::pin!(call);
+        let outcome = loop {
+            tokio::select! {
+                biased;
+                Some(ev) = rx.recv() => sink.send(ev).await,
+                outcome = &mut call => {
+                    while let Ok(ev) = rx.try_recv() {
+                        sink.send(ev).await;
+                    }
+                    break outcome;
+                }
+            }
+        };
         match outcome {
             Err(f) if f.kind == ErrorKind::UnknownTool => {
                 Err(McpError::invalid_params(f.message, None))

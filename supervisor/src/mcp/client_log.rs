@@ -21,16 +21,17 @@ pub enum Severity {
     Error,
 }
 
-/// The least severe level the client wants; `info` until it says.
+/// The least severe level the client wants (`None`: no lines at all);
+/// `info` until a session's client says.
 #[derive(Clone)]
 pub struct ClientLog {
-    wanted: Arc<Mutex<LoggingLevel>>,
+    wanted: Arc<Mutex<Option<LoggingLevel>>>,
 }
 
 impl Default for ClientLog {
     fn default() -> Self {
         ClientLog {
-            wanted: Arc::new(Mutex::new(LoggingLevel::Info)),
+            wanted: Arc::new(Mutex::new(Some(LoggingLevel::Info))),
         }
     }
 }
@@ -52,7 +53,16 @@ fn rank(level: LoggingLevel) -> u8 {
 impl ClientLog {
     /// Takes the level of a `logging/setLevel` request.
     pub fn set(&self, request: SetLevelRequestParams) {
-        *self.wanted.lock().unwrap_or_else(|p| p.into_inner()) = request.level;
+        *self.wanted.lock().unwrap_or_else(|p| p.into_inner()) = Some(request.level);
+    }
+
+    /// The log of one request of a client without a session (2026-07-28):
+    /// the request's `_meta` names its level, and without one no line is
+    /// sent (SEP-2575).
+    pub fn for_request(meta: &rmcp::model::RequestMetaObject) -> ClientLog {
+        ClientLog {
+            wanted: Arc::new(Mutex::new(meta.log_level())),
+        }
     }
 
     /// Sends `text` from the logger `flw` if the client wants its severity.
@@ -66,12 +76,40 @@ impl ClientLog {
             Severity::Info => LoggingLevel::Info,
             Severity::Error => LoggingLevel::Error,
         };
+        self.send_at(peer, level, "flw", text).await
+    }
+
+    /// Sends a log line a tool wrote through its context, with the tool's
+    /// name as the logger, if the client wants its level.
+    pub async fn tool_line(
+        &self,
+        peer: &rmcp::Peer<RoleServer>,
+        level: flw_protocol::LogLevel,
+        tool: &str,
+        text: String,
+    ) -> Result<(), rmcp::service::ServiceError> {
+        let level = match level {
+            flw_protocol::LogLevel::Debug => LoggingLevel::Debug,
+            flw_protocol::LogLevel::Info => LoggingLevel::Info,
+            flw_protocol::LogLevel::Warning => LoggingLevel::Warning,
+            flw_protocol::LogLevel::Error => LoggingLevel::Error,
+        };
+        self.send_at(peer, level, tool, text).await
+    }
+
+    async fn send_at(
+        &self,
+        peer: &rmcp::Peer<RoleServer>,
+        level: LoggingLevel,
+        logger: &str,
+        text: String,
+    ) -> Result<(), rmcp::service::ServiceError> {
         let wanted = *self.wanted.lock().unwrap_or_else(|p| p.into_inner());
-        if rank(level) < rank(wanted) {
+        if wanted.is_none_or(|w| rank(level) < rank(w)) {
             return Ok(());
         }
         peer.notify_logging_message(
-            LoggingMessageNotificationParam::new(level, Value::String(text)).with_logger("flw"),
+            LoggingMessageNotificationParam::new(level, Value::String(text)).with_logger(logger),
         )
         .await
     }
