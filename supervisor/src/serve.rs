@@ -32,7 +32,7 @@ use crate::mcp::McpServer;
 use crate::metrics::Metrics;
 use crate::router::Router;
 use api::App;
-use guard::{ClientLimits, Guard};
+use guard::{ClientLimits, Guard, McpGate};
 use runs::{Limits, Runs};
 
 /// A bound listener with everything it serves, ready to run.
@@ -42,6 +42,8 @@ pub struct Server {
     routes: axum::Router,
     cfg: ServeConfig,
     mcp_stop: CancellationToken,
+    /// MCP POSTs not answered yet.
+    mcp_in_flight: Arc<tokio::sync::watch::Sender<usize>>,
 }
 
 impl Server {
@@ -80,13 +82,20 @@ impl Server {
         ));
         let mcp_stop = CancellationToken::new();
         let mcp = mcp_service(router, &guard, &cfg, mcp_stop.clone());
-        let routes = routes(app.clone(), guard, mcp, &cfg);
+        let gate = McpGate {
+            limits: app.limits.clone(),
+            max_body: cfg.max_body_bytes,
+            in_flight: Arc::new(tokio::sync::watch::channel(0).0),
+        };
+        let mcp_in_flight = gate.in_flight.clone();
+        let routes = routes(app.clone(), guard, mcp, gate, &cfg);
         Ok(Server {
             listener,
             app,
             routes,
             cfg,
             mcp_stop,
+            mcp_in_flight,
         })
     }
 
@@ -131,8 +140,12 @@ impl Server {
             tracing::warn!("the drain time is over: cancelling what is left");
         }
         app.runs.cancel_all();
-        self.mcp_stop.cancel();
         app.router.shutdown(Duration::ZERO).await;
+        // Every call has ended: let the MCP handlers answer theirs before
+        // rmcp's sessions and streams are closed.
+        let mut mcp = self.mcp_in_flight.subscribe();
+        let _ = tokio::time::timeout(Duration::from_secs(5), mcp.wait_for(|n| *n == 0)).await;
+        self.mcp_stop.cancel();
         // Let the last responses (cancelled calls, ended event streams) out.
         if let Some(closing) = closing {
             if tokio::time::timeout(Duration::from_secs(5), closing)
@@ -204,11 +217,11 @@ fn mcp_service(router: Router, guard: &Guard, cfg: &ServeConfig, stop: Cancellat
     )
 }
 
-fn routes(app: App, guard: Arc<Guard>, mcp: Mcp, cfg: &ServeConfig) -> axum::Router {
+fn routes(app: App, guard: Arc<Guard>, mcp: Mcp, gate: McpGate, cfg: &ServeConfig) -> axum::Router {
     use axum::middleware::from_fn_with_state;
     let mcp = axum::Router::new()
         .route_service("/mcp", mcp)
-        .layer(from_fn_with_state(app.limits.clone(), guard::limit));
+        .layer(from_fn_with_state(gate, guard::mcp_gate));
     axum::Router::new()
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))

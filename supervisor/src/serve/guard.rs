@@ -216,11 +216,41 @@ impl ClientLimits {
     }
 }
 
-/// The middleware that holds a [`ClientLimits`] permit for a request and
-/// for its response body (a stream of server-sent events counts until it
-/// ends).
-pub async fn limit(
-    State(limits): State<Arc<ClientLimits>>,
+/// What the `/mcp` middleware needs: the client limits, the body limit,
+/// and the count of MCP requests in flight (for shutdown).
+#[derive(Debug, Clone)]
+pub struct McpGate {
+    /// Requests in flight per client address.
+    pub limits: Arc<ClientLimits>,
+    /// Largest request body.
+    pub max_body: usize,
+    /// MCP POSTs whose answer is not done yet.
+    pub in_flight: Arc<tokio::sync::watch::Sender<usize>>,
+}
+
+/// Counts one MCP request in flight until dropped.
+struct Counted(Arc<tokio::sync::watch::Sender<usize>>);
+
+impl Counted {
+    fn new(count: &Arc<tokio::sync::watch::Sender<usize>>) -> Counted {
+        count.send_modify(|n| *n += 1);
+        Counted(count.clone())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+/// The `/mcp` middleware for POSTs: a [`ClientLimits`] permit, the body
+/// read here within its limit (so that an oversized chunked body is a
+/// 413, not an error inside rmcp), and the request counted in flight. The
+/// permit and the count last as long as the response body (a stream of
+/// server-sent events counts until it ends).
+pub async fn mcp_gate(
+    State(gate): State<McpGate>,
     conn: axum::Extension<super::conn::ConnInfo>,
     req: Request,
     next: Next,
@@ -228,11 +258,19 @@ pub async fn limit(
     if req.method() != axum::http::Method::POST {
         return next.run(req).await;
     }
-    let permit = match limits.acquire(conn.peer.ip()) {
+    let permit = match gate.limits.acquire(conn.peer.ip()) {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    let response = next.run(req).await;
+    let counted = Counted::new(&gate.in_flight);
+    let (parts, body) = req.into_parts();
+    let body = match axum::body::to_bytes(body, gate.max_body).await {
+        Ok(b) => b,
+        Err(e) => return body_error(e, gate.max_body).into_response(),
+    };
+    let response = next
+        .run(Request::from_parts(parts, axum::body::Body::from(body)))
+        .await;
     let streaming = response
         .headers()
         .get(header::CONTENT_TYPE)
@@ -244,11 +282,39 @@ pub async fn limit(
     let body = axum::body::Body::from_stream(futures::StreamExt::map(
         body.into_data_stream(),
         move |chunk| {
-            let _held = &permit;
+            let _held = (&permit, &counted);
             chunk
         },
     ));
     Response::from_parts(parts, body).into_response()
+}
+
+/// Why a request body could not be read: too large (413), too slow (408),
+/// or cut off (400).
+fn body_error(e: axum::Error, max: usize) -> ApiError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("the request body is over {max} bytes (max_body_bytes in the [serve] table of flw.toml)"),
+            );
+        }
+        if err.is::<tower_http::timeout::TimeoutError>() {
+            return ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "the request body did not arrive in time (client_timeout in the [serve] table of flw.toml)",
+            );
+        }
+        source = err.source();
+    }
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        format!("cannot read the request body: {e}"),
+    )
 }
 
 #[cfg(test)]

@@ -85,7 +85,7 @@ pub struct Run {
     created: SystemTime,
     started: Instant,
     state: Mutex<State>,
-    /// The id of the last event, bumped for each one.
+    /// Bumped at each event and when the run ends.
     changed: watch::Sender<u64>,
 }
 
@@ -98,6 +98,18 @@ struct State {
     capacity: usize,
 }
 
+impl State {
+    fn push(&mut self, name: &'static str, data: Arc<str>) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        if self.events.len() == self.capacity {
+            self.events.pop_front();
+        }
+        self.events.push_back(Event { id, name, data });
+        id
+    }
+}
+
 impl Run {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
@@ -105,20 +117,7 @@ impl Run {
 
     /// Adds an event; the oldest is dropped when the buffer is full.
     pub fn push(&self, name: &'static str, data: impl Into<Arc<str>>) {
-        let id = {
-            let mut st = self.lock();
-            let id = st.next_id;
-            st.next_id += 1;
-            if st.events.len() == st.capacity {
-                st.events.pop_front();
-            }
-            st.events.push_back(Event {
-                id,
-                name,
-                data: data.into(),
-            });
-            id
-        };
+        let id = self.lock().push(name, data.into());
         self.changed.send_replace(id);
     }
 
@@ -142,14 +141,15 @@ impl Run {
         self.lock().outcome.clone()
     }
 
-    /// Events after `after` (0: from the first), and how many of those
-    /// were dropped from the buffer before they could be read.
-    pub fn events_after(&self, after: u64) -> (Vec<Event>, u64) {
+    /// Events after `after` (0: from the first), how many of those were
+    /// dropped from the buffer before they could be read, and whether the
+    /// run had ended then (so that no event follows these).
+    pub fn events_after(&self, after: u64) -> (Vec<Event>, u64, bool) {
         let st = self.lock();
         let first = st.events.front().map_or(st.next_id, |e| e.id);
         let missed = first.saturating_sub(after + 1);
         let events = st.events.iter().filter(|e| e.id > after).cloned().collect();
-        (events, missed)
+        (events, missed, st.outcome.is_some())
     }
 
     /// A receiver that changes with each new event.
@@ -159,7 +159,10 @@ impl Run {
 
     /// The run as the JSON API shows it.
     pub fn to_json(&self) -> Value {
-        let st = self.lock();
+        self.json_of(&self.lock())
+    }
+
+    fn json_of(&self, st: &State) -> Value {
         let elapsed = st.ended.unwrap_or_else(Instant::now) - self.started;
         let created_ms = self
             .created
@@ -261,19 +264,19 @@ impl Runs {
     /// (a synchronous call) or keeps it for a while (a detached run).
     pub fn end(&self, run: &Arc<Run>, outcome: Outcome) {
         {
+            // One step: whoever sees the run ended also sees its `result`.
             let mut st = run.lock();
             if st.outcome.is_some() {
                 return;
             }
             st.ended = Some(Instant::now());
             st.outcome = Some(outcome);
+            if run.detached {
+                let data: Arc<str> = run.json_of(&st).to_string().into();
+                st.push("result", data);
+            }
         }
-        if run.detached {
-            let data: Arc<str> = run.to_json().to_string().into();
-            run.push("result", data);
-        } else {
-            run.changed.send_modify(|_| {}); // wakes `finished`
-        }
+        run.changed.send_modify(|n| *n += 1); // wakes streams and `finished`
         let now = Instant::now();
         {
             let mut inner = self.lock();
@@ -366,10 +369,10 @@ mod tests {
         for i in 0..5 {
             run.push("progress", format!("{{\"n\":{i}}}"));
         }
-        let (events, missed) = run.events_after(0);
+        let (events, missed, ended) = run.events_after(0);
         assert_eq!(events.iter().map(|e| e.id).collect::<Vec<_>>(), [3, 4, 5]);
-        assert_eq!(missed, 2);
-        let (events, missed) = run.events_after(3);
+        assert_eq!((missed, ended), (2, false));
+        let (events, missed, _) = run.events_after(3);
         assert_eq!(events.iter().map(|e| e.id).collect::<Vec<_>>(), [4, 5]);
         assert_eq!(missed, 0);
     }
@@ -393,7 +396,8 @@ mod tests {
         let kept = r.get(&ids[2]).unwrap();
         assert_eq!(kept.to_json()["status"], "succeeded");
         assert_eq!(kept.to_json()["store"], 1);
-        let (events, _) = kept.events_after(0);
+        let (events, _, ended) = kept.events_after(0);
+        assert!(ended);
         assert_eq!(events.last().unwrap().name, "result");
     }
 }

@@ -31,7 +31,6 @@ struct Cursor {
     pending: VecDeque<SseEvent>,
     changes: watch::Receiver<u64>,
     done: bool,
-    stopping: tokio_util::sync::CancellationToken,
 }
 
 /// `GET /v1/runs/{id}/events`.
@@ -53,7 +52,7 @@ pub async fn events(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     let after = last.or(q.after).unwrap_or(0);
-    let (events, missed) = run.events_after(after);
+    let (events, missed, _) = run.events_after(after);
     let mut pending: VecDeque<SseEvent> = VecDeque::new();
     if missed > 0 {
         pending.push_back(
@@ -68,7 +67,6 @@ pub async fn events(
         after,
         pending,
         done: false,
-        stopping: app.stopping.clone(),
     };
     cursor.take(events);
     let stream = futures::stream::unfold(cursor, |mut c| async move {
@@ -79,7 +77,7 @@ pub async fn events(
             if c.done {
                 return None;
             }
-            let (events, missed) = c.run.events_after(c.after);
+            let (events, missed, ended) = c.run.events_after(c.after);
             if missed > 0 {
                 c.pending.push_back(
                     SseEvent::default()
@@ -91,14 +89,14 @@ pub async fn events(
                 c.take(events);
                 continue;
             }
-            if c.pending.is_empty() && c.run.ended() && !c.run.detached {
-                return None; // a synchronous call has no result event
+            if ended {
+                // Everything after `after` was sent, `result` included (a
+                // synchronous call has none).
+                return None;
             }
-            tokio::select! {
-                changed = c.changes.changed() => if changed.is_err() { return None },
-                // At shutdown the run ends too; this only unblocks streams
-                // of runs that were already kept.
-                _ = c.stopping.cancelled(), if c.run.ended() => return None,
+            // At shutdown the run is cancelled, so it ends here too.
+            if c.changes.changed().await.is_err() {
+                return None;
             }
         }
     });
