@@ -13,6 +13,7 @@
 
 pub mod api;
 pub mod conn;
+mod extract;
 pub mod guard;
 pub mod runs;
 mod sse;
@@ -237,9 +238,7 @@ fn routes(app: App, guard: Arc<Guard>, mcp: Mcp, gate: McpGate, cfg: &ServeConfi
         .with_state(app)
         .merge(mcp)
         .layer(axum::extract::DefaultBodyLimit::max(cfg.max_body_bytes))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(
-            cfg.max_body_bytes,
-        ))
+        .layer(from_fn_with_state(cfg.max_body_bytes, guard::body_limit))
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
             cfg.client_timeout,
         ))

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::conn::ConnInfo;
+use super::extract::{Body, Path, Query};
 use super::guard::ClientLimits;
 use super::runs::{Kind, Outcome, Run, Runs, Status};
 use crate::call::{CallEvent, CallFailure, CallOutcome};
@@ -266,11 +267,11 @@ fn prefers_async(headers: &HeaderMap) -> bool {
 /// `POST /v1/tools/{name}/call`: the body is the arguments.
 pub async fn call_tool(
     State(app): State<App>,
-    Path(name): Path<String>,
+    Path(name): Path,
     Query(q): Query<CallQuery>,
     Extension(conn): Extension<ConnInfo>,
     headers: HeaderMap,
-    body: Bytes,
+    Body(body): Body,
 ) -> Response {
     if app.stopping.is_cancelled() {
         return shutting_down();
@@ -474,10 +475,10 @@ pub struct FlowQuery {
 /// `POST /v1/flows/{name}/runs`: the body is the initial shared store.
 pub async fn start_flow(
     State(app): State<App>,
-    Path(name): Path<String>,
+    Path(name): Path,
     Query(q): Query<FlowQuery>,
     Extension(conn): Extension<ConnInfo>,
-    body: Bytes,
+    Body(body): Body,
 ) -> Response {
     if app.stopping.is_cancelled() {
         return shutting_down();
@@ -612,7 +613,7 @@ fn no_run(id: &str) -> Response {
 }
 
 /// `GET /v1/runs/{id}`.
-pub async fn get_run(State(app): State<App>, Path(id): Path<String>) -> Response {
+pub async fn get_run(State(app): State<App>, Path(id): Path) -> Response {
     match app.runs.get(&id) {
         Some(run) => Json(run.to_json()).into_response(),
         None => no_run(&id),
@@ -621,7 +622,7 @@ pub async fn get_run(State(app): State<App>, Path(id): Path<String>) -> Response
 
 /// `DELETE /v1/runs/{id}`: cancels the run through the kill path and
 /// answers once it has ended, with how it ended.
-pub async fn cancel_run(State(app): State<App>, Path(id): Path<String>) -> Response {
+pub async fn cancel_run(State(app): State<App>, Path(id): Path) -> Response {
     let Some(run) = app.runs.get(&id) else {
         return no_run(&id);
     };

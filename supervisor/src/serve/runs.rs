@@ -147,7 +147,7 @@ impl Run {
     pub fn events_after(&self, after: u64) -> (Vec<Event>, u64, bool) {
         let st = self.lock();
         let first = st.events.front().map_or(st.next_id, |e| e.id);
-        let missed = first.saturating_sub(after + 1);
+        let missed = first.saturating_sub(after.saturating_add(1));
         let events = st.events.iter().filter(|e| e.id > after).cloned().collect();
         (events, missed, st.outcome.is_some())
     }

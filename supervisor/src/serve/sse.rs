@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -15,6 +15,7 @@ use serde::Deserialize;
 use tokio::sync::watch;
 
 use super::api::App;
+use super::extract::{Path, Query};
 use super::runs::{Event, Run};
 
 /// Query parameters of the event stream.
@@ -36,7 +37,7 @@ struct Cursor {
 /// `GET /v1/runs/{id}/events`.
 pub async fn events(
     State(app): State<App>,
-    Path(id): Path<String>,
+    Path(id): Path,
     Query(q): Query<EventsQuery>,
     headers: HeaderMap,
 ) -> Response {
