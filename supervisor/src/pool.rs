@@ -490,7 +490,16 @@ impl Pool {
             old.hurry(drain);
         }
         s.retiring.close();
-        tokio::join!(current.stop(drain, None), s.retiring.wait());
+        // Calls still running after the drain are stopped through the kill
+        // path and fail with `shutting_down` (not with whatever a worker
+        // that is being stopped would answer).
+        let leftover = CallFailure::new(
+            ErrorKind::ShuttingDown,
+            format!(
+                "flw is shutting down and the call did not finish within the drain time ({drain:?}); its worker was stopped"
+            ),
+        );
+        tokio::join!(current.stop(drain, Some(leftover)), s.retiring.wait());
     }
 }
 

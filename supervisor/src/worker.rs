@@ -110,6 +110,11 @@ pub struct Worker {
     max_line_bytes: usize,
     exit: watch::Receiver<Option<ExitInfo>>,
     closing: AtomicBool,
+    /// Set once a kill was asked for: from then on, results and errors the
+    /// worker still sends are dropped, and its calls fail with the kill's
+    /// reason once the group is gone (a tool that returns because its child
+    /// was killed has not succeeded).
+    killing: AtomicBool,
     requested: AtomicBool,
     last_ack: Arc<AtomicU64>,
 }
@@ -207,6 +212,7 @@ impl Worker {
             max_line_bytes: cfg.max_line_bytes,
             exit: exit_rx,
             closing: AtomicBool::new(false),
+            killing: AtomicBool::new(false),
             requested: AtomicBool::new(false),
             last_ack: last_ack.clone(),
         });
@@ -351,6 +357,7 @@ impl Worker {
     pub async fn kill(&self, reason: CallFailure) -> ExitInfo {
         self.requested.store(true, Ordering::Release);
         self.closing.store(true, Ordering::Release);
+        self.killing.store(true, Ordering::Release);
         let _ = self.control.send(Control::Kill(reason));
         self.exited().await
     }
@@ -419,6 +426,7 @@ impl Worker {
     fn protocol_violation(&self, why: String) {
         tracing::error!(worker = %self.label, "protocol error: {why}; replacing the worker");
         self.closing.store(true, Ordering::Release);
+        self.killing.store(true, Ordering::Release);
         let _ = self.control.send(Control::Kill(CallFailure::new(
             ErrorKind::ProtocolError,
             format!("worker {} broke the protocol: {why}", self.label),
@@ -427,6 +435,8 @@ impl Worker {
 
     fn route(&self, msg: WorkerMessage) {
         match msg {
+            WorkerMessage::Result(_) | WorkerMessage::Error(_)
+                if self.killing.load(Ordering::Acquire) => {}
             WorkerMessage::Result(r) => {
                 let p = self.lock_pending().map.remove(&r.id);
                 if let Some(p) = p {
