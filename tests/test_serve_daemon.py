@@ -205,3 +205,14 @@ def test_a_client_too_slow_with_its_headers_or_body_is_cut_off(tmp_path: Path) -
     finally:
         proc.terminate()
         assert proc.wait(timeout=30) == 0
+
+
+def test_two_scripts_that_would_share_a_pool_name_are_refused(tmp_path: Path) -> None:
+    for folder in ("one", "two"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "agent.py").write_text(SLEEPER)
+    r = run_flw(
+        "serve", str(tmp_path / "one" / "agent.py"), str(tmp_path / "two" / "agent.py"), "--listen", "127.0.0.1:0"
+    )
+    assert r.returncode == 2
+    assert 'would both be pool "agent"' in r.stderr and "flw.toml" in r.stderr

@@ -140,7 +140,17 @@ fn pools_from(scripts: &[PathBuf], config: Option<&PathBuf>) -> anyhow::Result<C
         },
     };
     for s in scripts {
-        cfg.pools.push(PoolConfig::for_script(s)?);
+        let pool = PoolConfig::for_script(s)?;
+        if let Some(other) = cfg.pools.iter().find(|p| p.name == pool.name) {
+            anyhow::bail!(
+                "{} and {} would both be pool {:?} (a pool is named after its script): name the pools in a flw.toml, e.g. [pools.a] script = \"{}\"",
+                other.script.display(),
+                pool.script.display(),
+                pool.name,
+                s.display()
+            );
+        }
+        cfg.pools.push(pool);
     }
     if cfg.pools.is_empty() {
         anyhow::bail!(
