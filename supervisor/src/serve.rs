@@ -55,8 +55,7 @@ impl Server {
         cfg: ServeConfig,
         token: Option<String>,
     ) -> anyhow::Result<Server> {
-        let listener = TcpListener::bind(cfg.listen)
-            .await
+        let listener = listen(cfg.listen)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.listen))?;
         let metrics = router
             .metrics()
@@ -157,6 +156,22 @@ impl Server {
             }
         }
     }
+}
+
+/// Connections the kernel may hold before they are accepted: hundreds of
+/// clients connecting at once must not overflow it (tokio's default is 128).
+const BACKLOG: u32 = 4096;
+
+/// A listener on `addr` with a [`BACKLOG`]-deep queue.
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
 }
 
 /// Calls in flight or queued in every pool.
