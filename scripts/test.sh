@@ -51,7 +51,7 @@ cargo build --manifest-path bench/driver/Cargo.toml --release --quiet
 # Fails on a failed call or a server that does not start; the numbers of a
 # debug build mean nothing (bash bench/run measures the release build).
 FLW_BIN="$PWD/target/debug/flw" bench/driver/target/release/flw-bench \
-  --peers flw,floor --workloads latency,coldstart,cancel,swap,graph --quick >/dev/null
+  --peers flw,floor --workloads latency,coldstart,cancel,swap,graph,http --quick >/dev/null
 
 step "end to end: the flw binary with Python and TypeScript workers, the official MCP Python and TypeScript clients"
 .venv/bin/ruff check tests examples bench && .venv/bin/ruff format --check tests examples bench

@@ -4,8 +4,11 @@
 //! floor, a minimal Go server) on pipes, runs every workload against each
 //! with the same low-overhead client, and writes a Markdown report plus the
 //! raw numbers as JSON. The graph workload runs `flw run` and PocketFlow
-//! as commands instead. `bash bench/run` builds everything and runs it.
+//! as commands instead; the http workload loads `flw serve` and the SDK's
+//! HTTP server with its own HTTP client. `bash bench/run` builds everything
+//! and runs it.
 
+mod http;
 mod peers;
 mod procfs;
 mod report;
@@ -37,7 +40,7 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "flw,sdk,floor,go")]
     peers: Vec<String>,
     /// Workloads to run: latency, throughput, cpu, io, coldstart, cancel, memory,
-    /// footprint, swap, graph (or a..j), or all.
+    /// footprint, swap, graph, http (or a..k), or all.
     #[arg(long, value_delimiter = ',', default_value = "all")]
     workloads: Vec<String>,
     /// Shorter windows and fewer repetitions, for a smoke run.
@@ -131,6 +134,7 @@ fn main() -> ExitCode {
             Workload::Footprint => workloads::footprint::run(&ctx),
             Workload::Swap => workloads::swap::run(&ctx),
             Workload::Graph => workloads::graph::run(&ctx),
+            Workload::Http => workloads::http::run(&ctx),
         });
     }
     let command = args.command.clone().unwrap_or_else(|| {

@@ -73,7 +73,8 @@ pub fn tree_pids(root: i32) -> Vec<i32> {
     tree(root).iter().map(|s| s.pid).collect()
 }
 
-fn clock_ticks() -> f64 {
+/// Clock ticks per second (the unit of [`Stat::ticks`]).
+pub fn clock_ticks() -> f64 {
     // SAFETY: sysconf has no preconditions.
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     if t > 0 {

@@ -429,7 +429,8 @@ fn ms(v: f64) -> String {
     }
 }
 
-fn variant_line(v: &FlwVariant) -> String {
+/// A variant's line: its label and its pool settings.
+pub fn variant_line(v: &FlwVariant) -> String {
     format!(
         "`{}`: mode = \"{}\", instances = {}, max_concurrency = {}, queue = {}, cancel_grace = \"{}ms\"",
         v.label(),
@@ -474,11 +475,16 @@ pub fn markdown(run: &Run, targets: &[Target]) -> String {
          `bench/driver`). Run a subset with e.g. \
          `bash bench/run --peers flw,floor --workloads latency,throughput --quick`. Peers: `flw`, \
          `sdk`, `floor`, `go`; workloads: `latency`, `throughput`, `cpu`, `io`, `coldstart`, \
-         `cancel`, `memory`, `footprint`, `swap`, `graph` (or `a`..`j`). Raw numbers: \
+         `cancel`, `memory`, `footprint`, `swap`, `graph`, `http` (or `a`..`k`). Raw numbers: \
          `bench/results.json`.\n"
     );
-    let _ = writeln!(out, "One driver (`bench/driver`, Rust, std threads and blocking pipes, \
-         no async runtime) talks newline-delimited JSON-RPC over stdio to every server. The servers:\n");
+    let _ = writeln!(
+        out,
+        "One driver (`bench/driver`, Rust, std threads and blocking pipes, \
+         no async runtime) talks newline-delimited JSON-RPC over stdio to every server, except in \
+         (k), where its HTTP/1.1 client loads `flw serve` and the SDK's Streamable HTTP server \
+         (see there). The servers:\n"
+    );
     let _ = writeln!(
         out,
         "- **flw**: `target/release/flw mcp --config flw.toml` with the pool \

@@ -9,6 +9,7 @@ pub mod coldstart;
 pub mod cpu;
 pub mod footprint;
 pub mod graph;
+pub mod http;
 pub mod io;
 pub mod latency;
 pub mod memory;
@@ -44,11 +45,13 @@ pub enum Workload {
     Swap,
     /// (j) graphs: a batch of CPU-bound items, and the cost of a transition.
     Graph,
+    /// (k) echo over HTTP with 256 connections: flw serve and the SDK's HTTP server.
+    Http,
 }
 
 impl Workload {
     /// Every workload, in report order.
-    pub const ALL: [Workload; 10] = [
+    pub const ALL: [Workload; 11] = [
         Workload::Latency,
         Workload::Throughput,
         Workload::Cpu,
@@ -59,6 +62,7 @@ impl Workload {
         Workload::Footprint,
         Workload::Swap,
         Workload::Graph,
+        Workload::Http,
     ];
 
     /// The name used by `--workloads`.
@@ -74,12 +78,13 @@ impl Workload {
             Workload::Footprint => "footprint",
             Workload::Swap => "swap",
             Workload::Graph => "graph",
+            Workload::Http => "http",
         }
     }
 
-    /// Parses a `--workloads` name or its letter (`a`..`j`).
+    /// Parses a `--workloads` name or its letter (`a`..`k`).
     pub fn parse(s: &str) -> Option<Workload> {
-        let letters = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"];
+        let letters = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k"];
         Workload::ALL
             .into_iter()
             .zip(letters)
