@@ -99,11 +99,13 @@ def test_a_sync_call_answers_with_the_result(server):
 
 
 def test_failed_calls_answer_with_the_status_of_their_kind(server):
-    r = server.post("/v1/tools/nope/call", {})
-    assert r.status == 404
-    assert r.json()["status"] == "failed"
-    assert r.json()["error"]["kind"] == "unknown_tool"
-    assert 'no tool named "nope"' in r.json()["error"]["message"]
+    for query in ("", "?async=true"):
+        # No run is made for a tool that does not exist, not even with 202.
+        r = server.post(f"/v1/tools/nope/call{query}", {})
+        assert r.status == 404
+        assert "id" not in r.json()
+        assert r.json()["error"]["kind"] == "unknown_tool"
+        assert 'no tool named "nope"; the tools are: echo' in r.json()["error"]["message"]
 
     r = server.post("/v1/tools/agent/call", {})
     assert r.status == 404

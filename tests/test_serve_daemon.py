@@ -167,13 +167,15 @@ def test_flw_ps_lists_a_daemon_s_runs_and_flw_cancel_kills_one(tmp_path: Path) -
         assert ended["status"] == "cancelled" and ended["error"]["kind"] == "cancelled"
         assert json.loads(run_flw("ps", "--json", env=env).stdout)["servers"][0]["runs"] == []
 
-        missing = run_flw("cancel", "r_nope", env=env)
+        missing = run_flw("cancel", "r_00ff", env=env)
         assert missing.returncode == 1
         assert "no running flw serve has a run" in missing.stderr
+        invalid = run_flw("cancel", "nope", env=env)
+        assert invalid.returncode == 2 and "is not a run id" in invalid.stderr
     finally:
         proc.terminate()
         assert proc.wait(timeout=30) == 0
-    gone = run_flw("cancel", "r_any", env=env)
+    gone = run_flw("cancel", "r_0a", env=env)
     assert gone.returncode == 1 and "no flw serve of this user is running" in gone.stderr
 
 

@@ -1,4 +1,6 @@
-//! `flw mcp`: the pools' tools as an MCP server on stdio, built on rmcp.
+//! The pools' tools and flows as an MCP server, built on rmcp: on stdio
+//! for `flw mcp`, and behind rmcp's Streamable HTTP transport for
+//! `flw serve` (one server per session, or per request without one).
 //!
 //! `initialize` is answered at once (workers start in the background);
 //! `tools/list` answers from the pools' manifest caches while their first
@@ -10,7 +12,10 @@
 //! Reloads reach the client too: a new generation whose tools differ sends
 //! `notifications/tools/list_changed`, and each reload, failed or not, is a
 //! `notifications/message` log line (at or above the level the client set
-//! with `logging/setLevel`; `info` until it does).
+//! with `logging/setLevel`; `info` until it does). A tool's own log lines
+//! go the same way, with the tool's name as the logger; a request without
+//! a session gets them only at the level its `_meta` names. Without a
+//! session, `subscriptions/listen` carries `tools/list_changed`.
 
 use std::sync::Arc;
 
@@ -49,16 +54,23 @@ pub struct McpServer {
     log: ClientLog,
     /// The task that forwards reloads to the client was started.
     forwarding: Arc<std::sync::atomic::AtomicBool>,
+    /// Cancelled when the last clone of this server (the session) is gone,
+    /// which ends the session's forwarding task.
+    ended: tokio_util::sync::CancellationToken,
+    _end_on_drop: Arc<tokio_util::sync::DropGuard>,
 }
 
 impl McpServer {
     /// Serves `router` to an MCP client.
     pub fn new(router: Router) -> McpServer {
+        let ended = tokio_util::sync::CancellationToken::new();
         McpServer {
             router,
             revalidating: Default::default(),
             log: ClientLog::default(),
             forwarding: Default::default(),
+            _end_on_drop: Arc::new(ended.clone().drop_guard()),
+            ended,
         }
     }
 
@@ -73,9 +85,14 @@ impl McpServer {
         }
         let mut events = self.router.events();
         let log = self.log.clone();
+        let ended = self.ended.clone();
         tokio::spawn(async move {
             loop {
-                let event = match events.recv().await {
+                let received = tokio::select! {
+                    r = events.recv() => r,
+                    _ = ended.cancelled() => return,
+                };
+                let event = match received {
                     Ok(ev) => ev,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                         // Reloads were missed: the tools may have changed.
@@ -362,18 +379,27 @@ impl ServerHandler for McpServer {
             },
         );
         let mut call = std::pin::pin!(call);
-        let outcome = loop {
-            tokio::select! {
-                biased;
-                Some(ev) = rx.recv() => sink.send(ev).await,
-                outcome = &mut call => {
-                    while let Ok(ev) = rx.try_recv() {
-                        sink.send(ev).await;
-                    }
-                    break outcome;
-                }
+        // Both go on together: a slow client or a chatty tool must not keep
+        // the call from seeing its cancel or its deadline.
+        let forward = async {
+            while let Some(ev) = rx.recv().await {
+                sink.send(ev).await;
             }
         };
+        tokio::pin!(forward);
+        let mut forwarded = false;
+        let outcome = tokio::select! {
+            outcome = &mut call => outcome,
+            () = &mut forward => {
+                forwarded = true;
+                call.await
+            }
+        };
+        if !forwarded {
+            // The call is over, so the channel closes once its last events
+            // are out: they reach the client before the result.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), forward).await;
+        }
         match outcome {
             Err(f) if f.kind == ErrorKind::UnknownTool => {
                 Err(McpError::invalid_params(f.message, None))

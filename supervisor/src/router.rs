@@ -196,16 +196,10 @@ impl Router {
         self.pools.iter().any(|p| p.has_tool_now(name))
     }
 
-    /// Runs `tool` in the pool that has it (which checks `args`); counted
-    /// in the metrics, if any, once the tool is known to exist (so a
-    /// client's made-up names add no series).
-    pub async fn call(
-        &self,
-        tool: &str,
-        args: Map<String, Value>,
-        opts: CallOptions,
-    ) -> CallOutcome {
-        let started = self.metrics.is_some().then(std::time::Instant::now);
+    /// The pool whose workers announced `tool` (once each pool's first
+    /// worker is up); else `unknown_tool` with the list of tools, or
+    /// `unavailable` when a pool that might have it cannot start.
+    pub async fn pool_of(&self, tool: &str) -> Result<&Pool, CallFailure> {
         let mut names = Vec::new();
         let mut target = None;
         let mut failed = None;
@@ -239,6 +233,20 @@ impl Router {
                 ),
             ));
         };
+        Ok(pool)
+    }
+
+    /// Runs `tool` in the pool that has it (which checks `args`); counted
+    /// in the metrics, if any, once the tool is known to exist (so a
+    /// client's made-up names add no series).
+    pub async fn call(
+        &self,
+        tool: &str,
+        args: Map<String, Value>,
+        opts: CallOptions,
+    ) -> CallOutcome {
+        let started = self.metrics.is_some().then(std::time::Instant::now);
+        let pool = self.pool_of(tool).await?;
         let _permit = match &self.limit {
             Some(s) => Some(tokio::select! {
                 p = s.clone().acquire_owned() => p.map_err(|_| CallFailure::new(ErrorKind::ShuttingDown, "flw is shutting down"))?,

@@ -80,13 +80,18 @@ async fn request(
     let uri: hyper::Uri = format!("{base}{path}")
         .parse()
         .map_err(|e| anyhow::anyhow!("bad URL {base}: {e}"))?;
+    // An IPv6 literal keeps its brackets in Host, not in the address.
     let host = uri.host().unwrap_or("127.0.0.1").to_string();
+    let addr_host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
     let port = uri.port_u16().unwrap_or(80);
     if uri.scheme_str() != Some("http") {
         anyhow::bail!("{base}: only http:// URLs are supported (put TLS in front of flw serve)");
     }
     let exchange = async {
-        let stream = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+        let stream = tokio::net::TcpStream::connect((addr_host.as_str(), port)).await?;
         let (mut sender, conn) =
             hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
         tokio::spawn(conn);
@@ -221,6 +226,16 @@ fn script_names(i: &Instance) -> String {
 
 /// `flw cancel RUN`.
 pub async fn cancel(args: CancelArgs) -> anyhow::Result<ExitCode> {
+    let valid = args.run.len() > 2
+        && args.run.starts_with("r_")
+        && args.run[2..].bytes().all(|b| b.is_ascii_hexdigit());
+    if !valid {
+        eprintln!(
+            "flw cancel: {:?} is not a run id: run ids look like r_3f2a9c... (flw ps lists them)",
+            args.run
+        );
+        return Ok(ExitCode::from(super::EXIT_USAGE));
+    }
     let token = args.reach.token()?;
     let servers = args.reach.servers();
     if servers.is_empty() {

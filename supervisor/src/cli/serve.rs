@@ -40,17 +40,10 @@ pub struct Args {
     drain: Option<Duration>,
     /// What a run started with 202 does when its client disconnects [default: continue].
     #[arg(long, value_name = "WHAT")]
-    on_disconnect: Option<OnDisconnectArg>,
+    on_disconnect: Option<OnDisconnect>,
     /// Reload workers when their files change (pools can also say `watch = true`).
     #[arg(long)]
     watch: bool,
-}
-
-/// `--on-disconnect`.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum OnDisconnectArg {
-    Continue,
-    Cancel,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -124,17 +117,17 @@ fn serve_config(args: &Args, mut c: ServeConfig) -> ServeConfig {
         c.drain = d;
     }
     if let Some(o) = args.on_disconnect {
-        c.on_disconnect = match o {
-            OnDisconnectArg::Continue => OnDisconnect::Continue,
-            OnDisconnectArg::Cancel => OnDisconnect::Cancel,
-        };
+        c.on_disconnect = o;
     }
     c
 }
 
-/// The bearer token from the token file, else from `FLW_TOKEN`.
-fn token(c: &ServeConfig) -> anyhow::Result<Option<String>> {
-    let (text, source) = match &c.token_file {
+/// The bearer token from `file`, else from `FLW_TOKEN`, trimmed, with
+/// where it came from (for errors); `None` when neither is given.
+pub(super) fn read_token(
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<Option<(String, String)>> {
+    let (text, source) = match file {
         Some(f) => (
             std::fs::read_to_string(f)
                 .map_err(|e| anyhow::anyhow!("cannot read the token file {}: {e}", f.display()))?,
@@ -145,7 +138,14 @@ fn token(c: &ServeConfig) -> anyhow::Result<Option<String>> {
             Err(_) => return Ok(None),
         },
     };
-    let token = text.trim().to_string();
+    Ok(Some((text.trim().to_string(), source)))
+}
+
+/// The bearer token from the token file, else from `FLW_TOKEN`, checked.
+fn token(c: &ServeConfig) -> anyhow::Result<Option<String>> {
+    let Some((token, source)) = read_token(c.token_file.as_deref())? else {
+        return Ok(None);
+    };
     if token.is_empty() {
         anyhow::bail!("{source} is empty: put the bearer token in it");
     }

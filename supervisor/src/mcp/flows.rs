@@ -52,6 +52,9 @@ pub async fn call_flow(
         deadline: None,
     };
     let result = run(router, Arc::clone(&plan), shared, opts).await;
+    if let Some(m) = router.metrics() {
+        m.run(name, result.status.as_str());
+    }
     if let Some(task) = forward {
         let _ = task.await; // progress before the result
     }

@@ -254,6 +254,20 @@ pub struct CallQuery {
     on_disconnect: Option<OnDisconnect>,
 }
 
+/// A duration from the query (`name=30s`), if given.
+fn query_duration(name: &str, value: Option<&str>) -> Result<Option<Duration>, ApiError> {
+    value
+        .map(crate::config::parse_duration)
+        .transpose()
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                format!("{name}: {e}"),
+            )
+        })
+}
+
 /// Whether the client asked for `202` with `Prefer: respond-async`.
 fn prefers_async(headers: &HeaderMap) -> bool {
     headers
@@ -280,30 +294,28 @@ pub async fn call_tool(
         Ok(a) => a,
         Err(e) => return e.into_response(),
     };
-    let timeout = match q.timeout.as_deref().map(crate::config::parse_duration) {
-        Some(Err(e)) => {
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                format!("timeout: {e}"),
-            )
-        }
-        Some(Ok(d)) => Some(d),
-        None => None,
+    let timeout = match query_duration("timeout", q.timeout.as_deref()) {
+        Ok(d) => d,
+        Err(e) => return e.into_response(),
     };
-    if !app.router.has_tool_now(&name)
-        && !tool_exists(&app.router, &name).await
-        && app
-            .router
-            .catalog()
-            .await
-            .is_ok_and(|c| c.flows.contains_key(&name))
-    {
-        return error_response(
-            StatusCode::NOT_FOUND,
-            "unknown_tool",
-            format!("{name:?} is a flow: start it with POST /v1/flows/{name}/runs"),
-        );
+    if !app.router.has_tool_now(&name) {
+        // No run for a tool that does not exist, not even with `202`.
+        if let Err(f) = app.router.pool_of(&name).await {
+            let is_flow = f.kind == ErrorKind::UnknownTool
+                && app
+                    .router
+                    .catalog()
+                    .await
+                    .is_ok_and(|c| c.flows.contains_key(&name));
+            if is_flow {
+                return error_response(
+                    StatusCode::NOT_FOUND,
+                    "unknown_tool",
+                    format!("{name:?} is a flow: start it with POST /v1/flows/{name}/runs"),
+                );
+            }
+            return (status_of(f.kind), Json(json!({"error": failure_json(&f)}))).into_response();
+        }
     }
     let detached = q.detach || prefers_async(&headers);
     let permit = match app.limits.acquire(conn.peer.ip()) {
@@ -374,17 +386,6 @@ pub async fn call_tool(
             r
         }
     }
-}
-
-async fn tool_exists(router: &Router, name: &str) -> bool {
-    for pool in router.pools() {
-        if let Ok(m) = pool.manifest().await {
-            if m.get(name).is_some() {
-                return true;
-            }
-        }
-    }
-    false
 }
 
 fn tool_outcome(outcome: &CallOutcome) -> Outcome {
@@ -487,16 +488,9 @@ pub async fn start_flow(
         Ok(a) => a,
         Err(e) => return e.into_response(),
     };
-    let deadline = match q.deadline.as_deref().map(crate::config::parse_duration) {
-        Some(Err(e)) => {
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                format!("deadline: {e}"),
-            )
-        }
-        Some(Ok(d)) => Some(d),
-        None => None,
+    let deadline = match query_duration("deadline", q.deadline.as_deref()) {
+        Ok(d) => d,
+        Err(e) => return e.into_response(),
     };
     let catalog = match app.router.catalog().await {
         Ok(c) => c,
@@ -604,7 +598,8 @@ pub async fn list_runs(State(app): State<App>, Query(q): Query<ListQuery>) -> Re
     Json(json!({"runs": runs})).into_response()
 }
 
-fn no_run(id: &str) -> Response {
+/// The answer for a run id that is not (or no longer) known.
+pub(super) fn no_run(id: &str) -> Response {
     error_response(
         StatusCode::NOT_FOUND,
         "unknown_run",
