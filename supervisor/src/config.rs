@@ -151,7 +151,7 @@ pub struct Config {
 
 /// What a `flw serve` run of a client does when that client's connection
 /// closes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum OnDisconnect {
     /// The run goes on (its result can be fetched later).

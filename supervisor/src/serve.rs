@@ -104,11 +104,6 @@ impl Server {
         self.listener.local_addr()
     }
 
-    /// The runs it serves (for `flw ps`-like views in tests).
-    pub fn runs(&self) -> Arc<Runs> {
-        self.app.runs.clone()
-    }
-
     /// Serves until `shutdown` resolves, then drains: no new connections or
     /// calls; calls and runs in flight get `drain` to end; the rest are
     /// cancelled (kill path); every worker stops. Returns once all is done.

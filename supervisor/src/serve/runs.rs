@@ -5,10 +5,10 @@
 //!
 //! A run is a spawned task that owns its call: an HTTP handler only waits
 //! for it, so a client that goes away (or a `DELETE`) cancels the run's
-//! token and the task still sees the kill path through. Synchronous calls
-//! are listed while they run and forgotten when they end (their caller has
-//! the result); runs started with `202` are kept after they end, up to
-//! `runs_kept` of them and for `run_ttl`.
+//! token and the task still sees the kill path through. Synchronous tool
+//! calls are listed while they run and forgotten when they end (their
+//! caller has the result); tool calls started with `202` and flow runs are
+//! kept after they end, up to `runs_kept` of them and for `run_ttl`.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -78,8 +78,10 @@ pub struct Run {
     pub name: String,
     /// The client address that started it.
     pub client: IpAddr,
-    /// Whether it was started with `202` (kept after it ends).
-    pub detached: bool,
+    /// Whether it is kept after it ends, with its events (tool calls
+    /// started with `202`, and every flow run); a synchronous tool call is
+    /// forgotten once its caller has the result.
+    pub kept: bool,
     /// Cancelling it stops the run through the kill path.
     pub cancel: CancellationToken,
     created: SystemTime,
@@ -196,7 +198,7 @@ impl Run {
 /// Limits of the registry.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Finished detached runs kept.
+    /// Ended runs kept.
     pub kept: usize,
     /// How long a finished run is kept.
     pub ttl: Duration,
@@ -216,7 +218,7 @@ pub struct Runs {
 #[derive(Debug, Default)]
 struct Inner {
     runs: HashMap<String, Arc<Run>>,
-    /// Ended detached runs, oldest first.
+    /// Ended kept runs, oldest first.
     ended: VecDeque<(Instant, String)>,
 }
 
@@ -236,13 +238,13 @@ impl Runs {
 
     /// Registers a new run (the caller spawns its task and calls
     /// [`Runs::end`] when it is done).
-    pub fn create(&self, kind: Kind, name: &str, client: IpAddr, detached: bool) -> Arc<Run> {
+    pub fn create(&self, kind: Kind, name: &str, client: IpAddr, kept: bool) -> Arc<Run> {
         let run = Arc::new(Run {
             id: format!("r_{}", uuid::Uuid::new_v4().simple()),
             kind,
             name: name.to_string(),
             client,
-            detached,
+            kept,
             cancel: CancellationToken::new(),
             created: SystemTime::now(),
             started: Instant::now(),
@@ -251,7 +253,7 @@ impl Runs {
                 ended: None,
                 events: VecDeque::new(),
                 next_id: 1,
-                capacity: if detached { self.limits.events } else { 1 },
+                capacity: if kept { self.limits.events } else { 1 },
             }),
             changed: watch::channel(0).0,
         });
@@ -261,7 +263,7 @@ impl Runs {
     }
 
     /// Records how `run` ended, sends its `result` event, and forgets it
-    /// (a synchronous call) or keeps it for a while (a detached run).
+    /// (a synchronous tool call) or keeps it for a while.
     pub fn end(&self, run: &Arc<Run>, outcome: Outcome) {
         {
             // One step: whoever sees the run ended also sees its `result`.
@@ -271,7 +273,7 @@ impl Runs {
             }
             st.ended = Some(Instant::now());
             st.outcome = Some(outcome);
-            if run.detached {
+            if run.kept {
                 let data: Arc<str> = run.json_of(&st).to_string().into();
                 st.push("result", data);
             }
@@ -280,7 +282,7 @@ impl Runs {
         let now = Instant::now();
         {
             let mut inner = self.lock();
-            if run.detached {
+            if run.kept {
                 inner.ended.push_back((now, run.id.clone()));
                 self.evict(&mut inner, now);
             } else {
@@ -378,7 +380,7 @@ mod tests {
     }
 
     #[test]
-    fn sync_runs_are_forgotten_and_detached_ones_kept_up_to_the_limit() {
+    fn sync_runs_are_forgotten_and_kept_ones_kept_up_to_the_limit() {
         let r = runs(2, 8);
         let sync = r.create(Kind::Tool, "t", [127, 0, 0, 1].into(), false);
         assert_eq!(r.live(), 1);

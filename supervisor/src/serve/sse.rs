@@ -42,11 +42,7 @@ pub async fn events(
     headers: HeaderMap,
 ) -> Response {
     let Some(run) = app.runs.get(&id) else {
-        return super::api::error_response(
-            axum::http::StatusCode::NOT_FOUND,
-            "unknown_run",
-            format!("no run {id:?}"),
-        );
+        return super::api::no_run(&id);
     };
     let last = headers
         .get("last-event-id")
@@ -56,11 +52,7 @@ pub async fn events(
     let (events, missed, _) = run.events_after(after);
     let mut pending: VecDeque<SseEvent> = VecDeque::new();
     if missed > 0 {
-        pending.push_back(
-            SseEvent::default()
-                .event("gap")
-                .data(format!("{{\"missed\":{missed}}}")),
-        );
+        pending.push_back(gap(missed));
     }
     let mut cursor = Cursor {
         changes: run.subscribe(),
@@ -80,11 +72,7 @@ pub async fn events(
             }
             let (events, missed, ended) = c.run.events_after(c.after);
             if missed > 0 {
-                c.pending.push_back(
-                    SseEvent::default()
-                        .event("gap")
-                        .data(format!("{{\"missed\":{missed}}}")),
-                );
+                c.pending.push_back(gap(missed));
             }
             if !events.is_empty() {
                 c.take(events);
@@ -104,6 +92,13 @@ pub async fn events(
     Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response()
+}
+
+/// The event that says `missed` events fell out of the run's buffer.
+fn gap(missed: u64) -> SseEvent {
+    SseEvent::default()
+        .event("gap")
+        .data(format!("{{\"missed\":{missed}}}"))
 }
 
 impl Cursor {
