@@ -268,3 +268,13 @@ def stateless_call(request_id: int, tool: str, args: dict, progress_token: str |
         "Mcp-Name": tool,
     }
     return body, headers
+
+
+def metric_lines(text: str) -> dict[str, str]:
+    """The samples of an OpenMetrics text: `name{labels}` -> value."""
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = value
+    return out

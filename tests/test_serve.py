@@ -23,6 +23,7 @@ from serving import (
     Server,
     Sse,
     env_without_token,
+    metric_lines,
     post_json_async,
     read_sse,
     serve,
@@ -607,15 +608,6 @@ def test_a_thousand_concurrent_calls_each_get_their_own_result(tmp_path):
         assert len({body["id"] for _, body in replies}) == n
         metrics = s.get("/metrics").body.decode()
         assert f'flw_calls_total{{tool="aecho",outcome="ok"}} {n}' in metrics
-
-
-def metric_lines(text: str) -> dict[str, str]:
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            out[name] = value
-    return out
 
 
 def test_metrics_count_calls_by_tool_and_outcome(tmp_path):

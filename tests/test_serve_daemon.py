@@ -7,12 +7,8 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import socket
-import subprocess
-import threading
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +17,8 @@ import pytest
 from mcp import ClientSession, types
 from mcp.client.streamable_http import streamable_http_client
 
-from conftest import FLW, alive, run_flw, wait_until
+from conftest import alive, run_flw, wait_until
+from serving import Server, metric_lines, serve
 
 V1 = '''
 from flw import tool
@@ -43,42 +40,16 @@ def added(x: int) -> int:
 )
 
 
-def start(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [FLW, "serve", *args, "--listen", "127.0.0.1:0", "--drain", "5s"],
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        env=env,
-    )
-    assert proc.stderr is not None
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        m = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
-        if m:
-            # Keep reading stderr, so that logs never fill the pipe.
-            threading.Thread(target=proc.stderr.read, daemon=True).start()
-            return proc, m.group(1)
-        if not line and proc.poll() is not None:
-            break
-    proc.kill()
-    raise AssertionError("flw serve did not say where it listens")
-
-
-def metric(base: str, name: str) -> float:
-    body = urllib.request.urlopen(base + "/metrics", timeout=10).read().decode()
-    for line in body.splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+def metric(server: Server, name: str) -> float:
+    return float(metric_lines(server.get("/metrics").body.decode()).get(name, "0"))
 
 
 @pytest.mark.anyio
 async def test_a_save_reaches_http_sessions_as_list_changed_and_is_counted(tmp_path: Path) -> None:
     script = tmp_path / "agent.py"
     script.write_text(V1)
-    proc, base = start(str(script), "--watch")
+    server = serve(script, "--watch", "--drain", "5s")
+    base = server.url
     changed = anyio.Event()
 
     async def on_message(message: Any) -> None:
@@ -103,12 +74,11 @@ async def test_a_save_reaches_http_sessions_as_list_changed_and_is_counted(tmp_p
             assert result.structured_content is None or result.structured_content == {}
             block = result.content[0]
             assert isinstance(block, types.TextContent) and block.text == "42"
-        assert metric(base, 'flw_reloads_total{pool="agent",outcome="swapped"}') == 1
-        assert metric(base, 'flw_generation{pool="agent"}') == 2
-        assert metric(base, 'flw_calls_total{tool="added",outcome="ok"}') == 1
+        assert metric(server, 'flw_reloads_total{pool="agent",outcome="swapped"}') == 1
+        assert metric(server, 'flw_generation{pool="agent"}') == 2
+        assert metric(server, 'flw_calls_total{tool="added",outcome="ok"}') == 1
     finally:
-        proc.terminate()
-        assert proc.wait(timeout=30) == 0
+        assert server.stop() == 0
 
 
 SLEEPER = """
@@ -132,20 +102,15 @@ def echo(text: str) -> str:
 """
 
 
-def post(base: str, path: str, body: dict) -> dict:
-    req = urllib.request.Request(base + path, data=json.dumps(body).encode(), method="POST")
-    with urllib.request.urlopen(req, timeout=30) as r:
-        return json.loads(r.read())
-
-
 def test_flw_ps_lists_a_daemon_s_runs_and_flw_cancel_kills_one(tmp_path: Path) -> None:
     script = tmp_path / "agent.py"
     script.write_text(SLEEPER)
     env = dict(os.environ, XDG_RUNTIME_DIR=str(tmp_path / "run"))
-    proc, base = start(str(script), env=env)
+    server = serve(script, "--drain", "5s", env=env)
+    base = server.url
     try:
         pidfile = tmp_path / "child.pid"
-        run = post(base, "/v1/tools/nap/call?async=true", {"pidfile": str(pidfile)})
+        run = server.post("/v1/tools/nap/call?async=true", {"pidfile": str(pidfile)}).json()
         assert run["status"] == "running"
         wait_until(pidfile.exists, 30, "the tool's child")
         child = int(pidfile.read_text())
@@ -154,7 +119,7 @@ def test_flw_ps_lists_a_daemon_s_runs_and_flw_cancel_kills_one(tmp_path: Path) -
         assert listed.returncode == 0, listed.stderr
         servers = json.loads(listed.stdout)["servers"]
         assert [s["url"] for s in servers] == [base]
-        assert servers[0]["pid"] == proc.pid
+        assert servers[0]["pid"] == server.proc.pid
         assert [(r["id"], r["name"], r["status"]) for r in servers[0]["runs"]] == [(run["id"], "nap", "running")]
         text = run_flw("ps", env=env).stdout
         assert base in text and run["id"] in text, text
@@ -163,7 +128,7 @@ def test_flw_ps_lists_a_daemon_s_runs_and_flw_cancel_kills_one(tmp_path: Path) -
         assert cancelled.returncode == 0, cancelled.stderr
         assert f"cancelled {run['id']}" in cancelled.stdout
         assert not alive(child), "the tool's child outlived the cancel"
-        ended = json.loads(urllib.request.urlopen(f"{base}/v1/runs/{run['id']}", timeout=10).read())
+        ended = server.get(f"/v1/runs/{run['id']}").json()
         assert ended["status"] == "cancelled" and ended["error"]["kind"] == "cancelled"
         assert json.loads(run_flw("ps", "--json", env=env).stdout)["servers"][0]["runs"] == []
 
@@ -173,8 +138,7 @@ def test_flw_ps_lists_a_daemon_s_runs_and_flw_cancel_kills_one(tmp_path: Path) -
         invalid = run_flw("cancel", "nope", env=env)
         assert invalid.returncode == 2 and "is not a run id" in invalid.stderr
     finally:
-        proc.terminate()
-        assert proc.wait(timeout=30) == 0
+        assert server.stop() == 0
     gone = run_flw("cancel", "r_0a", env=env)
     assert gone.returncode == 1 and "no flw serve of this user is running" in gone.stderr
 
@@ -184,8 +148,8 @@ def test_a_client_too_slow_with_its_headers_or_body_is_cut_off(tmp_path: Path) -
     script.write_text(SLEEPER)
     config = tmp_path / "flw.toml"
     config.write_text('[pools.agent]\nscript = "agent.py"\n\n[serve]\nclient_timeout = "1s"\n')
-    proc, base = start("--config", str(config))
-    port = int(base.rsplit(":", 1)[1])
+    server = serve("--config", config, "--drain", "5s")
+    port = server.port
     try:
         # Headers that never end.
         with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
@@ -203,10 +167,9 @@ def test_a_client_too_slow_with_its_headers_or_body_is_cut_off(tmp_path: Path) -
             reply = s.recv(4096)
             assert reply.startswith(b"HTTP/1.1 408") or reply.startswith(b"HTTP/1.1 400"), reply
         # The server still serves.
-        assert post(base, "/v1/tools/echo/call", {"text": "on"})["result"] == "on"
+        assert server.post("/v1/tools/echo/call", {"text": "on"}).json()["result"] == "on"
     finally:
-        proc.terminate()
-        assert proc.wait(timeout=30) == 0
+        assert server.stop() == 0
 
 
 def test_two_scripts_that_would_share_a_pool_name_are_refused(tmp_path: Path) -> None:
