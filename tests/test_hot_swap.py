@@ -396,8 +396,12 @@ async def test_ignored_files_do_not_reload_and_imported_helpers_do(tmp_path: Pat
     path.write_text(
         "from lib.helper import WORD\n" + python_script(1).replace('return f"v1:{text}"', 'return f"v1:{text}:{WORD}"')
     )
+    # One worker, so that the pid tells whether it was replaced (with two,
+    # the first call may land on the second while the first still starts).
+    config = tmp_path / "flw.toml"
+    config.write_text('[pools.agent]\nscript = "agent.py"\ninstances = 1\n')
     notes = Notes()
-    async with session(notes, str(path)) as s:
+    async with session(notes, "--config", str(config)) as s:
         await wait_for(lambda: version_is(s, "v1"), 30, "v1")
         pid_before = text_of(await s.call_tool("pid", {}))
         (tmp_path / "notes.txt").write_text("not code")
