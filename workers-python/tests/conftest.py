@@ -21,6 +21,7 @@ from flw._protocol import decode, encode_line
 TESTS = Path(__file__).resolve().parent
 FIXTURES = TESTS / "fixtures"
 SRC = TESTS.parent / "src"
+REPO_TESTS = TESTS.parent.parent / "tests"  # the end-to-end tests: openai_server.py
 TERMINAL = ("result", "error")
 
 
@@ -36,6 +37,17 @@ def clean_registry() -> Iterator[None]:
     _tool._registry.update(saved)
     _node._registry.clear()
     _node._registry.update(saved_nodes)
+
+
+@pytest.fixture
+def openai_server() -> Iterator[Any]:
+    """A loopback OpenAI-compatible server (``tests/openai_server.py`` of the repo)."""
+    if str(REPO_TESTS) not in sys.path:
+        sys.path.append(str(REPO_TESTS))
+    from openai_server import OpenAIServer
+
+    with OpenAIServer() as server:
+        yield server
 
 
 def worker_env(**extra: str) -> dict[str, str]:

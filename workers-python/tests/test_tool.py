@@ -72,6 +72,7 @@ def test_public_api() -> None:
         "ToolDefinitionError",
         "__version__",
         "current_context",
+        "llm",
         "node",
         "registered_nodes",
         "registered_tools",

@@ -6,7 +6,10 @@ progress, logs and streamed chunks; the supervisor starts the script with
 hand. Graphs: ``@node`` functions and PocketFlow-style class nodes
 (``Node``, ``BatchNode``, ``AsyncNode``, ...) linked with ``>>`` into a
 ``Flow``, which the supervisor runs (or ``flow.run(shared)`` in-process).
+``flw.llm`` calls OpenAI-compatible model endpoints (loaded on first use).
 """
+
+from typing import TYPE_CHECKING, Any
 
 from ._class_node import AsyncBatchNode, AsyncNode, AsyncParallelBatchNode, BatchNode, Node
 from ._context import Context, Sent, current_context
@@ -23,6 +26,9 @@ from ._graph import (
 from ._node import FunctionNode, node, registered_nodes
 from ._tool import InvalidArguments, Tool, ToolDefinitionError, registered_tools, tool
 from ._version import __version__
+
+if TYPE_CHECKING:
+    from . import llm
 
 __all__ = [
     "AsyncBatchNode",
@@ -45,9 +51,19 @@ __all__ = [
     "ToolDefinitionError",
     "__version__",
     "current_context",
+    "llm",
     "node",
     "registered_nodes",
     "registered_tools",
     "run",
     "tool",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Load ``flw.llm`` on first use: ``import flw`` stays cheap for workers."""
+    if name == "llm":
+        import importlib
+
+        return importlib.import_module(".llm", __name__)
+    raise AttributeError(f"module 'flw' has no attribute {name!r}")

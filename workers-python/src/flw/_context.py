@@ -12,8 +12,10 @@ thread or task (a tool, a graph node, or a node visit of ``Flow.run``).
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import math
+import threading
 from collections.abc import Generator
 from typing import Any, Callable
 
@@ -51,6 +53,9 @@ class Sent:
 
 _SENT = Sent()
 
+_CANCEL_LOCK = threading.Lock()
+"""Guards every context's cancel flag and callbacks (cancels are rare)."""
+
 
 class Context:
     """The running call, as seen by the tool.
@@ -66,6 +71,7 @@ class Context:
         self._tool = tool
         self._emit: Emit | None = None
         self._cancelled = False
+        self._cancel_callbacks: list[Callable[[], object]] | None = None
 
     @property
     def call_id(self) -> int | None:
@@ -165,7 +171,40 @@ class Context:
         self._emit = emit
 
     def _cancel(self) -> None:
-        self._cancelled = True
+        """Mark the call cancelled and run the ``_on_cancel`` callbacks (any thread)."""
+        with _CANCEL_LOCK:
+            if self._cancelled:
+                return
+            self._cancelled = True
+            callbacks, self._cancel_callbacks = self._cancel_callbacks, None
+        for callback in callbacks or ():
+            try:
+                callback()
+            except Exception as exc:
+                _log("warning", "a cancel callback of %r failed: %r", self, exc)
+
+    def _on_cancel(self, callback: Callable[[], object]) -> Callable[[], None]:
+        """Run ``callback`` when the call is cancelled, from the cancelling thread.
+
+        Runs it at once when the call is already cancelled. Returns a function
+        that unregisters it. ``flw.llm`` uses this to wake a blocked socket read.
+        """
+        with _CANCEL_LOCK:
+            if not self._cancelled:
+                callbacks = self._cancel_callbacks
+                if callbacks is None:
+                    callbacks = self._cancel_callbacks = []
+                callbacks.append(callback)
+                return lambda: self._forget_cancel(callback)
+        callback()
+        return _nothing
+
+    def _forget_cancel(self, callback: Callable[[], object]) -> None:
+        with _CANCEL_LOCK:
+            callbacks = self._cancel_callbacks
+            if callbacks is not None:
+                with contextlib.suppress(ValueError):
+                    callbacks.remove(callback)
 
     @property
     def _attached(self) -> bool:
@@ -188,6 +227,10 @@ def current_context() -> Context | None:
     it to report progress: ``current_context().progress(1, 3)``.
     """
     return _CURRENT.get()
+
+
+def _nothing() -> None:
+    return None
 
 
 def _number(name: str, value: Any) -> float:
