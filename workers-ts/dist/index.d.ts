@@ -28,11 +28,21 @@
  * export const agent = flow({ start: decide });
  * ```
  *
+ * Model calls to OpenAI-compatible endpoints (the reply's text streams to
+ * the call as chunks):
+ *
+ * ```ts
+ * import { llm } from "flw-worker";
+ *
+ * const reply = await llm.chat("Say hi.", { model: "qwen3:8b" });
+ * ```
+ *
  * The supervisor runs `node dist/main.js SCRIPT`, which serves the tools,
  * nodes and flows the script exports.
  */
 export { type Context, currentContext, detachedContext } from "./context.js";
 export { type Action, type AnyNode, BatchNode, ClassNode, type ClassNodeOptions, type EntryOptions, type FallbackFn, Flow, type FlowOptions, FunctionNode, GraphNode, Node, type NodeDefinition, NodeError, type NodeFn, type NodeOptions, Parallel, type ParallelOptions, type RunOptions, type Shared, flow, node, parallel, } from "./graph.js";
+export * as llm from "./llm.js";
 export { type AnyTool, type StandardToolDefinition, type Tool, type ToolDefinition, isTool, tool } from "./tool.js";
 export type { InferStandardInput, InferStandardOutput, StandardIssue, StandardResult, StandardSchemaV1 } from "./standard_schema.js";
 export type { Infer, JsonSchema, JsonTypeName, JsonValue, ObjectSchema } from "./schema.js";

@@ -28,11 +28,21 @@
  * export const agent = flow({ start: decide });
  * ```
  *
+ * Model calls to OpenAI-compatible endpoints (the reply's text streams to
+ * the call as chunks):
+ *
+ * ```ts
+ * import { llm } from "flw-worker";
+ *
+ * const reply = await llm.chat("Say hi.", { model: "qwen3:8b" });
+ * ```
+ *
  * The supervisor runs `node dist/main.js SCRIPT`, which serves the tools,
  * nodes and flows the script exports.
  */
 export { currentContext, detachedContext } from "./context.js";
 export { BatchNode, ClassNode, Flow, FunctionNode, GraphNode, Node, NodeError, Parallel, flow, node, parallel, } from "./graph.js";
+export * as llm from "./llm.js";
 export { isTool, tool } from "./tool.js";
 export { validate } from "./schema.js";
 export { ProtocolError } from "./protocol.js";

@@ -1,0 +1,156 @@
+/**
+ * Tools for the model: what `tools` may hold, how each is sent
+ * (`{type: "function", function: {name, description, parameters}}`), and
+ * how `runTools` runs the calls the model asks for.
+ */
+import { currentContext, detachedContext } from "./context.js";
+import { isValidToolName } from "./protocol.js";
+import { validate } from "./schema.js";
+import { checkWithStandardSchema } from "./standard_schema.js";
+import { isTool } from "./tool.js";
+const isObject = (value) => typeof value === "object" && value !== null && !Array.isArray(value);
+/** Check and convert the `tools` option; throws a `TypeError` naming the entry that is wrong. */
+export function resolveTools(tools, where) {
+    if (!Array.isArray(tools) && !isObject(tools))
+        throw new TypeError(`${where}: tools must be an array or an object of tools`);
+    const entries = Array.isArray(tools)
+        ? tools.map((spec) => [undefined, spec])
+        : Object.entries(tools);
+    const out = [];
+    const seen = new Set();
+    entries.forEach(([key, spec], i) => {
+        const label = key === undefined ? `tools[${i}]` : `tools.${key}`;
+        const tool = resolveOne(spec, key, `${where}: ${label}`);
+        if (seen.has(tool.name))
+            throw new TypeError(`${where}: two tools are named ${JSON.stringify(tool.name)}`);
+        seen.add(tool.name);
+        out.push(tool);
+    });
+    return out;
+}
+function resolveOne(spec, key, where) {
+    // flw names may hold dots, OpenAI's may not (^[A-Za-z0-9_-]{1,64}$): other characters are sent as "_".
+    const named = (name) => {
+        const chosen = name ?? key;
+        if (chosen === undefined) {
+            throw new TypeError(`${where} has no name: give it one (tool({ name: "search", ... })) or pass tools as an object ({ search })`);
+        }
+        if (typeof chosen !== "string" || !isValidToolName(chosen)) {
+            throw new TypeError(`${where}: the name must be 1-128 characters of A-Z a-z 0-9 _ - ., got ${JSON.stringify(chosen)}`);
+        }
+        return chosen.replace(/[^A-Za-z0-9_-]/g, "_").slice(0, 64);
+    };
+    if (isTool(spec)) {
+        const name = named(spec.name);
+        const standard = spec.inputStandardSchema;
+        return {
+            name,
+            wire: wire(name, spec.description, spec.inputSchema, undefined),
+            run: async (call, ctx) => {
+                let input = call.arguments;
+                if (standard !== undefined) {
+                    let checked = checkWithStandardSchema(standard, input);
+                    if (checked instanceof Promise)
+                        checked = await checked;
+                    if ("problem" in checked)
+                        throw new ArgumentsError(checked.problem);
+                    input = checked.value;
+                }
+                else {
+                    const problem = validate(input, spec.inputSchema);
+                    if (problem !== undefined)
+                        throw new ArgumentsError(problem);
+                }
+                return await spec.run(input, ctx);
+            },
+        };
+    }
+    if (!isObject(spec))
+        throw new TypeError(`${where} is not a tool: pass tool({...}), { name, parameters, run } or { type: "function", function: {...} }`);
+    const run = spec["run"];
+    if (run !== undefined && typeof run !== "function")
+        throw new TypeError(`${where}: run must be a function`);
+    let name;
+    let description;
+    let parameters;
+    let strict;
+    if (spec["type"] === "function" && isObject(spec["function"])) {
+        const fn = spec["function"];
+        if (typeof fn["name"] !== "string" || fn["name"] === "")
+            throw new TypeError(`${where}: function.name must be a string`);
+        name = fn["name"]; // sent as given
+        ({ description, parameters, strict } = fn);
+    }
+    else {
+        name = named(spec["name"]);
+        ({ description, parameters } = spec);
+    }
+    if (description !== undefined && typeof description !== "string")
+        throw new TypeError(`${where}: description must be a string`);
+    if (parameters !== undefined && !isObject(parameters))
+        throw new TypeError(`${where}: parameters must be a JSON Schema object`);
+    const schema = (parameters ?? { type: "object", properties: {} });
+    return {
+        name,
+        wire: wire(name, description, schema, strict),
+        run: typeof run === "function"
+            ? async (call, ctx) => {
+                const problem = validate(call.arguments, schema);
+                if (problem !== undefined)
+                    throw new ArgumentsError(problem);
+                return await run.call(spec, call.arguments, ctx);
+            }
+            : undefined,
+    };
+}
+function wire(name, description, parameters, strict) {
+    const fn = { name };
+    if (typeof description === "string" && description !== "")
+        fn["description"] = description;
+    fn["parameters"] = parameters;
+    if (strict !== undefined)
+        fn["strict"] = strict;
+    return { type: "function", function: fn };
+}
+/** Arguments the tool's schema refused. */
+class ArgumentsError extends Error {
+}
+/**
+ * Run one tool call for `runTools`: its result as the text of a `tool`
+ * message. A string result is sent as is, anything else as JSON. A call
+ * that fails (unknown tool, arguments that are not JSON or do not fit the
+ * schema, a thrown error) gives `error: <name>: <what>` for the model to
+ * read; only a cancel (the signal aborted) rejects.
+ */
+export async function runToolCall(call, tools, signal) {
+    const tool = tools.get(call.name);
+    if (tool?.run === undefined) {
+        const names = [...tools.keys()].join(", ");
+        return `error: ${call.name}: no such tool (tools: ${names})`;
+    }
+    if (call.error !== null) {
+        return `error: ${call.name}: ${call.error}: ${JSON.stringify(call.argumentsJson.slice(0, 200))}; send a JSON object`;
+    }
+    const ctx = currentContext() ?? detachedContext(signal);
+    let value;
+    try {
+        value = await tool.run(call, ctx);
+    }
+    catch (err) {
+        if (signal?.aborted)
+            throw signal.reason;
+        if (err instanceof ArgumentsError)
+            return `error: ${call.name}: invalid arguments: ${err.message}`;
+        return `error: ${call.name}: ${err instanceof Error ? err.message || err.name : String(err)}`;
+    }
+    if (signal?.aborted)
+        throw signal.reason;
+    if (typeof value === "string")
+        return value;
+    try {
+        return JSON.stringify(value === undefined ? null : value) ?? "null";
+    }
+    catch (err) {
+        return `error: ${call.name}: the result is not JSON: ${err.message}`;
+    }
+}
