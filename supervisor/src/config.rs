@@ -9,7 +9,7 @@
 //! cancel_grace = "1s"        # cooperative cancel before SIGTERM
 //! heartbeat_timeout = "30s"  # a worker silent this long is killed
 //! env = { LOG_LEVEL = "debug" }
-//! pass_env = ["OPENAI_API_KEY"]
+//! pass_env = ["TAVILY_API_KEY"]
 //! watch = true               # reload on save (default under `flw mcp`)
 //! watch_paths = ["../lib"]   # more files or folders to watch
 //! watch_ignore = ["data/**"] # globs, relative to each watched folder

@@ -35,6 +35,11 @@ pub const ALLOWED_ENV: &[&str] = &[
     "http_proxy",
     "https_proxy",
     "no_proxy",
+    // The model endpoint of flw.llm (Python) and llm (TypeScript): calling
+    // a model is what workers are for, so these need no `pass_env`.
+    "OPENAI_BASE_URL",
+    "OPENAI_API_KEY",
+    "OPENAI_MODEL",
 ];
 
 /// Everything needed to start one worker process.
