@@ -162,6 +162,33 @@ def interrupt(proc: subprocess.Popen, sig: int = signal.SIGINT) -> None:
     proc.send_signal(sig)
 
 
+class StderrReader:
+    """Reads a process's stderr as it comes; `seen(text)` tells whether it showed up yet."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.text = ""
+        self._lock = threading.Lock()
+        self._proc = proc
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        assert self._proc.stderr is not None
+        while chunk := os.read(self._proc.stderr.fileno(), 4096):
+            with self._lock:
+                self.text += chunk.decode(errors="replace")
+
+    def seen(self, text: str) -> bool:
+        with self._lock:
+            return text in self.text
+
+    def join(self, timeout: float) -> str:
+        """Waits for the end of the stream (the process exited); returns all of it."""
+        self._thread.join(timeout)
+        with self._lock:
+            return self.text
+
+
 def jsonl(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 

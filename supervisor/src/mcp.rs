@@ -176,6 +176,16 @@ struct EventSink<'a> {
     last: f64,
 }
 
+/// The progress value of a chunk's notification: the next whole number
+/// after the last value sent, so chunks count up from 1.
+fn chunk_progress(last: f64) -> f64 {
+    if last.is_finite() {
+        last.floor() + 1.0
+    } else {
+        1.0
+    }
+}
+
 impl EventSink<'_> {
     async fn send(&mut self, ev: CallEvent) {
         // A client that left is the cancel path's business, not this one's.
@@ -202,7 +212,19 @@ impl EventSink<'_> {
                     .tool_line(self.peer, level, self.tool, message)
                     .await;
             }
-            CallEvent::Chunk(_) => {}
+            // MCP has no partial results: a chunk (a model's token, say)
+            // goes out as a progress notification whose message is its
+            // text, so a host shows the output as it comes.
+            CallEvent::Chunk(data) => {
+                let Some(token) = &self.progress else { return };
+                self.last = chunk_progress(self.last);
+                let mut p = ProgressNotificationParam::new(token.clone(), self.last);
+                p.message = Some(match data {
+                    Value::String(s) => s,
+                    other => other.to_string(),
+                });
+                let _ = self.peer.notify_progress(p).await;
+            }
         }
     }
 }
