@@ -9,8 +9,6 @@ retried after its Retry-After; a tool-call loop runs to its answer.
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
 import subprocess
 import time
@@ -19,14 +17,13 @@ from pathlib import Path
 import pytest
 from openai_server import OpenAIServer, tokenize
 
-from conftest import FIXTURES, FLW, McpPipe, StderrReader, wait_until
+from conftest import FIXTURES, FLW, McpPipe, StderrReader, needs_node, wait_until
 
 PY = FIXTURES / "llm_tools.py"
 TS = FIXTURES / "llm_tools.ts"
-HAS_NODE = shutil.which("node") is not None or bool(os.environ.get("FLW_NODE"))
 SCRIPTS = pytest.mark.parametrize(
     "script",
-    [PY, pytest.param(TS, marks=pytest.mark.skipif(not HAS_NODE, reason="needs node"))],
+    [PY, pytest.param(TS, marks=needs_node)],
     ids=["python", "typescript"],
 )
 
@@ -39,23 +36,13 @@ def model():
         yield server
 
 
-def model_env(server: OpenAIServer) -> dict[str, str]:
-    env = dict(os.environ, OPENAI_BASE_URL=server.base_url, OPENAI_MODEL="loopback")
-    env.pop("OPENAI_API_KEY", None)
-    return env
-
-
-def of(events: list[dict], kind: str) -> list[dict]:
-    return [e for e in events if e["event"] == kind]
-
-
 def call(script: Path, tool: str, args: str, server: OpenAIServer, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
         [FLW, "call", str(script), tool, "--json", args, *extra],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env=model_env(server),
+        env=server.env(),
     )
 
 
@@ -66,18 +53,18 @@ def test_flw_call_shows_each_delta_before_the_answer_ends(script, model):
     err = StderrReader(proc)
     wait_until(lambda: err.seen("word0"), 60, "the first delta on stderr")
     # The first words are on the terminal while the model is still writing.
-    assert not of(model.events, "done"), "the whole answer was in before the first delta showed"
+    assert not model.of("done"), "the whole answer was in before the first delta showed"
     assert proc.wait(timeout=60) == 0, err.text
     assert proc.stdout is not None and proc.stdout.read().decode().strip() == f'"{STORY}"'
     assert STORY in err.text  # the deltas, in order, with nothing between them
-    [request] = of(model.events, "request")
+    [request] = model.of("request")
     assert request["body"]["stream"] is True and request["body"]["model"] == "loopback"
 
 
 @SCRIPTS
 def test_an_mcp_client_gets_each_delta_as_a_progress_message(script, model):
     model.set_rules([{"match": "story", "content": STORY, "token_delay": 0.02}])
-    mcp = McpPipe(str(script), env=model_env(model))
+    mcp = McpPipe(str(script), env=model.env())
     try:
         mcp.send(
             {
@@ -103,6 +90,33 @@ def test_an_mcp_client_gets_each_delta_as_a_progress_message(script, model):
         mcp.close()
 
 
+def test_a_tools_own_progress_still_counts_around_its_chunks(model):
+    model.set_rules([{"match": "story", "content": STORY}])
+    mcp = McpPipe(str(PY), env=model.env())
+    try:
+        mcp.send(
+            {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "tools/call",
+                "params": {"name": "ask_in_steps", "arguments": {"prompt": "a story"}, "_meta": {"progressToken": 7}},
+            }
+        )
+        progress: list[dict] = []
+        while (message := mcp.recv(60)).get("id") != 1:
+            if message.get("method") == "notifications/progress":
+                progress.append(message["params"])
+        assert message["result"]["content"][0]["text"] == STORY
+        messages = [p["message"] for p in progress]
+        assert messages == ["asking", *tokenize(STORY), "answered"]
+        assert [p["progress"] for p in progress][:: len(progress) - 1] == [1, 2]
+        assert all(p["total"] == 2 for p in progress)  # the chunks repeat the tool's total
+        values = [p["progress"] for p in progress]
+        assert values == sorted(set(values))
+    finally:
+        mcp.close()
+
+
 @SCRIPTS
 def test_ctrl_c_mid_stream_closes_the_model_connection(script, model):
     model.set_rules([{"match": "essay", "content": "and on ", "repeat": 2000, "token_delay": 0.05}])
@@ -111,11 +125,11 @@ def test_ctrl_c_mid_stream_closes_the_model_connection(script, model):
     wait_until(lambda: err.seen("and on and on"), 60, "the stream to start")
     proc.send_signal(signal.SIGINT)
     # cancel_grace (1 s) and kill_grace (2 s) bound it; 10 s catches a hang.
-    wait_until(lambda: of(model.events, "client_closed"), 10, "the model connection to close")
+    wait_until(lambda: model.of("client_closed"), 10, "the model connection to close")
     assert proc.wait(timeout=30) != 0
-    [closed] = of(model.events, "client_closed")
+    [closed] = model.of("client_closed")
     assert 0 < closed["tokens_sent"] < closed["tokens"]
-    assert not of(model.events, "done")
+    assert not model.of("done")
 
 
 SHARED = """
@@ -132,7 +146,7 @@ cancel_grace = "60s"
     [
         (PY, "ask"),
         (PY, "aask"),
-        pytest.param(TS, "ask", marks=pytest.mark.skipif(not HAS_NODE, reason="needs node")),
+        pytest.param(TS, "ask", marks=needs_node),
     ],
     ids=["python-sync", "python-async", "typescript"],
 )
@@ -142,15 +156,15 @@ def test_a_shared_worker_closes_the_model_connection_itself_on_cancel(tmp_path, 
     model.set_rules([{"match": "essay", "content": "and on ", "repeat": 2000, "token_delay": 0.05}])
     config = tmp_path / "flw.toml"
     config.write_text(SHARED.format(script=script))
-    mcp = McpPipe("--config", str(config), env=model_env(model))
+    mcp = McpPipe("--config", str(config), env=model.env())
     try:
         mcp.call(1, "pid", {})
         before = mcp.reply(1, 60)["result"]["content"][0]["text"]
         mcp.call(2, tool, {"prompt": "an endless essay"})
-        model.wait_for(lambda events: of(events, "request"), timeout=30)
+        model.wait_for(lambda events: [e for e in events if e["event"] == "request"], timeout=30)
         time.sleep(0.3)  # some tokens in
         mcp.send({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 2}})
-        wait_until(lambda: of(model.events, "client_closed"), 10, "the SDK to close the model connection")
+        wait_until(lambda: model.of("client_closed"), 10, "the SDK to close the model connection")
         mcp.call(3, "pid", {})
         assert mcp.reply(3, 30)["result"]["content"][0]["text"] == before
     finally:
@@ -171,9 +185,9 @@ def test_a_429_is_retried_after_its_retry_after(script, model):
     assert proc.returncode == 0, err.decode()
     assert out.decode().strip() == '"hi there"'
     assert time.monotonic() - start >= 1.0, "the retry did not wait for Retry-After"
-    [error] = of(model.events, "error_reply")
+    [error] = model.of("error_reply")
     assert error["status"] == 429
-    assert len(of(model.events, "request")) == 2
+    assert len(model.of("request")) == 2
 
 
 @SCRIPTS
@@ -188,7 +202,7 @@ def test_a_tool_call_loop_runs_the_tool_and_answers(script, model):
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err.decode()
     assert out.decode().strip() == '"It is sunny in Paris."'
-    first, second = (e["body"] for e in of(model.events, "request"))
+    first, second = model.requests()
     [spec] = first["tools"]
     assert spec["function"]["name"] == "weather"
     assert spec["function"]["parameters"]["properties"]["city"]["type"] == "string"

@@ -174,15 +174,18 @@ struct EventSink<'a> {
     progress: Option<rmcp::model::ProgressToken>,
     /// MCP requires progress to increase: values that do not are dropped.
     last: f64,
+    /// The total of the tool's last progress report, which chunks repeat.
+    total: Option<f64>,
 }
 
-/// The progress value of a chunk's notification: the next whole number
-/// after the last value sent, so chunks count up from 1.
+/// The progress value of a chunk's notification: the least value above the
+/// last one sent (0 for the first), so chunks keep progress increasing
+/// without passing any value the tool itself reports next.
 fn chunk_progress(last: f64) -> f64 {
     if last.is_finite() {
-        last.floor() + 1.0
+        last.max(0.0).next_up()
     } else {
-        1.0
+        0.0
     }
 }
 
@@ -201,8 +204,9 @@ impl EventSink<'_> {
                     return;
                 }
                 self.last = value;
+                self.total = total.and_then(|t| t.as_f64());
                 let mut p = ProgressNotificationParam::new(token.clone(), value);
-                p.total = total.and_then(|t| t.as_f64());
+                p.total = self.total;
                 p.message = message;
                 let _ = self.peer.notify_progress(p).await;
             }
@@ -219,6 +223,7 @@ impl EventSink<'_> {
                 let Some(token) = &self.progress else { return };
                 self.last = chunk_progress(self.last);
                 let mut p = ProgressNotificationParam::new(token.clone(), self.last);
+                p.total = self.total;
                 p.message = Some(match data {
                     Value::String(s) => s,
                     other => other.to_string(),
@@ -390,6 +395,7 @@ impl ServerHandler for McpServer {
             tool: &request.name,
             progress: context.meta.get_progress_token(),
             last: f64::NEG_INFINITY,
+            total: None,
         };
         let call = self.router.call(
             &request.name,
@@ -428,5 +434,21 @@ impl ServerHandler for McpServer {
             }
             other => Ok(to_mcp_result(other).into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chunk_progress;
+
+    #[test]
+    fn chunks_step_progress_by_the_least_amount() {
+        assert_eq!(chunk_progress(f64::NEG_INFINITY), 0.0);
+        let after_zero = chunk_progress(0.0);
+        assert!(after_zero > 0.0 && after_zero < 1e-300);
+        let after_three = chunk_progress(3.0);
+        assert!(after_three > 3.0 && after_three < 3.000_001);
+        // The tool's next report (4 of 10, say) is still above it.
+        assert!(4.0 > chunk_progress(after_three));
     }
 }
