@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import os
 import queue
+import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -20,6 +22,22 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TOOLS = FIXTURES / "tools.py"
 RAW_WORKER = FIXTURES / "raw_worker.py"
+
+
+def flw_on_path(folder: Path) -> str:
+    """PATH with the binary under test as `flw` and this suite's Python as
+    `python3`, from folder; for commands run as a README shows them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "flw").symlink_to(FLW)
+    python3 = folder / "python3"  # a script, not a link: a venv's python finds its packages by its path
+    python3.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    python3.chmod(0o755)
+    return f"{folder}{os.pathsep}{os.environ['PATH']}"
+
+
+needs_node = pytest.mark.skipif(
+    shutil.which("node") is None and not os.environ.get("FLW_NODE"), reason="needs node (or FLW_NODE)"
+)
 
 
 def flw_bin() -> str:

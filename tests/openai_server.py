@@ -683,6 +683,24 @@ class OpenAIServer:
         with self._lock:
             return copy.deepcopy(self._events)
 
+    def of(self, kind: str) -> list[Event]:
+        """The events of one kind so far ("request", "done", "client_closed", ...)."""
+        return [e for e in self.events if e["event"] == kind]
+
+    def requests(self) -> list[Any]:
+        """The bodies of the chat-completions requests so far, in order."""
+        return [e["body"] for e in self.of("request")]
+
+    def env(self, base: dict[str, str] | None = None) -> dict[str, str]:
+        """An environment (base, else this process's) whose model endpoint is
+        this server: OPENAI_BASE_URL and OPENAI_MODEL point here, and
+        OPENAI_API_KEY is this server's key, or unset when it has none."""
+        env = dict(os.environ if base is None else base, OPENAI_BASE_URL=self.base_url, OPENAI_MODEL="loopback")
+        env.pop("OPENAI_API_KEY", None)
+        if self.api_key is not None:
+            env["OPENAI_API_KEY"] = self.api_key
+        return env
+
     def clear_events(self) -> None:
         with self._lock:
             self._events.clear()
@@ -794,7 +812,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     server.start()
     if command:
-        return _run_command(server, command, args.api_key, signals)
+        return _run_command(server, command, signals)
     print(f"listening on {server.base_url}", flush=True)
     while not signals:
         time.sleep(0.1)
@@ -802,16 +820,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _run_command(server: OpenAIServer, command: list[str], api_key: str | None, signals: list[int]) -> int:
+def _run_command(server: OpenAIServer, command: list[str], signals: list[int]) -> int:
     """Runs command against the server (stdin, stdout and stderr are its own),
     passes SIGINT and SIGTERM on to it, then prints the server's log to
     stderr. A SIGINT from the terminal (which reached the command too, in the
     same foreground process group) is not sent twice."""
-    env = dict(os.environ, OPENAI_BASE_URL=server.base_url, OPENAI_MODEL="loopback")
-    if api_key is not None:
-        env["OPENAI_API_KEY"] = api_key
     try:
-        proc = subprocess.Popen(command, env=env)
+        proc = subprocess.Popen(command, env=server.env())
     except OSError as e:
         server.stop()
         print(f"openai_server: cannot run {command[0]}: {e}", file=sys.stderr)

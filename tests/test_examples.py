@@ -7,17 +7,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
-import sys
 
 import nbclient
 import nbformat
-import pytest
 from openai_server import OpenAIServer
 
-from conftest import FLW, ROOT, McpPipe, StderrReader, alive, run_flw, wait_until
+from conftest import FLW, ROOT, McpPipe, StderrReader, alive, flw_on_path, needs_node, run_flw, wait_until
 
 HELLO = str(ROOT / "examples" / "hello-python" / "agent.py")
 
@@ -67,22 +64,11 @@ def test_readme_flow_graph_is_mermaid():
 # --- the model examples, against the loopback OpenAI-compatible server -----
 
 EXAMPLES = ROOT / "examples"
-HAS_NODE = shutil.which("node") is not None or bool(os.environ.get("FLW_NODE"))
 
 
 def loopback(example: str) -> OpenAIServer:
     rules = json.loads((EXAMPLES / example / "loopback.json").read_text())
     return OpenAIServer(rules=rules).start()
-
-
-def model_env(server: OpenAIServer) -> dict[str, str]:
-    env = dict(os.environ, OPENAI_BASE_URL=server.base_url, OPENAI_MODEL="loopback")
-    env.pop("OPENAI_API_KEY", None)
-    return env
-
-
-def requests(server: OpenAIServer) -> list[dict]:
-    return [e["body"] for e in server.events if e["event"] == "request"]
 
 
 def test_research_agent_searches_the_notes_then_streams_its_answer():
@@ -94,7 +80,7 @@ def test_research_agent_searches_the_notes_then_streams_its_answer():
             "research",
             "--json",
             '{"question": "How does flw cancel a call?"}',
-            env=model_env(server),
+            env=server.env(),
         )
     finally:
         server.stop()
@@ -104,7 +90,7 @@ def test_research_agent_searches_the_notes_then_streams_its_answer():
     assert [note["file"] for note in store["notes"]][0] == "cancellation.md"
     assert store["answer"].startswith("flw runs each worker in its own process group.")
     assert store["answer"] in r.stderr  # streamed into the live view
-    decide, decide_again, answer = requests(server)
+    decide, decide_again, answer = server.requests()
     assert decide["response_format"] == {"type": "json_object"} and decide["stream"] is False
     assert "Notes so far:\n(none)" in decide["messages"][-1]["content"]
     assert "[cancellation.md]" in decide_again["messages"][-1]["content"]
@@ -119,7 +105,7 @@ def test_research_agent_search_tool_ranks_the_notes():
     assert [hit["file"] for hit in json.loads(r.stdout)][0] == "hot-swap.md"
 
 
-@pytest.mark.skipif(not HAS_NODE, reason="needs node")
+@needs_node
 def test_cross_language_hands_off_from_python_to_typescript():
     server = loopback("cross-language")
     try:
@@ -129,7 +115,7 @@ def test_cross_language_hands_off_from_python_to_typescript():
             "handoff",
             "--json",
             '{"topic": "process groups"}',
-            env=model_env(server),
+            env=server.env(),
         )
     finally:
         server.stop()
@@ -138,7 +124,7 @@ def test_cross_language_hands_off_from_python_to_typescript():
     assert store["by"] == ["python", "typescript"]
     assert store["draft"].startswith("A process group is a set of processes")
     assert store["final"] == "One signal to the group stops the worker and everything it started."
-    draft, polish = requests(server)
+    draft, polish = server.requests()
     assert "process groups" in draft["messages"][-1]["content"]
     assert store["draft"] in polish["messages"][-1]["content"]  # the TypeScript node saw the Python draft
 
@@ -155,12 +141,8 @@ def test_runaway_readme_command_stops_model_and_helper_on_ctrl_c(tmp_path):
     foreground process group, as a terminal sends it."""
     readme = (EXAMPLES / "runaway" / "README.md").read_text()
     assert f"```sh\n{RUNAWAY}\n```" in readme
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "flw").symlink_to(FLW)
-    (bin_dir / "python3").symlink_to(sys.executable)
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
-    env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
+    env["PATH"] = flw_on_path(tmp_path / "bin")
     proc = subprocess.Popen(["bash", "-c", RUNAWAY], cwd=ROOT, env=env, stderr=subprocess.PIPE, start_new_session=True)
     err = StderrReader(proc)
     wait_until(lambda: err.seen("one token at a time. Essays"), 60, "the essay to stream")
@@ -177,22 +159,22 @@ def test_runaway_readme_command_stops_model_and_helper_on_ctrl_c(tmp_path):
 
 def test_runaway_mcp_cancel_stops_model_and_helper():
     server = loopback("runaway")
-    mcp = McpPipe(str(EXAMPLES / "runaway" / "agent.py"), env=model_env(server))
+    mcp = McpPipe(str(EXAMPLES / "runaway" / "agent.py"), env=server.env())
     try:
         topic = f"mcp-cancel-{os.getpid()}"
         mcp.call(1, "runaway", {"topic": topic})
         server.wait_for(lambda events: len([e for e in events if e["event"] == "request"]) == 2, timeout=60)
-        [helper] = [pid for pid in python_pids() if topic in cmdline(pid)]
+        [helper] = [pid for pid in all_pids() if topic in cmdline(pid)]
         mcp.send({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1}})
-        events = server.wait_for(lambda events: len([e for e in events if e["event"] == "client_closed"]) == 2, 10)
-        assert not [e for e in events if e["event"] == "done"]
+        server.wait_for(lambda events: len([e for e in events if e["event"] == "client_closed"]) == 2, 10)
+        assert not server.of("done")
         wait_until(lambda: not alive(helper), 10, "the helper process to die")
     finally:
         mcp.close()
         server.stop()
 
 
-def python_pids() -> list[int]:
+def all_pids() -> list[int]:
     return [int(p) for p in os.listdir("/proc") if p.isdigit()]
 
 

@@ -20,13 +20,12 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from conftest import FLW, ROOT, wait_until
+from conftest import ROOT, flw_on_path, wait_until
 
 # command -> (file that runs it, text that file must contain)
 RUN_ELSEWHERE: dict[str, tuple[str, str]] = {
@@ -135,13 +134,7 @@ def test_the_readmes_show_commands_and_each_is_run_somewhere():
 
 @pytest.fixture(scope="module")
 def path_with_flw(tmp_path_factory) -> str:
-    """PATH with the binary under test as `flw`, and this suite's Python as python3."""
-    bin_dir = tmp_path_factory.mktemp("bin")
-    (bin_dir / "flw").symlink_to(FLW)
-    python3 = bin_dir / "python3"  # a script, not a link: a venv's python finds its packages by its path
-    python3.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
-    python3.chmod(0o755)
-    return f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+    return flw_on_path(tmp_path_factory.mktemp("bin"))
 
 
 def shell(command: str, cwd: Path, path: str, **kw) -> subprocess.Popen:
