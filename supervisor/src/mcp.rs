@@ -183,7 +183,9 @@ struct EventSink<'a> {
 /// without passing any value the tool itself reports next.
 fn chunk_progress(last: f64) -> f64 {
     if last.is_finite() {
-        last.max(0.0).next_up()
+        // `f64::next_up` for a value >= 0 (that method needs Rust 1.86).
+        let base = if last > 0.0 { last } else { 0.0 }; // not -0.0
+        f64::from_bits(base.to_bits() + 1)
     } else {
         0.0
     }
