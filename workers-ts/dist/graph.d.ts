@@ -162,8 +162,6 @@ export declare abstract class ClassNode<S extends object = Shared> extends Graph
 }
 /** A thrown value as an `Error` (a non-Error becomes one, with it as the cause). */
 export declare function asError(err: unknown): Error;
-/** Resolve after `ms`, or reject with the signal's reason when it aborts first. */
-export declare function pause(ms: number, signal: AbortSignal | undefined): Promise<void>;
 /**
  * A class node, as PocketFlow's `Node`: `prep(shared)` reads the store,
  * `exec(prepRes)` does the work (retried `maxRetries` times, `wait` ms

@@ -14,7 +14,8 @@
  */
 import { CallContext, currentCall, runInCall } from "./context.js";
 import { errorText } from "./error_text.js";
-import { BatchNode, Flow, FunctionNode, NodeError, Parallel, asError, attemptScope, hasFallback, isWorkerNode, labelOf, pause, } from "./graph.js";
+import { BatchNode, Flow, FunctionNode, NodeError, Parallel, asError, attemptScope, hasFallback, isWorkerNode, labelOf, } from "./graph.js";
+import { pause } from "./pause.js";
 import { toJsonText } from "./protocol.js";
 /** Steps a run may take unless its flow says otherwise (GRAPHS.md). */
 export const DEFAULT_MAX_STEPS = 10_000;

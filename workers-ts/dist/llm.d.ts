@@ -35,7 +35,7 @@ export interface ClientOptions {
     readonly model?: string;
     /** Idle time allowed, in ms: connecting, waiting for the headers, between two pieces of the body (default 60,000). */
     readonly timeout?: number;
-    /** Retries of 408, 409, 429, 5xx and network errors (default 2). */
+    /** Retries of 408, 409, 429, 5xx and of a connection refused, reset or closed before any response (default 2). */
     readonly maxRetries?: number;
 }
 /** A named function for `tool_choice`, or `auto`, `none`, `required`. */
@@ -126,8 +126,8 @@ export declare function stream(messages: Messages, options?: ChatOptions): ChatS
 /**
  * The tool loop: call the model, run the tools it asks for (`tool()`s,
  * `{ name, parameters, run }` objects), send the results, repeat until a
- * reply asks for no tool. A tool that fails gives the model the text
- * `error: <name>: <message>` as its result.
+ * reply asks for no tool. A tool that throws gives the model the text
+ * `error: <name>: <ErrorName>: <message>` as its result.
  *
  * @example
  * ```ts

@@ -20,7 +20,7 @@
  */
 import { currentContext } from "./context.js";
 import { APIError, ConfigError, LLMError } from "./llm_errors.js";
-import { errorDetail, post } from "./llm_http.js";
+import { MIB, errorDetail, post } from "./llm_http.js";
 import { StreamAccumulator, replyOfResponse } from "./llm_reply.js";
 import { SseParser } from "./llm_sse.js";
 import { TextStream } from "./llm_stream.js";
@@ -31,6 +31,10 @@ const DEFAULT_TIMEOUT_MS = 60_000;
 const DEFAULT_MAX_RETRIES = 2;
 const DEFAULT_MAX_TURNS = 8;
 const OPENAI_URL = "https://api.openai.com/v1";
+/** The most of a JSON response (`stream: false`) read. */
+const MAX_JSON_BYTES = 64 * MIB;
+/** The longest line, or event, of a stream. */
+const MAX_SSE_CHARS = 16 * MIB;
 /**
  * Defaults for the calls made through it; what it does not set comes from
  * the environment at each call.
@@ -130,8 +134,8 @@ export function stream(messages, options) {
 /**
  * The tool loop: call the model, run the tools it asks for (`tool()`s,
  * `{ name, parameters, run }` objects), send the results, repeat until a
- * reply asks for no tool. A tool that fails gives the model the text
- * `error: <name>: <message>` as its result.
+ * reply asks for no tool. A tool that throws gives the model the text
+ * `error: <name>: <ErrorName>: <message>` as its result.
  *
  * @example
  * ```ts
@@ -235,8 +239,17 @@ function transcriptOf(messages, system, where) {
 }
 /** The URL of `chat/completions` and the key: options, then the client's, then the environment. */
 function endpointOf(options, defaults) {
-    const key = options.apiKey ?? defaults.apiKey ?? process.env["OPENAI_API_KEY"];
+    let key;
+    let keySource;
+    if (options.apiKey !== undefined)
+        [key, keySource] = [options.apiKey, "the apiKey option"];
+    else if (defaults.apiKey !== undefined)
+        [key, keySource] = [defaults.apiKey, "the apiKey of llm.client()"];
+    else
+        [key, keySource] = [process.env["OPENAI_API_KEY"], "OPENAI_API_KEY"];
     const hasKey = key !== undefined && key !== "";
+    if (hasKey)
+        checkHeaderValue(key, keySource);
     let base;
     let source;
     if (options.baseUrl !== undefined)
@@ -251,17 +264,39 @@ function endpointOf(options, defaults) {
         throw new ConfigError("flw llm: no model endpoint: set OPENAI_BASE_URL (for example http://localhost:11434/v1 for Ollama) " +
             "or OPENAI_API_KEY (for api.openai.com), or pass baseUrl");
     }
-    let parsed;
+    let url;
     try {
-        parsed = new URL(base);
+        url = new URL(base);
     }
     catch {
         throw new ConfigError(`flw llm: ${source} is not a valid URL: ${JSON.stringify(base)}`);
     }
-    if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
+    if (url.protocol !== "http:" && url.protocol !== "https:") {
         throw new ConfigError(`flw llm: ${source} is not an http or https URL: ${JSON.stringify(base)}`);
     }
-    return { url: `${base.replace(/\/+$/, "")}/chat/completions`, key: hasKey ? key : undefined };
+    if (url.username !== "" || url.password !== "") {
+        // fetch refuses such URLs; the URL is not shown, it holds a secret.
+        throw new ConfigError(`flw llm: ${source} holds a user name or password, which fetch cannot send: pass the key as apiKey or OPENAI_API_KEY`);
+    }
+    // The path gets /chat/completions (a query string stays after it; a fragment is dropped).
+    url.pathname = `${url.pathname.replace(/\/+$/, "")}/chat/completions`;
+    url.hash = "";
+    return { url: url.href, key: hasKey ? key : undefined };
+}
+/**
+ * An API key goes in the `Authorization` header: refuse here, as a
+ * `ConfigError` that does not show the key, what `fetch` would refuse
+ * (with the key in its message) or trim: control characters, line breaks,
+ * characters above U+00FF.
+ */
+function checkHeaderValue(key, source) {
+    for (let i = 0; i < key.length; i++) {
+        const code = key.charCodeAt(i);
+        if (code >= 0x20 && code !== 0x7f && code <= 0xff)
+            continue;
+        const what = code === 0x0a || code === 0x0d ? "a line break" : `the character U+${code.toString(16).toUpperCase().padStart(4, "0")}`;
+        throw new ConfigError(`flw llm: ${source} cannot be sent in an HTTP header: it holds ${what} (at index ${i} of ${key.length})`);
+    }
 }
 /** Send the call, read the reply; each piece of text goes to `onDelta`, the call's chunks and `sink`. */
 async function complete(call, signal, sink) {
@@ -292,8 +327,11 @@ async function complete(call, signal, sink) {
             return await readStream(call, response, deliver);
         }
         let text = "";
-        for await (const piece of response.text())
+        for await (const piece of response.text()) {
             text += piece;
+            if (response.received > MAX_JSON_BYTES)
+                throw new LLMError(`POST ${call.url}: the response is over the limit of ${MAX_JSON_BYTES / MIB} MiB`);
+        }
         let body;
         try {
             body = JSON.parse(text);
@@ -341,9 +379,16 @@ async function readStream(call, response, deliver) {
                 deliver(text);
         }
     };
-    // Read to the end even after [DONE], so the connection ends cleanly (and can be reused).
-    for await (const piece of response.text())
+    // Stop at [DONE]: leaving the loop cancels the body, so a server that keeps the connection open after it is not waited for.
+    for await (const piece of response.text()) {
         take(parser.push(piece));
-    take(parser.end());
+        if (done)
+            break;
+        if (parser.pending > MAX_SSE_CHARS) {
+            throw new LLMError(`POST ${call.url}: a line or event of the stream is over the limit of ${MAX_SSE_CHARS / MIB} MiB`);
+        }
+    }
+    if (!done)
+        take(parser.end());
     return acc.reply(call.transcript);
 }

@@ -26,13 +26,14 @@ export declare class LLMError extends Error {
 }
 /** Whether `value` is an `LLMError` (of any copy of this SDK). */
 export declare function isLLMError(value: unknown): value is LLMError;
-/** No model, no endpoint, or a base URL that is not one: nothing was sent. */
+/** No model, no endpoint, a base URL that is not one, or an API key that cannot be sent: nothing was sent. */
 export declare class ConfigError extends LLMError {
     constructor(message: string);
 }
 /**
  * The endpoint answered with an error status (after the retries, for the
- * statuses that are retried), or sent an error inside the event stream.
+ * statuses that are retried; a 3xx, which is not followed, included), or
+ * sent an error inside the event stream.
  */
 export declare class APIError extends LLMError {
     /** The HTTP status (200 for an error sent inside a stream). */
@@ -49,7 +50,11 @@ export declare class TimeoutError extends LLMError {
     readonly timeout: number;
     constructor(url: string, timeout: number);
 }
-/** The endpoint could not be reached, or the connection broke while the reply came. `cause` is the network error. */
+/**
+ * A network error: the endpoint could not be reached (refused, DNS, TLS),
+ * or the connection broke while the reply came. `cause` is `fetch`'s error
+ * (its own `cause` holds undici's, with the `code`).
+ */
 export declare class ConnectionError extends LLMError {
     readonly url: string;
     constructor(message: string, url: string, cause: unknown);

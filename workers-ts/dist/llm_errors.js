@@ -35,7 +35,7 @@ Object.defineProperty(LLMError.prototype, LLM_ERROR, { value: true });
 export function isLLMError(value) {
     return typeof value === "object" && value !== null && value[LLM_ERROR] === true;
 }
-/** No model, no endpoint, or a base URL that is not one: nothing was sent. */
+/** No model, no endpoint, a base URL that is not one, or an API key that cannot be sent: nothing was sent. */
 export class ConfigError extends LLMError {
     constructor(message) {
         super(message);
@@ -44,7 +44,8 @@ export class ConfigError extends LLMError {
 }
 /**
  * The endpoint answered with an error status (after the retries, for the
- * statuses that are retried), or sent an error inside the event stream.
+ * statuses that are retried; a 3xx, which is not followed, included), or
+ * sent an error inside the event stream.
  */
 export class APIError extends LLMError {
     /** The HTTP status (200 for an error sent inside a stream). */
@@ -72,7 +73,11 @@ export class TimeoutError extends LLMError {
         this.timeout = timeout;
     }
 }
-/** The endpoint could not be reached, or the connection broke while the reply came. `cause` is the network error. */
+/**
+ * A network error: the endpoint could not be reached (refused, DNS, TLS),
+ * or the connection broke while the reply came. `cause` is `fetch`'s error
+ * (its own `cause` holds undici's, with the `code`).
+ */
 export class ConnectionError extends LLMError {
     url;
     constructor(message, url, cause) {

@@ -2,11 +2,19 @@
  * One model request over `fetch`: the POST with its retries, the idle
  * timeout, and the body read as decoded text.
  *
- * Retried: the statuses 408, 409, 429 and 5xx, and network errors before a
- * response, up to `maxRetries` times, after `retry-after-ms` or
- * `Retry-After` when the endpoint sends one (more than 60 s: not retried),
- * else after 500 ms * 2^attempt less up to a quarter (jitter), at most 8 s.
- * Nothing is retried once a successful response's body is being read.
+ * Retried, up to `maxRetries` times: the statuses 408, 409, 429 and 5xx,
+ * and a connection refused, reset or closed before any response (the
+ * `code` of the network error undici gives as `fetch`'s cause:
+ * `ECONNREFUSED`, `ECONNRESET`, `ECONNABORTED`, `EPIPE`, `UND_ERR_SOCKET`),
+ * as the Python SDK does. Not retried: a name that does not resolve
+ * (`ENOTFOUND`, `EAI_AGAIN`), TLS and certificate errors, timeouts, and
+ * anything once a successful response's body is being read. The wait is
+ * `retry-after-ms` or `Retry-After` when the endpoint sends one (more than
+ * 60 s: not retried, and the error says so), else 500 ms * 2^attempt less
+ * up to a quarter (jitter), at most 8 s.
+ *
+ * Redirects are not followed (a POST would become a GET): a 3xx is an
+ * `APIError` naming where it points.
  *
  * The timeout is idle time: it runs while connecting and waiting for the
  * headers, and again between two pieces of the body, and aborts the
@@ -16,13 +24,22 @@
  */
 import { STATUS_CODES } from "node:http";
 import { APIError, ConnectionError, TimeoutError } from "./llm_errors.js";
+import { pause } from "./pause.js";
+/** 1 MiB, in bytes. */
+export const MIB = 1024 * 1024;
 const RETRY_STATUSES = new Set([408, 409, 429]);
+/** The `code`s of the network errors retried: the connection refused, reset or closed before a response. */
+const RETRY_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ECONNABORTED", "EPIPE", "UND_ERR_SOCKET"]);
 const BACKOFF_MS = 500;
 const MAX_BACKOFF_MS = 8000;
 const MAX_RETRY_AFTER_MS = 60_000;
+/** The most of an error response's body read (as the Python SDK). */
+const MAX_ERROR_BODY_BYTES = MIB;
 const ERROR_BODY_CHARS = 2000;
 /** POST with retries; resolves once a 2xx response's headers came. */
 export async function post(options) {
+    const { maxRetries } = options;
+    const gaveUp = (attempt) => (attempt === 0 ? "" : ` (after ${attempt} ${attempt === 1 ? "retry" : "retries"})`);
     for (let attempt = 0;; attempt++) {
         const exchange = new Exchange(options);
         let response;
@@ -31,31 +48,46 @@ export async function post(options) {
         }
         catch (err) {
             exchange.close();
-            if (err instanceof ConnectionError && attempt < options.maxRetries) {
-                const wait = backoff(attempt);
-                options.log(`${err.message}; retry ${attempt + 1} of ${options.maxRetries} in ${seconds(wait)}`);
-                await sleep(wait, options.signal);
-                continue;
+            if (!(err instanceof ConnectionError) || !retryableNetworkError(err.cause))
+                throw err;
+            if (attempt >= maxRetries) {
+                throw attempt === 0 ? err : new ConnectionError(`${err.message}${gaveUp(attempt)}`, err.url, err.cause);
             }
-            throw err;
+            const wait = backoff(attempt);
+            options.log(`${err.message}; retry ${attempt + 1} of ${maxRetries} in ${seconds(wait)}`);
+            await pause(wait, options.signal);
+            continue;
         }
         if (response.ok)
             return exchange.open(response);
+        const status = response.status;
+        const location = response.headers.get("location");
+        if (status >= 300 && status < 400 && location !== null) {
+            exchange.close();
+            throw redirectError(options, response, location);
+        }
         let text;
         try {
-            text = await collect(exchange.open(response).text());
+            text = await collect(exchange.open(response));
         }
         finally {
             exchange.close();
         }
-        const error = apiError(options, response, text);
-        const after = retryAfter(response.headers);
-        const retryable = RETRY_STATUSES.has(response.status) || response.status >= 500;
-        if (!retryable || attempt >= options.maxRetries || (after !== undefined && after > MAX_RETRY_AFTER_MS))
-            throw error;
+        const retryable = RETRY_STATUSES.has(status) || status >= 500;
+        const after = retryable ? retryAfter(response.headers) : undefined;
+        if (!retryable)
+            throw apiError(options, response, text, "");
+        if (attempt >= maxRetries)
+            throw apiError(options, response, text, gaveUp(attempt));
+        if (after !== undefined && after > MAX_RETRY_AFTER_MS) {
+            const asked = Math.round(after / 1000);
+            const note = ` (the server asks to retry after ${asked} s, more than the ${MAX_RETRY_AFTER_MS / 1000} s llm waits: not retried)`;
+            throw apiError(options, response, text, `${gaveUp(attempt)}${note}`);
+        }
+        const error = apiError(options, response, text, "");
         const wait = after ?? backoff(attempt);
-        options.log(`${error.message}; retry ${attempt + 1} of ${options.maxRetries} in ${seconds(wait)}`);
-        await sleep(wait, options.signal);
+        options.log(`${error.message}; retry ${attempt + 1} of ${maxRetries} in ${seconds(wait)}`);
+        await pause(wait, options.signal);
     }
 }
 /** One attempt: its controller (linked to the caller's signal) and its idle timer. */
@@ -65,6 +97,7 @@ class Exchange {
     timer;
     timedOut = false;
     finished = false;
+    received = 0;
     onAbort = () => this.controller.abort(this.options.signal?.reason);
     constructor(options) {
         this.options = options;
@@ -78,17 +111,26 @@ class Exchange {
         const { url, headers, body } = this.options;
         this.arm();
         try {
-            return await fetch(url, { method: "POST", headers, body, signal: this.controller.signal });
+            // Not "follow": a 301 or 302 would turn the POST into a GET (see redirectError).
+            return await fetch(url, { method: "POST", headers, body, redirect: "manual", signal: this.controller.signal });
         }
         catch (err) {
-            throw this.failure(err, "cannot reach the endpoint");
+            const signal = this.options.signal;
+            if (signal?.aborted || this.timedOut || isNetworkError(err))
+                throw this.failure(err, "cannot reach the endpoint");
+            // fetch refused the request before sending it (llm.ts checks what it can first): not a network error.
+            throw err;
         }
     }
     open(response) {
         this.arm();
+        const exchange = this;
         return {
             status: response.status,
             contentType: response.headers.get("content-type") ?? "",
+            get received() {
+                return exchange.received;
+            },
             text: () => this.read(response),
             close: () => this.close(),
         };
@@ -100,23 +142,31 @@ class Exchange {
         }
         const reader = response.body.getReader();
         const decoder = new TextDecoder("utf-8");
-        for (;;) {
-            let chunk;
-            try {
-                chunk = await reader.read();
+        try {
+            for (;;) {
+                let chunk;
+                try {
+                    chunk = await reader.read();
+                }
+                catch (err) {
+                    throw this.failure(err, "the connection broke while the reply came");
+                }
+                if (chunk.done)
+                    break;
+                this.received += chunk.value.byteLength;
+                this.arm();
+                const text = decoder.decode(chunk.value, { stream: true });
+                if (text !== "")
+                    yield text;
             }
-            catch (err) {
-                throw this.failure(err, "the connection broke while the reply came");
-            }
-            if (chunk.done)
-                break;
-            this.arm();
-            const text = decoder.decode(chunk.value, { stream: true });
-            if (text !== "")
-                yield text;
+            this.finished = true;
+            this.disarm();
         }
-        this.finished = true;
-        this.disarm();
+        finally {
+            // Left early (the reader stopped at [DONE], or a limit): cancel the body, which closes the connection.
+            if (!this.finished)
+                reader.cancel().catch(() => { });
+        }
         const rest = decoder.decode();
         if (rest !== "")
             yield rest;
@@ -151,6 +201,27 @@ class Exchange {
         return new ConnectionError(`POST ${this.options.url}: ${what}: ${networkText(err)}`, this.options.url, err);
     }
 }
+/** Whether `fetch` rejected because of the network (undici's `TypeError: fetch failed`, its cause saying what). */
+function isNetworkError(err) {
+    return err instanceof TypeError && err.message === "fetch failed" && err.cause !== undefined;
+}
+/**
+ * Whether a network error of `fetch` may be retried: a connection refused,
+ * reset or closed before any response, by the `code` of its cause (all the
+ * causes, for an `AggregateError` of several addresses tried). Not: DNS
+ * failures, TLS and certificate errors, anything without a code.
+ */
+function retryableNetworkError(err) {
+    const cause = err instanceof Error ? err.cause : undefined;
+    if (cause instanceof AggregateError && cause.errors.length > 0 && cause.code === undefined) {
+        return cause.errors.every((e) => RETRY_CODES.has(codeOf(e)));
+    }
+    return RETRY_CODES.has(codeOf(cause));
+}
+function codeOf(err) {
+    const code = typeof err === "object" && err !== null ? err.code : undefined;
+    return typeof code === "string" ? code : "";
+}
 /**
  * A network error as text: undici's `fetch failed` and `terminated` say
  * little, their cause says what (`connect ECONNREFUSED ...`, `other side closed`).
@@ -159,18 +230,28 @@ function networkText(err) {
     let e = err;
     while (e instanceof Error && (e.message === "fetch failed" || e.message === "terminated") && e.cause instanceof Error)
         e = e.cause;
+    // OpenSSL's messages end in a line break.
     if (e instanceof Error)
-        return e.message || e.name;
-    return String(e);
+        return e.message.trim() || e.name;
+    return String(e).trim();
 }
-async function collect(pieces) {
+/** An error response's body, up to MAX_ERROR_BODY_BYTES (the rest is not read). */
+async function collect(response) {
     let text = "";
-    for await (const piece of pieces)
+    for await (const piece of response.text()) {
         text += piece;
-    return text;
+        if (response.received >= MAX_ERROR_BODY_BYTES)
+            break;
+    }
+    return text.length > MAX_ERROR_BODY_BYTES ? text.slice(0, MAX_ERROR_BODY_BYTES) : text;
 }
-/** `POST <url>: 404 Not Found: <the error's message>`, with the body parsed when it is JSON. */
-function apiError(options, response, text) {
+function statusLine(options, response) {
+    const status = response.status;
+    const reason = response.statusText || STATUS_CODES[status] || "";
+    return `POST ${options.url}: ${status}${reason ? ` ${reason}` : ""}`;
+}
+/** `POST <url>: 404 Not Found: <the error's message>`, with the body parsed when it is JSON; `note` goes last. */
+function apiError(options, response, text, note) {
     let body = text;
     try {
         body = JSON.parse(text);
@@ -179,17 +260,26 @@ function apiError(options, response, text) {
         // not JSON: keep the text
     }
     const status = response.status;
-    const reason = response.statusText || STATUS_CODES[status] || "";
-    let message = `POST ${options.url}: ${status}${reason ? ` ${reason}` : ""}`;
+    let message = statusLine(options, response);
     const detail = errorDetail(body);
     if (detail !== "")
         message += `: ${detail}`;
-    if (status === 401) {
-        message += options.keySent
-            ? " (check OPENAI_API_KEY or the apiKey option)"
-            : " (no API key was sent: set OPENAI_API_KEY or pass apiKey)";
+    if (status === 401 || status === 403) {
+        message += options.keySent ? " (check OPENAI_API_KEY or apiKey)" : " (no API key was sent: set OPENAI_API_KEY or pass apiKey)";
     }
-    return new APIError(message, options.url, status, body);
+    return new APIError(message + note, options.url, status, body);
+}
+/** A 3xx: not followed, since fetch would resend the POST as a GET; the base URL should name the new place. */
+function redirectError(options, response, location) {
+    let target = location;
+    try {
+        target = new URL(location, options.url).href;
+    }
+    catch {
+        // not a URL: shown as sent
+    }
+    const message = `${statusLine(options, response)}: the endpoint redirects to ${target}; set the base URL to it`;
+    return new APIError(message, options.url, response.status, "");
 }
 /** The message of an error body: OpenAI's `error.message`, else `error` or `message` or `detail` as text, else the start of the body. */
 export function errorDetail(body) {
@@ -226,26 +316,8 @@ function retryAfter(headers) {
     return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
 }
 function backoff(attempt) {
-    return Math.min(MAX_BACKOFF_MS, BACKOFF_MS * 2 ** attempt) * (1 - Math.random() * 0.25);
+    return Math.min(MAX_BACKOFF_MS, BACKOFF_MS * 2 ** Math.min(attempt, 16)) * (1 - Math.random() * 0.25);
 }
 function seconds(ms) {
     return `${(ms / 1000).toFixed(1)} s`;
-}
-/** Wait `ms`, or reject with the signal's reason as soon as it aborts. */
-function sleep(ms, signal) {
-    return new Promise((resolve, reject) => {
-        if (signal?.aborted) {
-            reject(signal.reason);
-            return;
-        }
-        const onAbort = () => {
-            clearTimeout(timer);
-            reject(signal?.reason);
-        };
-        const timer = setTimeout(() => {
-            signal?.removeEventListener("abort", onAbort);
-            resolve();
-        }, ms);
-        signal?.addEventListener("abort", onAbort, { once: true });
-    });
 }

@@ -20,7 +20,11 @@ export declare class SseParser {
     /** The last piece ended in CR: an LF at the start of the next piece belongs to it. */
     private afterCr;
     private data;
+    /** The characters of `data`. */
+    private dataChars;
     private event;
+    /** The characters held: the line not yet ended and the data of the event not yet dispatched (for a limit). */
+    get pending(): number;
     /** Feed a piece of the body; returns the events it completed. */
     push(text: string): SseEvent[];
     /** The end of the stream: the event still open, if it has data. */

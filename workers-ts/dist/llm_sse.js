@@ -15,18 +15,26 @@ export class SseParser {
     /** The last piece ended in CR: an LF at the start of the next piece belongs to it. */
     afterCr = false;
     data = [];
+    /** The characters of `data`. */
+    dataChars = 0;
     event = "";
+    /** The characters held: the line not yet ended and the data of the event not yet dispatched (for a limit). */
+    get pending() {
+        return this.buffer.length + this.dataChars;
+    }
     /** Feed a piece of the body; returns the events it completed. */
     push(text) {
         if (this.afterCr && text.startsWith("\n"))
             text = text.slice(1);
         this.afterCr = false;
+        // The buffer held no line end: search only the new text (a long line costs no rescans).
+        let from = this.buffer.length;
         this.buffer += text;
         const events = [];
         let start = 0;
         for (;;) {
-            const cr = this.buffer.indexOf("\r", start);
-            const lf = this.buffer.indexOf("\n", start);
+            const cr = this.buffer.indexOf("\r", from);
+            const lf = this.buffer.indexOf("\n", from);
             if (cr < 0 && lf < 0)
                 break;
             let end;
@@ -46,7 +54,7 @@ export class SseParser {
                 this.afterCr = true;
             }
             this.line(this.buffer.slice(start, end), events);
-            start = next;
+            start = from = next;
         }
         this.buffer = this.buffer.slice(start);
         return events;
@@ -65,6 +73,7 @@ export class SseParser {
             if (this.data.length > 0)
                 events.push({ event: this.event || "message", data: this.data.join("\n") });
             this.data = [];
+            this.dataChars = 0;
             this.event = "";
             return;
         }
@@ -75,8 +84,10 @@ export class SseParser {
         let value = colon < 0 ? "" : line.slice(colon + 1);
         if (value.startsWith(" "))
             value = value.slice(1);
-        if (field === "data")
+        if (field === "data") {
             this.data.push(value);
+            this.dataChars += value.length + 1;
+        }
         else if (field === "event")
             this.event = value;
     }

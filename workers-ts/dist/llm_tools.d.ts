@@ -55,8 +55,10 @@ export declare function resolveTools(tools: Tools, where: string): ResolvedTool[
 /**
  * Run one tool call for `runTools`: its result as the text of a `tool`
  * message. A string result is sent as is, anything else as JSON. A call
- * that fails (unknown tool, arguments that are not JSON or do not fit the
- * schema, a thrown error) gives `error: <name>: <what>` for the model to
- * read; only a cancel (the signal aborted) rejects.
+ * that fails gives the model a text to read instead: `error: <name>: no
+ * such tool (tools: a, b)`, `error: <name>: the arguments are ...` (not a
+ * JSON object), `error: <name>: invalid arguments: ...` (not fitting the
+ * schema), `error: <name>: <ErrorName>: <message>` (a thrown error). Only
+ * a cancel (the signal aborted) rejects.
  */
 export declare function runToolCall(call: ToolCall, tools: ReadonlyMap<string, ResolvedTool>, signal: AbortSignal | undefined): Promise<string>;

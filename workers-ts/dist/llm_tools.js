@@ -4,6 +4,7 @@
  * how `runTools` runs the calls the model asks for.
  */
 import { currentContext, detachedContext } from "./context.js";
+import { errorText } from "./error_text.js";
 import { isValidToolName } from "./protocol.js";
 import { validate } from "./schema.js";
 import { checkWithStandardSchema } from "./standard_schema.js";
@@ -118,9 +119,11 @@ class ArgumentsError extends Error {
 /**
  * Run one tool call for `runTools`: its result as the text of a `tool`
  * message. A string result is sent as is, anything else as JSON. A call
- * that fails (unknown tool, arguments that are not JSON or do not fit the
- * schema, a thrown error) gives `error: <name>: <what>` for the model to
- * read; only a cancel (the signal aborted) rejects.
+ * that fails gives the model a text to read instead: `error: <name>: no
+ * such tool (tools: a, b)`, `error: <name>: the arguments are ...` (not a
+ * JSON object), `error: <name>: invalid arguments: ...` (not fitting the
+ * schema), `error: <name>: <ErrorName>: <message>` (a thrown error). Only
+ * a cancel (the signal aborted) rejects.
  */
 export async function runToolCall(call, tools, signal) {
     const tool = tools.get(call.name);
@@ -141,7 +144,7 @@ export async function runToolCall(call, tools, signal) {
             throw signal.reason;
         if (err instanceof ArgumentsError)
             return `error: ${call.name}: invalid arguments: ${err.message}`;
-        return `error: ${call.name}: ${err instanceof Error ? err.message || err.name : String(err)}`;
+        return `error: ${call.name}: ${errorText(err)}`;
     }
     if (signal?.aborted)
         throw signal.reason;

@@ -292,25 +292,6 @@ export function asError(err: unknown): Error {
   return err instanceof Error ? err : new Error(errorText(err), { cause: err });
 }
 
-/** Resolve after `ms`, or reject with the signal's reason when it aborts first. */
-export function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) {
-      reject(signal.reason);
-      return;
-    }
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(signal?.reason);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
-}
-
 /**
  * A class node, as PocketFlow's `Node`: `prep(shared)` reads the store,
  * `exec(prepRes)` does the work (retried `maxRetries` times, `wait` ms

@@ -32,8 +32,8 @@ import {
   hasFallback,
   isWorkerNode,
   labelOf,
-  pause,
 } from "./graph.js";
+import { pause } from "./pause.js";
 import { type NodePhase, toJsonText } from "./protocol.js";
 
 /** Steps a run may take unless its flow says otherwise (GRAPHS.md). */

@@ -21,7 +21,7 @@
 
 import { currentContext } from "./context.js";
 import { APIError, ConfigError, LLMError } from "./llm_errors.js";
-import { type OpenResponse, errorDetail, post } from "./llm_http.js";
+import { MIB, type OpenResponse, errorDetail, post } from "./llm_http.js";
 import { type Message, type Reply, StreamAccumulator, replyOfResponse } from "./llm_reply.js";
 import { SseParser } from "./llm_sse.js";
 import { type ChatStream, TextStream } from "./llm_stream.js";
@@ -43,7 +43,7 @@ export interface ClientOptions {
   readonly model?: string;
   /** Idle time allowed, in ms: connecting, waiting for the headers, between two pieces of the body (default 60,000). */
   readonly timeout?: number;
-  /** Retries of 408, 409, 429, 5xx and network errors (default 2). */
+  /** Retries of 408, 409, 429, 5xx and of a connection refused, reset or closed before any response (default 2). */
   readonly maxRetries?: number;
 }
 
@@ -88,6 +88,10 @@ const DEFAULT_TIMEOUT_MS = 60_000;
 const DEFAULT_MAX_RETRIES = 2;
 const DEFAULT_MAX_TURNS = 8;
 const OPENAI_URL = "https://api.openai.com/v1";
+/** The most of a JSON response (`stream: false`) read. */
+const MAX_JSON_BYTES = 64 * MIB;
+/** The longest line, or event, of a stream. */
+const MAX_SSE_CHARS = 16 * MIB;
 
 /**
  * Defaults for the calls made through it; what it does not set comes from
@@ -191,8 +195,8 @@ export function stream(messages: Messages, options?: ChatOptions): ChatStream {
 /**
  * The tool loop: call the model, run the tools it asks for (`tool()`s,
  * `{ name, parameters, run }` objects), send the results, repeat until a
- * reply asks for no tool. A tool that fails gives the model the text
- * `error: <name>: <message>` as its result.
+ * reply asks for no tool. A tool that throws gives the model the text
+ * `error: <name>: <ErrorName>: <message>` as its result.
  *
  * @example
  * ```ts
@@ -304,8 +308,13 @@ function transcriptOf(messages: Messages, system: string | undefined, where: str
 
 /** The URL of `chat/completions` and the key: options, then the client's, then the environment. */
 function endpointOf(options: ClientOptions, defaults: ClientOptions): { url: string; key: string | undefined } {
-  const key = options.apiKey ?? defaults.apiKey ?? process.env["OPENAI_API_KEY"];
+  let key: string | undefined;
+  let keySource: string;
+  if (options.apiKey !== undefined) [key, keySource] = [options.apiKey, "the apiKey option"];
+  else if (defaults.apiKey !== undefined) [key, keySource] = [defaults.apiKey, "the apiKey of llm.client()"];
+  else [key, keySource] = [process.env["OPENAI_API_KEY"], "OPENAI_API_KEY"];
   const hasKey = key !== undefined && key !== "";
+  if (hasKey) checkHeaderValue(key as string, keySource);
   let base: string;
   let source: string;
   if (options.baseUrl !== undefined) [base, source] = [options.baseUrl, "the baseUrl option"];
@@ -318,16 +327,38 @@ function endpointOf(options: ClientOptions, defaults: ClientOptions): { url: str
         "or OPENAI_API_KEY (for api.openai.com), or pass baseUrl",
     );
   }
-  let parsed: URL;
+  let url: URL;
   try {
-    parsed = new URL(base);
+    url = new URL(base);
   } catch {
     throw new ConfigError(`flw llm: ${source} is not a valid URL: ${JSON.stringify(base)}`);
   }
-  if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
     throw new ConfigError(`flw llm: ${source} is not an http or https URL: ${JSON.stringify(base)}`);
   }
-  return { url: `${base.replace(/\/+$/, "")}/chat/completions`, key: hasKey ? key : undefined };
+  if (url.username !== "" || url.password !== "") {
+    // fetch refuses such URLs; the URL is not shown, it holds a secret.
+    throw new ConfigError(`flw llm: ${source} holds a user name or password, which fetch cannot send: pass the key as apiKey or OPENAI_API_KEY`);
+  }
+  // The path gets /chat/completions (a query string stays after it; a fragment is dropped).
+  url.pathname = `${url.pathname.replace(/\/+$/, "")}/chat/completions`;
+  url.hash = "";
+  return { url: url.href, key: hasKey ? key : undefined };
+}
+
+/**
+ * An API key goes in the `Authorization` header: refuse here, as a
+ * `ConfigError` that does not show the key, what `fetch` would refuse
+ * (with the key in its message) or trim: control characters, line breaks,
+ * characters above U+00FF.
+ */
+function checkHeaderValue(key: string, source: string): void {
+  for (let i = 0; i < key.length; i++) {
+    const code = key.charCodeAt(i);
+    if (code >= 0x20 && code !== 0x7f && code <= 0xff) continue;
+    const what = code === 0x0a || code === 0x0d ? "a line break" : `the character U+${code.toString(16).toUpperCase().padStart(4, "0")}`;
+    throw new ConfigError(`flw llm: ${source} cannot be sent in an HTTP header: it holds ${what} (at index ${i} of ${key.length})`);
+  }
 }
 
 /** Send the call, read the reply; each piece of text goes to `onDelta`, the call's chunks and `sink`. */
@@ -357,7 +388,10 @@ async function complete(call: Prepared, signal: AbortSignal | undefined, sink: (
       return await readStream(call, response, deliver);
     }
     let text = "";
-    for await (const piece of response.text()) text += piece;
+    for await (const piece of response.text()) {
+      text += piece;
+      if (response.received > MAX_JSON_BYTES) throw new LLMError(`POST ${call.url}: the response is over the limit of ${MAX_JSON_BYTES / MIB} MiB`);
+    }
     let body: unknown;
     try {
       body = JSON.parse(text);
@@ -400,8 +434,14 @@ async function readStream(call: Prepared, response: OpenResponse, deliver: (text
       if (text !== "") deliver(text);
     }
   };
-  // Read to the end even after [DONE], so the connection ends cleanly (and can be reused).
-  for await (const piece of response.text()) take(parser.push(piece));
-  take(parser.end());
+  // Stop at [DONE]: leaving the loop cancels the body, so a server that keeps the connection open after it is not waited for.
+  for await (const piece of response.text()) {
+    take(parser.push(piece));
+    if (done) break;
+    if (parser.pending > MAX_SSE_CHARS) {
+      throw new LLMError(`POST ${call.url}: a line or event of the stream is over the limit of ${MAX_SSE_CHARS / MIB} MiB`);
+    }
+  }
+  if (!done) take(parser.end());
   return acc.reply(call.transcript);
 }

@@ -40,7 +40,7 @@ export function isLLMError(value: unknown): value is LLMError {
   return typeof value === "object" && value !== null && (value as Record<symbol, unknown>)[LLM_ERROR] === true;
 }
 
-/** No model, no endpoint, or a base URL that is not one: nothing was sent. */
+/** No model, no endpoint, a base URL that is not one, or an API key that cannot be sent: nothing was sent. */
 export class ConfigError extends LLMError {
   constructor(message: string) {
     super(message);
@@ -50,7 +50,8 @@ export class ConfigError extends LLMError {
 
 /**
  * The endpoint answered with an error status (after the retries, for the
- * statuses that are retried), or sent an error inside the event stream.
+ * statuses that are retried; a 3xx, which is not followed, included), or
+ * sent an error inside the event stream.
  */
 export class APIError extends LLMError {
   /** The HTTP status (200 for an error sent inside a stream). */
@@ -82,7 +83,11 @@ export class TimeoutError extends LLMError {
   }
 }
 
-/** The endpoint could not be reached, or the connection broke while the reply came. `cause` is the network error. */
+/**
+ * A network error: the endpoint could not be reached (refused, DNS, TLS),
+ * or the connection broke while the reply came. `cause` is `fetch`'s error
+ * (its own `cause` holds undici's, with the `code`).
+ */
 export class ConnectionError extends LLMError {
   readonly url: string;
 

@@ -141,11 +141,16 @@ export function toolCallOf(id: string, name: string, argumentsJson: string): Too
   return { id, name, arguments: args, argumentsJson, error };
 }
 
-/** The first choice of a response or chunk (the one with `index` 0, else the first). */
+/**
+ * The first choice of a response or chunk: the one with `index` 0. With
+ * `n` > 1 a chunk may carry only other choices: then none (their text is
+ * not this reply's). Only when no choice has an index is the first one taken.
+ */
 function firstChoice(body: Json): Json | undefined {
   const choices = body["choices"];
   if (!Array.isArray(choices)) return undefined;
-  const choice: unknown = choices.find((c) => isObject(c) && c["index"] === 0) ?? choices[0];
+  const indexed = choices.some((c) => isObject(c) && c["index"] !== undefined && c["index"] !== null);
+  const choice: unknown = indexed ? choices.find((c) => isObject(c) && c["index"] === 0) : choices[0];
   return isObject(choice) ? choice : undefined;
 }
 

@@ -22,18 +22,27 @@ export class SseParser {
   /** The last piece ended in CR: an LF at the start of the next piece belongs to it. */
   private afterCr = false;
   private data: string[] = [];
+  /** The characters of `data`. */
+  private dataChars = 0;
   private event = "";
+
+  /** The characters held: the line not yet ended and the data of the event not yet dispatched (for a limit). */
+  get pending(): number {
+    return this.buffer.length + this.dataChars;
+  }
 
   /** Feed a piece of the body; returns the events it completed. */
   push(text: string): SseEvent[] {
     if (this.afterCr && text.startsWith("\n")) text = text.slice(1);
     this.afterCr = false;
+    // The buffer held no line end: search only the new text (a long line costs no rescans).
+    let from = this.buffer.length;
     this.buffer += text;
     const events: SseEvent[] = [];
     let start = 0;
     for (;;) {
-      const cr = this.buffer.indexOf("\r", start);
-      const lf = this.buffer.indexOf("\n", start);
+      const cr = this.buffer.indexOf("\r", from);
+      const lf = this.buffer.indexOf("\n", from);
       if (cr < 0 && lf < 0) break;
       let end: number;
       let next: number;
@@ -50,7 +59,7 @@ export class SseParser {
         this.afterCr = true;
       }
       this.line(this.buffer.slice(start, end), events);
-      start = next;
+      start = from = next;
     }
     this.buffer = this.buffer.slice(start);
     return events;
@@ -69,6 +78,7 @@ export class SseParser {
     if (line === "") {
       if (this.data.length > 0) events.push({ event: this.event || "message", data: this.data.join("\n") });
       this.data = [];
+      this.dataChars = 0;
       this.event = "";
       return;
     }
@@ -77,7 +87,10 @@ export class SseParser {
     const field = colon < 0 ? line : line.slice(0, colon);
     let value = colon < 0 ? "" : line.slice(colon + 1);
     if (value.startsWith(" ")) value = value.slice(1);
-    if (field === "data") this.data.push(value);
+    if (field === "data") {
+      this.data.push(value);
+      this.dataChars += value.length + 1;
+    }
     else if (field === "event") this.event = value;
   }
 }

@@ -3,6 +3,7 @@
 // The last tests call llm from tools of a real worker process.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import { createServer as createHttpServer } from "node:http";
 import { createServer } from "node:net";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
@@ -107,6 +108,60 @@ async function closedPort() {
   await new Promise((resolve) => server.close(resolve));
   return port;
 }
+
+/**
+ * A node:http server for what the loopback server cannot do (redirects,
+ * huge bodies, a stream left open, n > 1): `handle(req, res)` answers each
+ * request once its body is in. `requests` records them; `closed` counts
+ * responses whose connection went away before they ended.
+ */
+async function httpServer(handle) {
+  const requests = [];
+  const state = { closed: 0 };
+  const server = createHttpServer((req, res) => {
+    let body = "";
+    req.setEncoding("utf8");
+    req.on("data", (piece) => (body += piece));
+    req.on("end", () => {
+      requests.push({ method: req.method, url: req.url, body: body ? JSON.parse(body) : undefined });
+      res.on("error", () => {});
+      res.on("close", () => {
+        if (!res.writableFinished) state.closed++;
+      });
+      handle(req, res);
+    });
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const root = `http://127.0.0.1:${server.address().port}`;
+  return {
+    root,
+    requests,
+    get closed() {
+      return state.closed;
+    },
+    close() {
+      server.closeAllConnections();
+      return new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+/** Polls `check` until it is true; fails after `timeout` ms. */
+async function until(check, what, timeout = 10_000) {
+  const deadline = Date.now() + timeout;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeout} ms`);
+    await sleep(20);
+  }
+}
+
+/** Writes a stream's head and these chunks as server-sent events (the response is left open). */
+function sse(res, chunks) {
+  res.writeHead(200, { "content-type": "text/event-stream" });
+  for (const chunk of chunks) res.write(typeof chunk === "string" ? `data: ${chunk}\n\n` : `data: ${JSON.stringify(chunk)}\n\n`);
+}
+
+const chunk = (choices, extra = {}) => ({ object: "chat.completion.chunk", model: "tiny", choices, ...extra });
 
 const weather = tool({
   name: "weather",
@@ -307,7 +362,7 @@ describe("runTools", () => {
     assert.equal(bad.function.arguments, '{"city": "Par', "sent back as the model wrote it");
     const results = reply.messages.filter((m) => m.role === "tool").map((m) => m.content);
     assert.match(results[0], /^error: weather: the arguments are not valid JSON \(.+\): "\{\\"city\\": \\"Par"; send a JSON object$/);
-    assert.equal(results[1], "error: weather: no such city");
+    assert.equal(results[1], "error: weather: Error: no such city");
     assert.equal(results[2], 'error: weather: invalid arguments: args is missing the required property "city"');
     assert.equal(results[3], "error: nope: no such tool (tools: weather, plain)");
     assert.equal(results[4], "4");
@@ -345,7 +400,7 @@ describe("errors and retries", () => {
     const elapsed = Date.now() - started;
     assert.equal(reply.content, "echo: again");
     assert.ok(elapsed >= 950, `retried after ${elapsed} ms, not after Retry-After: 1`);
-    assert.ok(elapsed < 3000, `took ${elapsed} ms`);
+    assert.ok(elapsed < 10_000, `took ${elapsed} ms`);
     const events = await model.events();
     const n = events[0].request;
     assert.deepEqual(
@@ -354,9 +409,15 @@ describe("errors and retries", () => {
     );
   });
 
-  test("a Retry-After over 60 s is not waited for", async () => {
+  test("a Retry-After over 60 s is not waited for, and the error says so", async () => {
     await model.reset([{ status: 429, retry_after: 120 }]);
-    await assert.rejects(llm.chat("x", { ...opts, maxRetries: 2 }), { name: "APIError", status: 429 });
+    await assert.rejects(llm.chat("x", { ...opts, maxRetries: 2 }), {
+      name: "APIError",
+      status: 429,
+      message:
+        `POST ${model.url}: 429 Too Many Requests: Too Many Requests ` +
+        "(the server asks to retry after 120 s, more than the 60 s llm waits: not retried)",
+    });
     assert.equal((await model.events("request")).length, 1);
   });
 
@@ -366,7 +427,7 @@ describe("errors and retries", () => {
     const err = await llm.chat("x", { ...opts, maxRetries: 2 }).catch((e) => e);
     assert.ok(err instanceof llm.APIError && err instanceof llm.LLMError && llm.isLLMError(err));
     assert.equal(err.status, 500);
-    assert.equal(err.message, `POST ${model.url}: 500 Internal Server Error: the GPU caught fire`);
+    assert.equal(err.message, `POST ${model.url}: 500 Internal Server Error: the GPU caught fire (after 2 retries)`);
     assert.equal(err.body.error.message, "the GPU caught fire");
     assert.equal((await model.events("request")).length, 3);
     const elapsed = Date.now() - started;
@@ -397,7 +458,7 @@ describe("errors and retries", () => {
         message: `POST ${locked.url}: 401 Unauthorized: Missing API key. (no API key was sent: set OPENAI_API_KEY or pass apiKey)`,
       });
       await assert.rejects(llm.chat("x", { ...base, apiKey: "wrong" }), {
-        message: `POST ${locked.url}: 401 Unauthorized: Incorrect API key provided. (check OPENAI_API_KEY or the apiKey option)`,
+        message: `POST ${locked.url}: 401 Unauthorized: Incorrect API key provided. (check OPENAI_API_KEY or apiKey)`,
       });
       await withEnv({ OPENAI_API_KEY: "s3cret" }, async () => {
         assert.equal((await llm.chat("in", base)).content, "echo: in");
@@ -407,6 +468,37 @@ describe("errors and retries", () => {
     } finally {
       locked.stop();
     }
+  });
+
+  test("403: the same hint as a 401", async () => {
+    await model.reset([{ status: 403, error: "not allowed" }]);
+    await assert.rejects(llm.chat("x", { ...opts, apiKey: "k" }), {
+      name: "APIError",
+      status: 403,
+      message: `POST ${model.url}: 403 Forbidden: not allowed (check OPENAI_API_KEY or apiKey)`,
+    });
+    await assert.rejects(llm.chat("x", opts), {
+      message: `POST ${model.url}: 403 Forbidden: not allowed (no API key was sent: set OPENAI_API_KEY or pass apiKey)`,
+    });
+  });
+
+  test("an API key that cannot go in a header is a ConfigError naming where it came from, not showing it; nothing is sent", async () => {
+    await assert.rejects(llm.chat("x", { ...opts, apiKey: "sk-secret\nX-Injected: 1" }), (err) => {
+      assert.ok(err instanceof llm.ConfigError, String(err));
+      assert.equal(err.message, "flw llm: the apiKey option cannot be sent in an HTTP header: it holds a line break (at index 9 of 23)");
+      return true;
+    });
+    await withEnv({ OPENAI_API_KEY: "sk-secret\r" }, () =>
+      assert.rejects(llm.chat("x", opts), {
+        name: "ConfigError",
+        message: "flw llm: OPENAI_API_KEY cannot be sent in an HTTP header: it holds a line break (at index 9 of 10)",
+      }),
+    );
+    await assert.rejects(llm.client({ apiKey: "sk-\u2019" }).chat("x", opts), {
+      name: "ConfigError",
+      message: "flw llm: the apiKey of llm.client() cannot be sent in an HTTP header: it holds the character U+2019 (at index 3 of 4)",
+    });
+    assert.equal((await model.events("request")).length, 0);
   });
 
   test("nothing listening: a ConnectionError naming the URL", async () => {
@@ -445,14 +537,206 @@ describe("errors and retries", () => {
     assert.ok(err instanceof llm.TimeoutError, String(err));
     assert.equal(err.message, `POST ${model.url}: no data for 300 ms (timeout)`);
     assert.equal(err.timeout, 300);
-    assert.ok(Date.now() - started < 1000);
-    const closed = await model.waitFor("client_closed", 3000);
+    assert.ok(Date.now() - started < 10_000, "it did not wait for the slow reply");
+    const closed = await model.waitFor("client_closed", 10_000);
     assert.equal(closed.tokens_sent, 0);
+    assert.ok(closed.tokens_sent < closed.tokens, JSON.stringify(closed));
   });
 
   test("the timeout is idle time: a slow stream whose tokens keep coming is not cut", async () => {
-    await model.reset([{ content: "a b c d e f", token_delay: 0.1 }]);
-    assert.equal((await llm.chat("x", { ...opts, timeout: 400 })).content, "a b c d e f");
+    // 6 tokens 0.2 s apart: more than the timeout in all, far less between two.
+    await model.reset([{ content: "a b c d e f", token_delay: 0.2 }]);
+    assert.equal((await llm.chat("x", { ...opts, timeout: 1000 })).content, "a b c d e f");
+  });
+});
+
+describe("endpoints that misbehave", () => {
+  test("a base URL with a query string: /chat/completions goes on the path, the query stays", async () => {
+    const server = await httpServer((_req, res) => {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ object: "chat.completion", choices: [{ index: 0, message: { role: "assistant", content: "ok" }, finish_reason: "stop" }] }));
+    });
+    try {
+      for (const base of [`${server.root}/v1?api-version=2024-06-01`, `${server.root}/v1/?api-version=2024-06-01#frag`]) {
+        assert.equal((await llm.chat("x", { ...opts, baseUrl: base, stream: false })).content, "ok");
+      }
+      await llm.chat("x", { ...opts, baseUrl: server.root, stream: false });
+      assert.deepEqual(
+        server.requests.map((r) => [r.method, r.url]),
+        [
+          ["POST", "/v1/chat/completions?api-version=2024-06-01"],
+          ["POST", "/v1/chat/completions?api-version=2024-06-01"],
+          ["POST", "/chat/completions"],
+        ],
+      );
+    } finally {
+      await server.close();
+    }
+  });
+
+  test("a stream with n > 1: only the choice with index 0 makes the reply", async () => {
+    const server = await httpServer((req, res) => {
+      if (req.url.startsWith("/indexed/")) {
+        sse(res, [
+          chunk([{ index: 0, delta: { role: "assistant", content: "" } }, { index: 1, delta: { role: "assistant", content: "" } }]),
+          chunk([{ index: 1, delta: { content: "other" } }]),
+          chunk([{ index: 0, delta: { content: "Hel" } }]),
+          chunk([{ index: 1, delta: { content: " text" }, finish_reason: "length" }]),
+          chunk([{ index: 0, delta: { content: "lo" } }]),
+          chunk([{ index: 0, delta: {}, finish_reason: "stop" }]),
+          chunk([], { usage: { total_tokens: 9 } }),
+          "[DONE]",
+        ]);
+      } else {
+        // No index at all (servers that leave it out): the first choice.
+        sse(res, [chunk([{ delta: { content: "A" } }]), chunk([{ delta: { content: "B" }, finish_reason: "stop" }]), "[DONE]"]);
+      }
+      res.end();
+    });
+    try {
+      const reply = await llm.chat("x", { ...opts, baseUrl: `${server.root}/indexed`, extra: { n: 2 } });
+      assert.equal(reply.content, "Hello");
+      assert.equal(reply.finishReason, "stop");
+      assert.deepEqual(reply.usage, { total_tokens: 9 });
+      assert.equal(server.requests[0].body.n, 2);
+      const plain = await llm.chat("x", { ...opts, baseUrl: `${server.root}/plain` });
+      assert.equal(plain.content, "AB");
+      assert.equal(plain.finishReason, "stop");
+    } finally {
+      await server.close();
+    }
+  });
+
+  test("a redirect is not followed (the POST would become a GET): an APIError naming the new place", async () => {
+    const server = await httpServer((req, res) => {
+      if (req.url.startsWith("/moved/")) res.writeHead(301, { location: "https://models.example/v1/chat/completions" });
+      else res.writeHead(308, { location: "/v2/chat/completions" });
+      res.end("see elsewhere");
+    });
+    try {
+      const url = `${server.root}/moved/chat/completions`;
+      await assert.rejects(llm.chat("x", { ...opts, baseUrl: `${server.root}/moved`, maxRetries: 2 }), {
+        name: "APIError",
+        status: 301,
+        message: `POST ${url}: 301 Moved Permanently: the endpoint redirects to https://models.example/v1/chat/completions; set the base URL to it`,
+      });
+      await assert.rejects(llm.chat("x", { ...opts, baseUrl: `${server.root}/v1` }), {
+        status: 308,
+        message: `POST ${server.root}/v1/chat/completions: 308 Permanent Redirect: the endpoint redirects to ${server.root}/v2/chat/completions; set the base URL to it`,
+      });
+      assert.deepEqual(
+        server.requests.map((r) => [r.method, r.url]),
+        [
+          ["POST", "/moved/chat/completions"],
+          ["POST", "/v1/chat/completions"],
+        ],
+        "one request each, no retry, no GET",
+      );
+    } finally {
+      await server.close();
+    }
+  });
+
+  test("huge bodies: an error body is cut at 1 MiB, a stream's line or a JSON response over its limit is an LLMError", async () => {
+    const mib = "x".repeat(1024 * 1024);
+    // Writes `count` MiB, as fast as the client reads; stops when it goes away.
+    const flood = async (res, count, head) => {
+      if (head) res.write(head);
+      for (let i = 0; i < count && !res.destroyed; i++) {
+        if (res.write(mib)) continue;
+        await new Promise((resolve) => {
+          const go = () => {
+            res.off("drain", go);
+            res.off("close", go);
+            resolve();
+          };
+          res.on("drain", go);
+          res.on("close", go);
+        });
+      }
+      res.end();
+    };
+    const server = await httpServer((req, res) => {
+      if (req.url.startsWith("/error/")) {
+        res.writeHead(400, { "content-type": "text/plain" });
+        void flood(res, 3);
+      } else if (req.url.startsWith("/sse/")) {
+        res.writeHead(200, { "content-type": "text/event-stream" });
+        void flood(res, 20, "data: ");
+      } else {
+        res.writeHead(200, { "content-type": "application/json" });
+        void flood(res, 70, '{"junk": "');
+      }
+    });
+    try {
+      const err = await llm.chat("x", { ...opts, baseUrl: `${server.root}/error` }).catch((e) => e);
+      assert.ok(err instanceof llm.APIError, String(err));
+      assert.equal(err.status, 400);
+      assert.equal(typeof err.body, "string");
+      assert.ok(err.body.length <= 1024 * 1024, `${err.body.length} characters kept`);
+      assert.ok(err.message.length < 3000, "the message shows the start of the body only");
+      await assert.rejects(llm.chat("x", { ...opts, baseUrl: `${server.root}/sse` }), {
+        name: "LLMError",
+        message: `POST ${server.root}/sse/chat/completions: a line or event of the stream is over the limit of 16 MiB`,
+      });
+      await assert.rejects(llm.chat("x", { ...opts, baseUrl: `${server.root}/json`, stream: false }), {
+        name: "LLMError",
+        message: `POST ${server.root}/json/chat/completions: the response is over the limit of 64 MiB`,
+      });
+    } finally {
+      await server.close();
+    }
+  });
+
+  test("data: [DONE] ends the reply, though the server keeps the connection open", async () => {
+    const server = await httpServer((_req, res) => {
+      sse(res, [chunk([{ index: 0, delta: { content: "all" } }]), chunk([{ index: 0, delta: { content: " done" }, finish_reason: "stop" }]), "[DONE]"]);
+      // ... and never res.end().
+    });
+    try {
+      const started = Date.now();
+      const reply = await llm.chat("x", { ...opts, baseUrl: server.root, timeout: 30_000 });
+      assert.equal(reply.content, "all done");
+      assert.ok(Date.now() - started < 10_000, "it did not wait for the end of the body");
+      await until(() => server.closed === 1, "the client closed the connection");
+    } finally {
+      await server.close();
+    }
+  });
+
+  test("network errors: refused and reset connections are retried; a TLS error is not", async () => {
+    let connections = 0;
+    let answer = "reset";
+    const resetting = createServer((socket) => {
+      connections++;
+      socket.on("error", () => {});
+      socket.once("data", () => {
+        if (answer === "reset") socket.resetAndDestroy();
+        else socket.end("HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n");
+      });
+    });
+    await new Promise((resolve) => resetting.listen(0, "127.0.0.1", resolve));
+    const port = resetting.address().port;
+    try {
+      const quick = { ...opts, maxRetries: 1 };
+      const reset = await llm.chat("x", { ...quick, baseUrl: `http://127.0.0.1:${port}/v1` }).catch((e) => e);
+      assert.ok(reset instanceof llm.ConnectionError, String(reset));
+      assert.match(reset.message, /^POST http:\/\/127\.0\.0\.1:\d+\/v1\/chat\/completions: cannot reach the endpoint: .*ECONNRESET.* \(after 1 retry\)$/);
+      assert.equal(connections, 2);
+      // https to a server that answers in plain HTTP: the handshake fails, which a retry would not mend.
+      connections = 0;
+      answer = "plain";
+      const tls = await llm.chat("x", { ...quick, baseUrl: `https://127.0.0.1:${port}/v1` }).catch((e) => e);
+      assert.ok(tls instanceof llm.ConnectionError, String(tls));
+      assert.doesNotMatch(tls.message, /after/);
+      assert.equal(connections, 1);
+      const refusedUrl = `http://127.0.0.1:${await closedPort()}/v1`;
+      const refused = await llm.chat("x", { ...quick, baseUrl: refusedUrl }).catch((e) => e);
+      assert.ok(refused instanceof llm.ConnectionError, String(refused));
+      assert.match(refused.message, /ECONNREFUSED.* \(after 1 retry\)$/);
+    } finally {
+      resetting.close();
+    }
   });
 });
 
@@ -526,10 +810,9 @@ describe("cancellation", () => {
       },
     });
     await assert.rejects(pending, { message: "stop now" });
-    const aborted = Date.now();
-    const closed = await model.waitFor("client_closed", 2000);
-    assert.ok(Date.now() - aborted < 1000, `the server saw the close ${Date.now() - aborted} ms after the abort`);
-    assert.ok(closed.tokens_sent >= 3 && closed.tokens_sent < 20, JSON.stringify(closed));
+    // A client that kept the connection would get all 100 tokens (5 s) and the server would record done instead.
+    const closed = await model.waitFor("client_closed", 10_000);
+    assert.ok(closed.tokens_sent >= 3 && closed.tokens_sent < closed.tokens, JSON.stringify(closed));
     assert.deepEqual(await model.events("done"), []);
   });
 
@@ -538,7 +821,8 @@ describe("cancellation", () => {
     const controller = new AbortController();
     setTimeout(() => controller.abort(), 200);
     await assert.rejects(llm.chat("x", { ...opts, signal: controller.signal }), { name: "AbortError" });
-    await model.waitFor("client_closed", 2000);
+    const closed = await model.waitFor("client_closed", 10_000);
+    assert.ok(closed.tokens_sent < closed.tokens, JSON.stringify(closed));
   });
 
   test("an abort while waiting to retry ends the wait", async () => {
@@ -547,7 +831,7 @@ describe("cancellation", () => {
     setTimeout(() => controller.abort(new Error("enough")), 300);
     const started = Date.now();
     await assert.rejects(llm.chat("x", { ...opts, maxRetries: 2, signal: controller.signal }), { message: "enough" });
-    assert.ok(Date.now() - started < 2000);
+    assert.ok(Date.now() - started < 10_000, "the abort ended the 30 s wait");
     assert.equal((await model.events("request")).length, 1);
   });
 
@@ -557,8 +841,8 @@ describe("cancellation", () => {
     let n = 0;
     for await (const _ of stream) if (++n === 2) break;
     await assert.rejects(stream.reply, { name: "AbortError", message: "llm.stream(): the loop was left before the reply ended" });
-    const closed = await model.waitFor("client_closed", 2000);
-    assert.ok(closed.tokens_sent < 10, JSON.stringify(closed));
+    const closed = await model.waitFor("client_closed", 10_000);
+    assert.ok(closed.tokens_sent < closed.tokens, JSON.stringify(closed));
   });
 
   test("a tool run by runTools gets a detached context outside a call", async () => {
@@ -628,12 +912,10 @@ describe("inside a worker call", () => {
     await worker.recv((m) => m.id === id && m.type === "chunk");
     await worker.recv((m) => m.id === id && m.type === "chunk");
     worker.send({ type: "cancel", id });
-    const cancelled = Date.now();
     const reply = await worker.recv((m) => m.id === id && m.type !== "chunk");
     assert.deepEqual(reply, { type: "error", id, kind: "cancelled", message: `call ${id} was cancelled` });
-    const closed = await model.waitFor("client_closed", 2000);
-    assert.ok(Date.now() - cancelled < 1000, `the model saw the close ${Date.now() - cancelled} ms after the cancel`);
-    assert.ok(closed.tokens_sent >= 2 && closed.tokens_sent < 20, JSON.stringify(closed));
+    const closed = await model.waitFor("client_closed", 10_000);
+    assert.ok(closed.tokens_sent >= 2 && closed.tokens_sent < closed.tokens, JSON.stringify(closed));
     assert.equal(closed.tokens, 200);
     assert.deepEqual(await model.events("done"), []);
   });
