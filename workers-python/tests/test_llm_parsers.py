@@ -6,15 +6,21 @@ from __future__ import annotations
 import email.utils
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
-from flw import Context, llm
+from flw import Context, _llm_exchange, llm
 from flw._llm_exchange import Exchange, Request, Retry, backoff, retry_after, retryable_status
-from flw._llm_http import HTTPProtocolError, ResponseParser, endpoint, request_bytes
+from flw._llm_http import (
+    HTTPProtocolError,
+    ResponseParser,
+    endpoint,
+    header_problem,
+    request_bytes,
+)
 from flw._llm_reply import Accumulator
-from flw._llm_sse import Event, SSEParser
+from flw._llm_sse import Event, EventStreamError, SSEParser
 
 # -- HTTP ------------------------------------------------------------------------
 
@@ -89,11 +95,39 @@ def test_a_response_cut_short_is_an_error(data: bytes, message: str) -> None:
         (b"HTTP/1.1 200 OK\r\nbad header\r\n\r\n", "without a colon"),
         (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "bad chunk size"),
         (b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", "bad Content-Length"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: +1\r\n\r\n", "bad Content-Length"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 5, 7\r\n\r\n", "conflicting Content-Length"),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\n",
+            "conflicting Content-Length",
+        ),
     ],
 )
 def test_malformed_responses_are_errors(data: bytes, message: str) -> None:
     with pytest.raises(HTTPProtocolError, match=message):
         ResponseParser().feed(data)
+
+
+@pytest.mark.parametrize("size", [b"0x5", b"+5", b"0_5", b"-5", b" ", b"", b"5 5", b"1" * 17])
+def test_a_chunk_size_is_hex_digits_only(size: bytes) -> None:
+    data = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + size + b"\r\nhello\r\n"
+    with pytest.raises(HTTPProtocolError, match="bad chunk size"):
+        ResponseParser().feed(data)
+
+
+@pytest.mark.parametrize("size", [b"5", b"05", b"5;name=value", b"5 ;x", b"5\t; x"])
+def test_chunk_sizes_that_are_fine(size: bytes) -> None:
+    data = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%s\r\nhello\r\n0\r\n\r\n"
+    parser = ResponseParser()
+    assert parser.feed(data % size) == [b"hello"]
+    assert parser.done
+
+
+def test_a_repeated_content_length_that_agrees_is_fine() -> None:
+    parser = ResponseParser()
+    data = b"HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\nContent-Length: 2\r\n\r\nokay"
+    assert parser.feed(data) == [b"ok"]
+    assert parser.done
 
 
 def test_request_bytes() -> None:
@@ -103,6 +137,25 @@ def test_request_bytes() -> None:
         b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost:8080\r\n"
         b"Content-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("a\r\nX: y", "a line break (character 2 of 7)"),
+        ("a\nb", "a line break (character 2 of 3)"),
+        ("a\x00", "a control character (character 2 of 2)"),
+        ("\x7f", "a control character (character 1 of 1)"),
+        ("caf\u00e9 \u20ac", "a character outside Latin-1 (character 6 of 6)"),
+    ],
+)
+def test_header_values_that_cannot_be_sent(value: str, problem: str) -> None:
+    assert header_problem(value) == f"it contains {problem}"
+    where = endpoint("http://h/v1", "chat/completions")
+    with pytest.raises(ValueError, match="the X-Key header cannot be sent: it contains") as caught:
+        request_bytes("POST", where, {"X-Key": value}, b"")
+    assert value not in str(caught.value)
+    assert header_problem("Bearer sk-\t\u00e9 ok") is None
 
 
 @pytest.mark.parametrize(
@@ -120,12 +173,23 @@ def test_request_bytes() -> None:
         ),
         ("http://[::1]:8000", "http://[::1]:8000/chat/completions", "[::1]:8000"),
         ("HTTP://h/a?v=1", "http://h/a/chat/completions?v=1", "h"),
+        (
+            "http://h/a b/\u00fc?q=x y&r=%20",
+            "http://h/a%20b/%C3%BC/chat/completions?q=x%20y&r=%20",
+            "h",
+        ),
+        (
+            "http://b\u00fccher.example/v1",
+            "http://b\u00fccher.example/v1/chat/completions",
+            "xn--bcher-kva.example",
+        ),
     ],
 )
 def test_endpoints(base: str, url: str, host_header: str) -> None:
     where = endpoint(base, "chat/completions")
     assert where.url == url
     assert where.host_header == host_header
+    request_bytes("POST", where, {}, b"").decode("ascii")  # the head is ASCII
 
 
 @pytest.mark.parametrize(
@@ -135,6 +199,8 @@ def test_endpoints(base: str, url: str, host_header: str) -> None:
         ("localhost:8000", "http:// or https://"),
         ("http:///v1", "no host"),
         ("http://h:x/", "not a valid URL"),
+        ("http://a b/v1", "host name is not valid"),
+        ("http://a\x00b/v1", "host name is not valid"),
     ],
 )
 def test_bad_endpoints(base: str, problem: str) -> None:
@@ -143,6 +209,12 @@ def test_bad_endpoints(base: str, problem: str) -> None:
 
 
 # -- SSE -------------------------------------------------------------------------
+
+
+def feed_many(feed: Callable[[bytes], object], piece: bytes, times: int) -> None:
+    for _ in range(times):
+        feed(piece)
+
 
 STREAM = (
     b"\xef\xbb\xbf: keep-alive\r\n\r\n"
@@ -176,6 +248,34 @@ def test_sse_a_last_event_without_its_blank_line_is_kept_at_the_end() -> None:
     parser = SSEParser()
     assert parser.feed(b"data: [DONE]") == []
     assert parser.feed_eof() == [Event("message", "[DONE]", None)]
+
+
+def test_sse_a_line_split_over_many_pieces() -> None:
+    parser = SSEParser()
+    for _ in range(1000):
+        assert parser.feed(b"x" * 100) == []
+    assert parser.feed(b"\r") == []
+    assert parser.feed(b"\ndata: y\r") == []  # a CR at the end: perhaps half a CRLF
+    assert parser.feed(b"\n\n") == [Event("message", "y", None)]
+
+
+def test_sse_a_line_too_long_is_an_error() -> None:
+    parser = SSEParser()
+    piece = b"data: " + b"x" * (1 << 20)
+    with pytest.raises(EventStreamError, match="a line of the event stream is longer than 16 MiB"):
+        feed_many(parser.feed, piece, 17)
+
+
+def test_sse_an_event_too_long_is_an_error() -> None:
+    parser = SSEParser()
+    line = b"data: " + b"x" * (1 << 20) + b"\n"
+    with pytest.raises(
+        EventStreamError, match="an event of the event stream is longer than 16 MiB"
+    ):
+        feed_many(parser.feed, line, 17)
+    parser = SSEParser()
+    for _ in range(40):  # many events of 1 MiB are fine
+        assert len(parser.feed(line + b"\n")) == 1
 
 
 # -- accumulating a reply ----------------------------------------------------------
@@ -409,7 +509,7 @@ def test_a_json_answer_to_a_stream_request_is_read_whole() -> None:
         body,
     )
     texts, reply = run(data)
-    assert texts == []
+    assert texts == ["whole"]  # the whole text is one delta
     assert reply.content == "whole"
 
 
@@ -441,3 +541,59 @@ def test_a_connection_closed_before_any_byte_may_be_retried_but_not_after() -> N
     ex.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{")
     with pytest.raises(llm.ConnectionError, match="mid-body"):
         ex.feed_eof()
+
+
+def test_a_stream_ends_at_done_without_waiting_for_the_body_to_end() -> None:
+    ex = exchange()
+    head = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    events = (
+        b'data: {"choices": [{"delta": {"content": "a"}}]}\n\n'
+        b"data: [DONE]\n\n"
+        b'data: {"choices": [{"delta": {"content": "after"}}]}\n\n'
+    )
+    assert ex.feed(head + b"%x\r\n%s\r\n" % (len(events), events)) == ["a"]
+    assert ex.done  # the chunked body has not ended: the transport stops reading anyway
+    assert not ex.http.done
+    assert ex.end() == []
+    assert ex.reply().content == "a"
+
+
+def test_a_json_body_over_the_limit_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_llm_exchange, "MAX_BODY_BYTES", 1 << 20)
+    ex = exchange()
+    ex.feed(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n")
+    ex.feed(b" " * (1 << 20))
+    with pytest.raises(llm.LLMError) as caught:
+        ex.feed(b"{}")
+    assert str(caught.value) == (
+        "flw.llm: POST http://h/v1/chat/completions: the response body is larger than 1 MiB"
+    )
+
+
+def test_an_error_body_is_kept_up_to_1_mib() -> None:
+    ex = exchange()
+    ex.feed(b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n\r\n")
+    for _ in range(3):
+        ex.feed(b"e" * (1 << 20))
+    ex.feed_eof()
+    with pytest.raises(llm.APIError) as caught:
+        ex.end()
+    assert len(caught.value.body) == 1 << 20
+
+
+def test_a_stream_line_over_the_limit_is_an_llm_error() -> None:
+    ex = exchange()
+    ex.feed(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n")
+    with pytest.raises(llm.LLMError, match=r"POST http://h/v1/chat/completions: a line .* 16 MiB"):
+        feed_many(ex.feed, b"x" * (1 << 20), 17)
+
+
+def test_a_streamed_reply_over_the_limit_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_llm_exchange, "MAX_REPLY_CHARS", 1 << 20)
+    ex = exchange()
+    ex.feed(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n")
+    event = b'data: {"choices": [{"delta": {"content": "%s"}}]}\n\n' % (b"x" * 1000)
+    with pytest.raises(llm.LLMError, match="the streamed reply is longer than 1 Mi characters"):
+        feed_many(ex.feed, event, 1100)

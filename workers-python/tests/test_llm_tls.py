@@ -22,7 +22,8 @@ from flw._context import _CURRENT
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
 
-LONG = "tok " * 40
+LONG = "tok " * 400  # 20 s at 0.05 s a token: a cancel ends it long before
+HANG = 10.0  # catches a hang without failing on a loaded machine
 
 
 def pump(source: socket.socket, sink: socket.socket) -> None:
@@ -150,14 +151,14 @@ def test_sync_cancel_over_https_wakes_the_read(https_url: str, openai_server: An
 
     thread = threading.Thread(target=call)
     thread.start()
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + HANG
     while len(sent) < 2 and time.monotonic() < deadline:
         time.sleep(0.005)
     ctx._cancel()
-    thread.join(1.0)
+    thread.join(HANG)
     assert not thread.is_alive(), "the blocked TLS read was not woken"
     assert [type(e) for e in errors] == [llm.Cancelled]
-    openai_server.wait_for(closed, timeout=2)
+    openai_server.wait_for(closed, timeout=HANG)
 
 
 def test_async_cancel_over_https(https_url: str, openai_server: Any) -> None:
@@ -173,4 +174,4 @@ def test_async_cancel_over_https(https_url: str, openai_server: Any) -> None:
             await task
 
     asyncio.run(main())
-    openai_server.wait_for(closed, timeout=2)
+    openai_server.wait_for(closed, timeout=HANG)

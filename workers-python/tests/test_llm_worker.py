@@ -3,7 +3,6 @@ and cancelling the call over the protocol closes the model connection."""
 
 from __future__ import annotations
 
-import time
 from typing import Any, Callable
 
 import pytest
@@ -11,7 +10,8 @@ import pytest
 from conftest import FIXTURES, WorkerProcess
 
 SCRIPT = FIXTURES / "llm_tools.py"
-LONG = "tok " * 40  # 2 s of tokens at 0.05 s each
+LONG = "tok " * 400  # 20 s of tokens at 0.05 s each: a cancel ends it long before
+HANG = 10.0  # catches a hang without failing on a loaded machine
 
 
 @pytest.fixture
@@ -47,20 +47,16 @@ def test_cancelling_the_call_closes_the_model_connection(
     worker.send({"type": "call", "id": 2, "tool": tool, "args": {"prompt": "go"}})
     chunks = 0
     while chunks < 2:
-        message = worker.recv()
+        message = worker.recv(timeout=HANG)
         assert message["type"] == "chunk", message
         chunks += 1
     worker.send({"type": "cancel", "id": 2})
-    cancelled_at = time.monotonic()
-    reply = worker.collect(2)[-1]
-    replied_after = time.monotonic() - cancelled_at
+    reply = worker.collect(2, timeout=HANG)[-1]
     assert reply["type"] == "error"
     assert reply["kind"] == "cancelled"
-    assert replied_after < 0.5, replied_after
-    events = openai_server.wait_for(client_closed, timeout=2)
-    assert time.monotonic() - cancelled_at < 1.0
+    events = openai_server.wait_for(client_closed, timeout=HANG)
     [gone] = [e for e in events if e["event"] == "client_closed"]
-    assert 2 <= gone["tokens_sent"] < 10
+    assert 2 <= gone["tokens_sent"] < gone["tokens"]
     assert not [e for e in events if e["event"] == "done"]
     # the worker goes on serving
     openai_server.set_rules([])

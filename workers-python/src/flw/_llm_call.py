@@ -4,8 +4,9 @@
 attempt goes through a transport; a ``Retry`` waits (the backoff, or what
 the server asked) and tries again, while no byte of a response was handed
 out. Each delta goes to ``ctx.chunk`` when the call runs inside a worker
-call, and to ``on_delta``. ``Stream`` and ``AsyncStream`` are what
-``llm.stream`` and ``llm.astream`` return.
+call (unless ``chunks=False``), and to ``on_delta``; a reply that was not
+streamed is one delta, its whole text. ``Stream`` and ``AsyncStream`` are
+what ``llm.stream`` and ``llm.astream`` return.
 """
 
 from __future__ import annotations
@@ -29,11 +30,13 @@ OnDelta = Optional[Callable[[str], Any]]
 class ChatCall:
     """One chat request: its attempts and retries, and where its text deltas go."""
 
-    def __init__(self, request: Request, on_delta: OnDelta, ctx: Context | None) -> None:
+    def __init__(
+        self, request: Request, on_delta: OnDelta, ctx: Context | None, chunks: bool = True
+    ) -> None:
         self.request = request
         self.on_delta = on_delta
         self.ctx = ctx
-        self.forward = ctx is not None and ctx._attached
+        self.forward = chunks and ctx is not None and ctx._attached
         self.reply: Reply | None = None
 
     def run(self) -> Reply:

@@ -3,8 +3,12 @@
 An ``Exchange`` feeds the bytes a transport read to the HTTP parser, the
 body to the SSE parser (a ``text/event-stream`` answer) or to a buffer (a
 JSON answer, or an error status), and the chunks to the ``Accumulator``.
-An error status becomes ``APIError``, or ``Retry`` carrying it when the
-status may be retried. The retry policy's delays are here too.
+A stream ends at its ``data: [DONE]`` event (``done`` turns true; the
+transport closes the connection without waiting for the server to end the
+body). An error status becomes ``APIError``, or ``Retry`` carrying it when
+the status may be retried. Every buffer has a limit (``MAX_BODY_BYTES``,
+``MAX_REPLY_CHARS``, the SSE parser's): a response over one raises
+``LLMError``. The retry policy's delays are here too.
 """
 
 from __future__ import annotations
@@ -19,13 +23,19 @@ from typing import Any, NamedTuple
 from ._llm_errors import APIError, ConnectionError, LLMError
 from ._llm_http import Endpoint, HTTPProtocolError, ResponseParser
 from ._llm_reply import Accumulator, Reply
-from ._llm_sse import Event, SSEParser
+from ._llm_sse import Event, EventStreamError, SSEParser
 
 MAX_BACKOFF = 8.0
 """The longest of the exponential backoff's waits, in seconds."""
 
 MAX_RETRY_AFTER = 60.0
 """The longest wait a ``Retry-After`` may ask for; above it the error is raised."""
+
+MAX_BODY_BYTES = 64 * 1024 * 1024
+"""The largest JSON response body (a non-streamed reply) that is read."""
+
+MAX_REPLY_CHARS = 64 * 1024 * 1024
+"""The most text and tool-call arguments a streamed reply may gather."""
 
 _MAX_ERROR_BODY = 1024 * 1024
 
@@ -63,6 +73,7 @@ class Exchange:
         self._sse: SSEParser | None = None
         self._body = bytearray()
         self._decided = False
+        self._stream_done = False  # the [DONE] event came
 
     @property
     def started(self) -> bool:
@@ -71,8 +82,8 @@ class Exchange:
 
     @property
     def done(self) -> bool:
-        """Whether the whole response was read."""
-        return self.http.done
+        """Whether the whole response was read (a stream: up to its ``[DONE]`` event)."""
+        return self._stream_done or self.http.done
 
     def feed(self, data: bytes) -> list[str]:
         """Take bytes read from the connection; return the text deltas they complete."""
@@ -90,13 +101,15 @@ class Exchange:
         sse = self._sse
         for piece in pieces:
             if sse is None:
-                if len(self._body) < _MAX_ERROR_BODY or 200 <= self.http.status < 300:
-                    self._body += piece
+                self._keep(piece)
                 continue
-            for event in sse.feed(piece):
-                text = self._event(event)
-                if text:
-                    texts.append(text)
+            try:
+                events = sse.feed(piece)
+            except EventStreamError as exc:
+                raise LLMError(f"flw.llm: {self.request.label()}: {exc}") from None
+            self._events(events, texts)
+            if self._stream_done:
+                break
         return texts
 
     def feed_eof(self) -> None:
@@ -111,13 +124,11 @@ class Exchange:
         if not 200 <= self.http.status < 300:
             raise self._status_error()
         texts: list[str] = []
-        if self._sse is not None:
-            for event in self._sse.feed_eof():
-                text = self._event(event)
-                if text:
-                    texts.append(text)
-        else:
-            self.acc.add_response(self._json(bytes(self._body)))
+        if self._sse is None:  # a JSON reply: its whole text is one delta
+            text = self.acc.add_response(self._json(bytes(self._body)))
+            return [text] if text else []
+        if not self._stream_done:
+            self._events(self._sse.feed_eof(), texts)
         return texts
 
     def reply(self) -> Reply:
@@ -126,10 +137,36 @@ class Exchange:
 
     # -- the pieces -----------------------------------------------------------
 
+    def _keep(self, piece: bytes) -> None:
+        """Buffer a piece of a JSON body (an error body: its first MiB)."""
+        body = self._body
+        if 200 <= self.http.status < 300:
+            if len(body) + len(piece) > MAX_BODY_BYTES:
+                raise LLMError(
+                    f"flw.llm: {self.request.label()}: the response body is larger than "
+                    f"{MAX_BODY_BYTES >> 20} MiB"
+                )
+            body += piece
+        elif len(body) < _MAX_ERROR_BODY:
+            body += piece[: _MAX_ERROR_BODY - len(body)]
+
+    def _events(self, events: list[Event], texts: list[str]) -> None:
+        """Take the stream's events up to ``[DONE]``; add their text to ``texts``."""
+        for event in events:
+            if event.data.strip() == "[DONE]":
+                self._stream_done = True
+                return
+            text = self._event(event)
+            if text:
+                texts.append(text)
+            if self.acc.size > MAX_REPLY_CHARS:
+                raise LLMError(
+                    f"flw.llm: {self.request.label()}: the streamed reply is longer than "
+                    f"{MAX_REPLY_CHARS >> 20} Mi characters"
+                )
+
     def _event(self, event: Event) -> str:
         data = event.data.strip()
-        if data == "[DONE]":
-            return ""
         try:
             chunk = json.loads(data)
         except ValueError:

@@ -9,8 +9,9 @@ socket transport and the asyncio one.
 
 from __future__ import annotations
 
+import re
 from typing import NamedTuple
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 MAX_HEAD_BYTES = 64 * 1024
 """The most a status line and headers may take (and a chunk-size line)."""
@@ -38,7 +39,12 @@ class Endpoint(NamedTuple):
 
 
 def endpoint(base_url: str, suffix: str) -> Endpoint:
-    """The endpoint ``{base_url}/{suffix}``; ``ValueError`` says what is wrong."""
+    """The endpoint ``{base_url}/{suffix}``; ``ValueError`` says what is wrong.
+
+    Spaces, control and non-ASCII characters of the path are percent-encoded,
+    and a non-ASCII host name is IDNA-encoded, so the request line and the
+    ``Host`` header hold printable ASCII only.
+    """
     try:
         parts = urlsplit(base_url.strip())
         port = parts.port
@@ -49,20 +55,65 @@ def endpoint(base_url: str, suffix: str) -> Endpoint:
         raise ValueError("it is not an http:// or https:// URL")
     if not parts.hostname:
         raise ValueError("it has no host")
+    host = _ascii_host(parts.hostname)
     if port is None:
         port = 443 if scheme == "https" else 80
-    path = parts.path.rstrip("/") + "/" + suffix
+    path = quote(parts.path.rstrip("/") + "/" + suffix, safe=_URL_SAFE)
     url = f"{scheme}://{parts.netloc.rpartition('@')[2]}{path}"
     if parts.query:
-        path = f"{path}?{parts.query}"
-        url = f"{url}?{parts.query}"
-    return Endpoint(scheme, parts.hostname, port, path, url)
+        query = quote(parts.query, safe=_URL_SAFE)
+        path = f"{path}?{query}"
+        url = f"{url}?{query}"
+    return Endpoint(scheme, host, port, path, url)
+
+
+_URL_SAFE = "/%:@!$&'()*+,;=-._~?"
+"""What ``quote`` leaves as is: the path and query characters of RFC 3986, and ``%``."""
+
+_HOST = re.compile(r"[A-Za-z0-9._~:%-]+")
+
+
+def _ascii_host(host: str) -> str:
+    if not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise ValueError("its host name is not valid") from None
+    if not _HOST.fullmatch(host):
+        raise ValueError("its host name is not valid")
+    return host
+
+
+def header_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a header value (a line break, a control or non-Latin-1 character)."""
+    bad = _BAD_HEADER_CHAR.search(value)
+    if bad is None:
+        return None
+    char = bad.group()
+    kind = (
+        "a line break"
+        if char in "\r\n"
+        else "a character outside Latin-1"
+        if char > "\xff"
+        else "a control character"
+    )
+    return f"it contains {kind} (character {bad.start() + 1} of {len(value)})"
+
+
+_BAD_HEADER_CHAR = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]|[^\x00-\xff]")
 
 
 def request_bytes(method: str, where: Endpoint, headers: dict[str, str], body: bytes) -> bytes:
-    """An HTTP/1.1 request with ``Host``, ``Content-Length`` and ``Connection: close``."""
+    """An HTTP/1.1 request with ``Host``, ``Content-Length`` and ``Connection: close``.
+
+    ``ValueError`` names a header whose value cannot be sent (never showing the value).
+    """
     lines = [f"{method} {where.path} HTTP/1.1", f"Host: {where.host_header}"]
-    lines.extend(f"{name}: {value}" for name, value in headers.items())
+    for name, value in headers.items():
+        problem = header_problem(value)
+        if problem is not None:
+            raise ValueError(f"the {name} header cannot be sent: {problem}")
+        lines.append(f"{name}: {value}")
     lines.append(f"Content-Length: {len(body)}")
     lines.append("Connection: close")
     head = "\r\n".join(lines) + "\r\n\r\n"
@@ -139,26 +190,13 @@ class ResponseParser:
             del buffer[: end + 4]
             self._head(head)
             return True
-        if state == _LENGTH:
+        if state in (_LENGTH, _CHUNK_DATA):
             if not buffer:
                 return False
-            piece = bytes(buffer[: self._left])
-            del buffer[: len(piece)]
-            self._left -= len(piece)
-            out.append(piece)
+            out.append(self._take_body())
             if self._left == 0:
-                self._state = _DONE
+                self._state = _DONE if state == _LENGTH else _CHUNK_END
             return self._state != _DONE
-        if state == _CHUNK_DATA:
-            if not buffer:
-                return False
-            piece = bytes(buffer[: self._left])
-            del buffer[: len(piece)]
-            self._left -= len(piece)
-            out.append(piece)
-            if self._left == 0:
-                self._state = _CHUNK_END
-            return True
         if state in (_CHUNK_SIZE, _CHUNK_END, _TRAILER):
             end = buffer.find(b"\r\n")
             if end < 0:
@@ -175,6 +213,13 @@ class ResponseParser:
                 buffer.clear()
             return False
         return False
+
+    def _take_body(self) -> bytes:
+        """The body bytes of the buffer, up to what is left of the body or chunk."""
+        piece = bytes(self._buffer[: self._left])
+        del self._buffer[: len(piece)]
+        self._left -= len(piece)
+        return piece
 
     def _head(self, head: bytes) -> None:
         lines = head.decode("latin-1").split("\r\n")
@@ -199,10 +244,7 @@ class ResponseParser:
         elif "chunked" in headers.get("transfer-encoding", "").lower():
             self._state = _CHUNK_SIZE
         elif "content-length" in headers:
-            text = headers["content-length"].split(",")[0].strip()
-            if not text.isdigit():
-                raise HTTPProtocolError(f"a bad Content-Length: {text[:40]!r}")
-            self._left = int(text)
+            self._left = _content_length(headers["content-length"])
             self._state = _LENGTH if self._left else _DONE
         else:
             self._state = _TO_CLOSE
@@ -213,13 +255,25 @@ class ResponseParser:
                 raise HTTPProtocolError("a chunk does not end with CRLF")
             self._state = _CHUNK_SIZE
         elif self._state == _CHUNK_SIZE:
-            size = line.split(b";", 1)[0].strip()
-            try:
-                self._left = int(size, 16)
-            except ValueError:
-                self._left = -1
-            if self._left < 0:
+            size = line.split(b";", 1)[0].strip(b" \t")  # without the chunk extensions
+            if not _CHUNK_SIZE_DIGITS.fullmatch(size):
                 raise HTTPProtocolError(f"a bad chunk size: {size[:40]!r}")
+            self._left = int(size, 16)
             self._state = _CHUNK_DATA if self._left else _TRAILER
         elif not line:  # the blank line after the trailers
             self._state = _DONE
+
+
+_CHUNK_SIZE_DIGITS = re.compile(rb"[0-9A-Fa-f]{1,16}")
+"""A chunk size: hex digits only (``int(x, 16)`` would also take ``0x5``, ``+5``, ``0_5``)."""
+
+
+def _content_length(value: str) -> int:
+    """The ``Content-Length``: digits; repeated values (joined with commas) must agree."""
+    values = {text.strip() for text in value.split(",")}
+    if len(values) != 1:
+        raise HTTPProtocolError(f"conflicting Content-Length values: {value[:80]!r}")
+    text = values.pop()
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
+        raise HTTPProtocolError(f"a bad Content-Length: {text[:40]!r}")
+    return int(text)

@@ -102,6 +102,7 @@ class Accumulator:
         self.usage: dict[str, Any] | None = None
         self.model: str | None = None
         self.raw: Any = None
+        self.size = 0  # the characters of text and tool-call arguments so far
         self._slots: dict[int, _Slot] = {}
 
     def add_chunk(self, chunk: Any) -> str:
@@ -119,6 +120,7 @@ class Accumulator:
                 content = delta.get("content")
                 if isinstance(content, str) and content:
                     self.parts.append(content)
+                    self.size += len(content)
                     text += content
                 for call in delta.get("tool_calls") or ():
                     if isinstance(call, dict):
@@ -127,8 +129,8 @@ class Accumulator:
                 self.finish_reason = str(choice["finish_reason"])
         return text
 
-    def add_response(self, response: Any) -> None:
-        """Take a whole (non-streamed) ``chat.completion`` response."""
+    def add_response(self, response: Any) -> str:
+        """Take a whole (non-streamed) ``chat.completion`` response; return its text."""
         self.raw = response
         choices = response.get("choices") if isinstance(response, dict) else None
         if not choices or not isinstance(choices[0], dict):
@@ -138,13 +140,16 @@ class Accumulator:
         choice = choices[0]
         message = choice.get("message") or {}
         content = message.get("content") if isinstance(message, dict) else None
-        if isinstance(content, str):
-            self.parts.append(content)
+        if not isinstance(content, str):
+            content = ""
+        self.parts.append(content)
+        self.size += len(content)
         for call in (message.get("tool_calls") if isinstance(message, dict) else None) or ():
             if isinstance(call, dict):
                 self._tool_delta(call)
         if choice.get("finish_reason"):
             self.finish_reason = str(choice["finish_reason"])
+        return content
 
     def reply(self, messages: list[dict[str, Any]]) -> Reply:
         """The ``Reply``; ``messages`` is the conversation the request sent."""
@@ -193,10 +198,11 @@ class Accumulator:
             if isinstance(name, str) and name:
                 slot.name = name
             arguments = function.get("arguments")
+            if arguments is not None and not isinstance(arguments, str):
+                arguments = json.dumps(arguments)  # some servers send the object itself
             if isinstance(arguments, str):
                 slot.arguments.append(arguments)
-            elif arguments is not None:  # some servers send the object itself
-                slot.arguments.append(json.dumps(arguments))
+                self.size += len(arguments)
 
 
 def _tool_call(index: int, slot: _Slot) -> ToolCall:

@@ -3,7 +3,9 @@
 A tool is an ``@flw.tool`` function (its registered ``Tool`` is used, with
 its name and description), a ``flw.Tool``, a plain callable (a ``Tool`` is
 built for it, unregistered, with the same schema machinery), or a ready
-OpenAI tool dict (sent as is; ``run_tools`` cannot call it).
+OpenAI tool dict (sent as is; ``run_tools`` refuses it, having nothing to
+call). What a tool call gives the model: its result as text, or
+``error: <tool>: <what went wrong>``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from ._llm_reply import ToolCall
 from ._tool import Tool, ToolDefinitionError, registered_tools
 
 ToolLike = Union[Callable[..., Any], Tool, Mapping[str, Any]]
+"""A tool for ``tools=``: an ``@flw.tool`` function, ``flw.Tool``, function or OpenAI dict."""
 
 _API_NAME = re.compile(r"[^A-Za-z0-9_-]")
 
@@ -36,7 +39,7 @@ class ToolSet:
     def __init__(self, items: Sequence[ToolLike] | None) -> None:
         self.specs: list[dict[str, Any]] = []
         self._tools: dict[str, Tool] = {}
-        self._dicts: set[str] = set()
+        self._dicts: dict[str, int] = {}  # the names of the OpenAI tool dicts, and their index
         if items is None:
             return
         if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Sequence):
@@ -65,7 +68,7 @@ class ToolSet:
                 '{"type": "function", "function": {"name": ..., "parameters": ...}}'
             )
         self._claim(function["name"], f"tools[{i}]")
-        self._dicts.add(function["name"])
+        self._dicts[function["name"]] = i
         self.specs.append(spec)
 
     def _add_tool(self, i: int, item: Any) -> None:
@@ -91,19 +94,35 @@ class ToolSet:
 
     # -- calling ------------------------------------------------------------
 
+    def check_callable(self, where: str, *, sync: bool) -> None:
+        """Raise at once unless ``where`` (``run_tools``) can call every tool.
+
+        An OpenAI tool dict has no function: ``TypeError``. The ``sync`` loop
+        runs an async tool with ``asyncio.run``, which needs a thread without
+        a running event loop: ``LLMError`` otherwise.
+        """
+        if self._dicts:
+            name, i = next(iter(self._dicts.items()))
+            raise TypeError(
+                f"flw.llm: {where}: tools[{i}] ({name!r}) is an OpenAI tool dict, which "
+                f"{where} cannot call: pass the function itself (a dict is for llm.chat)"
+            )
+        if sync:
+            for entry in self._tools.values():
+                if entry.is_async:
+                    _no_running_loop(entry)
+
     def _target(self, call: ToolCall) -> Tool | str:
         """The tool to call, or the error text to send back instead."""
         entry = self._tools.get(call.name)
         if entry is None:
-            if call.name in self._dicts:
-                raise LLMError(
-                    f"flw.llm: run_tools: the model called {call.name!r}, a tool given as a "
-                    "dict; run_tools can only call functions (pass the function itself)"
-                )
             names = ", ".join(sorted(self._tools)) or "none"
-            return f"error: there is no tool named {call.name!r} (tools: {names})"
+            return f"error: {call.name}: no such tool (tools: {names})"
         if call.error is not None:
-            return f"error: {call.error}: {call.arguments_json[:200]!r}; send a JSON object"
+            return (
+                f"error: {call.name}: {call.error}: {call.arguments_json[:200]!r}; "
+                "send a JSON object"
+            )
         return entry
 
     def call(self, call: ToolCall) -> str:
@@ -121,7 +140,7 @@ class ToolSet:
         except Cancelled:
             raise
         except Exception as exc:
-            return _error_text(exc)
+            return _error_text(call, exc)
         if inspect.iscoroutine(value):
             _no_running_loop(entry, value)
             try:
@@ -129,7 +148,7 @@ class ToolSet:
             except Cancelled:
                 raise
             except Exception as exc:
-                return _error_text(exc)
+                return _error_text(call, exc)
         return result_text(value)
 
     async def acall(self, call: ToolCall) -> str:
@@ -148,7 +167,7 @@ class ToolSet:
         except Cancelled:
             raise
         except Exception as exc:
-            return _error_text(exc)
+            return _error_text(call, exc)
         return result_text(value)
 
 
@@ -160,12 +179,13 @@ def _registered(fn: Any) -> Tool | None:
     return None
 
 
-def _no_running_loop(entry: Tool, coroutine: Any) -> None:
+def _no_running_loop(entry: Tool, coroutine: Any = None) -> None:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         return
-    coroutine.close()
+    if coroutine is not None:
+        coroutine.close()
     raise LLMError(
         f"flw.llm: run_tools: tool {entry.name!r} is async and this thread runs an event "
         "loop; use 'await llm.arun_tools(...)' there"
@@ -182,5 +202,5 @@ def result_text(value: Any) -> str:
         return str(value)
 
 
-def _error_text(exc: BaseException) -> str:
-    return f"error: {type(exc).__name__}: {exc}"
+def _error_text(call: ToolCall, exc: BaseException) -> str:
+    return f"error: {call.name}: {type(exc).__name__}: {exc}"

@@ -10,8 +10,11 @@ connection error before any byte of the response), ``TimeoutError`` or
 Cancellation: the asyncio transport aborts its connection when the task is
 cancelled (the ``CancelledError`` propagates). The socket transport is woken
 by a ``CancelGuard``: the flw call's cancel shuts the socket down from the
-cancelling thread, which ends a blocked read at once, and the attempt raises
-``Cancelled``.
+cancelling thread, which ends a blocked read or write at once, and writes to
+a wake-up socket that a connect in progress waits on beside its socket (the
+connect is non-blocking, with ``poll``); the attempt raises ``Cancelled``.
+Only the name lookup (``getaddrinfo``) cannot be interrupted: a cancel that
+comes during it takes effect when it returns.
 """
 
 from __future__ import annotations
@@ -19,6 +22,10 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import errno
+import math
+import os
+import select
 import socket
 import threading
 from collections.abc import AsyncGenerator, Generator
@@ -55,9 +62,10 @@ def cancelled(request: Request) -> errors.Cancelled:
 class CancelGuard:
     """Wakes a blocked sync request when its flw call is cancelled.
 
-    While entered, the context's cancel sets ``cancelled`` and shuts down
-    the attached socket (``SHUT_RDWR``, on the raw socket even for TLS), so
-    a thread blocked reading or writing it returns at once.
+    While entered, the context's cancel sets ``cancelled``, shuts down the
+    attached socket (``SHUT_RDWR``, on the raw socket even for TLS), so a
+    thread blocked reading or writing it returns at once, and wakes a
+    ``connect`` waiting for its socket.
     """
 
     def __init__(self, ctx: Context | None) -> None:
@@ -65,6 +73,7 @@ class CancelGuard:
         self._event = threading.Event()
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
+        self._wake: tuple[socket.socket, socket.socket] | None = None  # made by a connect
         self._remove: Callable[[], None] | None = None
 
     def __enter__(self) -> CancelGuard:
@@ -81,6 +90,10 @@ class CancelGuard:
         if self._remove is not None:
             self._remove()
             self._remove = None
+        with self._lock:  # a cancel running now may still write to it
+            wake, self._wake = self._wake, None
+        for end in wake or ():
+            end.close()
 
     @property
     def cancelled(self) -> bool:
@@ -92,6 +105,9 @@ class CancelGuard:
         with self._lock:
             if self._sock is not None:
                 _shutdown(self._sock)
+            if self._wake is not None:
+                with contextlib.suppress(OSError):
+                    self._wake[1].send(b"!")
 
     def attach(self, sock: socket.socket) -> None:
         """Shut ``sock`` down on cancel (at once if the call is already cancelled)."""
@@ -114,6 +130,44 @@ class CancelGuard:
         """Wait ``seconds``; raise ``Cancelled`` as soon as the call is cancelled."""
         if self._event.wait(seconds):
             raise cancelled(request)
+
+    def connect(self, sock: socket.socket, address: Any, timeout: float) -> None:
+        """Connect the attached ``sock``; a cancel ends the wait at once.
+
+        Raises ``OSError`` as ``socket.connect`` does (``socket.timeout``
+        after ``timeout`` seconds, ``ECANCELED`` on a cancel).
+        """
+        sock.setblocking(False)
+        code = sock.connect_ex(address)
+        if code in (errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK):
+            poll = select.poll()
+            poll.register(sock, select.POLLOUT)
+            wake = self._wake_end()
+            if wake is not None:
+                poll.register(wake, select.POLLIN)
+            if self._event.is_set():
+                code = errno.ECANCELED
+            elif not poll.poll(math.ceil(timeout * 1000)):
+                raise socket.timeout("timed out")
+            else:
+                code = errno.ECANCELED if self._event.is_set() else _socket_error(sock)
+        if code:
+            raise OSError(code, os.strerror(code))
+        sock.settimeout(timeout)
+
+    def _wake_end(self) -> socket.socket | None:
+        """The end of the wake-up socket pair a cancel writes to (none outside a call)."""
+        if self._ctx is None:
+            return None
+        with self._lock:
+            if self._wake is None:
+                self._wake = socket.socketpair()
+                self._wake[1].setblocking(False)
+            return self._wake[0]
+
+
+def _socket_error(sock: socket.socket) -> int:
+    return sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
 
 
 def _shutdown(sock: socket.socket) -> None:
@@ -150,11 +204,7 @@ def sync_attempt(
 
 def _connect(request: Request, exchange: Exchange, guard: CancelGuard) -> socket.socket:
     where = request.where
-    try:
-        sock = socket.create_connection((where.host, where.port), timeout=request.timeout)
-    except OSError as exc:
-        raise _failure(exc, request, exchange, guard.cancelled, connecting=True) from None
-    guard.attach(sock)
+    sock = _open(request, exchange, guard)
     if where.scheme != "https":
         return sock
     try:
@@ -175,6 +225,31 @@ def _connect(request: Request, exchange: Exchange, guard: CancelGuard) -> socket
             raise _failure(exc, request, exchange, guard.cancelled, connecting=True) from None
         raise
     return tls
+
+
+def _open(request: Request, exchange: Exchange, guard: CancelGuard) -> socket.socket:
+    """A TCP connection, attached to ``guard``: each address in turn, as ``create_connection``."""
+    where = request.where
+    try:
+        addresses = socket.getaddrinfo(where.host, where.port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise _failure(exc, request, exchange, guard.cancelled, connecting=True) from None
+    error: OSError = OSError(f"no address for {where.host}")
+    for family, kind, protocol, _, address in addresses:
+        guard.check(request)
+        sock = socket.socket(family, kind, protocol)
+        guard.attach(sock)
+        try:
+            guard.connect(sock, address, request.timeout)
+        except BaseException as exc:
+            guard.detach()
+            sock.close()
+            if not isinstance(exc, OSError):
+                raise
+            error = exc
+            continue
+        return sock
+    raise _failure(error, request, exchange, guard.cancelled, connecting=True) from None
 
 
 async def async_attempt(request: Request, exchange: Exchange) -> AsyncGenerator[str, None]:

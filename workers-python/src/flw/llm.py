@@ -14,10 +14,12 @@ from ``OPENAI_API_KEY`` (none: no ``Authorization`` header), the model from
 
 Replies are streamed by default: inside a worker call each text delta is
 also sent as a chunk of the call (``ctx.chunk``), so ``flw call`` and MCP
-clients see the tokens as they come. Cancelling the call closes the
-connection: at once in async tools (``achat``, ``astream``, ``arun_tools``),
-and in sync tools too (a blocked read is woken; the call raises
-``Cancelled``).
+clients see the tokens as they come (``chunks=False`` keeps them out; with
+``stream=False`` the whole text is one chunk). Cancelling the call closes
+the connection: at once in async tools (``achat``, ``astream``,
+``arun_tools``), and in sync tools too (a blocked connect, write or read is
+woken; the call raises ``Cancelled``). Only a DNS lookup under way is waited
+for (flw's kill after ``cancel_grace`` still ends it).
 
 - ``chat`` / ``achat``: one request, a ``Reply``.
 - ``stream`` / ``astream``: iterate the text deltas; ``.reply`` at the end.
@@ -30,15 +32,18 @@ Retries: 408, 409, 429, 5xx and connection errors before any byte of the
 response are retried ``max_retries`` times (0.5 s doubling, at most 8 s, or
 what ``Retry-After`` / ``retry-after-ms`` asks up to 60 s). Errors:
 ``LLMError`` and its subclasses ``ConfigError``, ``APIError`` (``.status``,
-``.body``), ``TimeoutError``, ``ConnectionError`` and ``Cancelled``.
+``.body``), ``TimeoutError``, ``ConnectionError`` and ``Cancelled``. A
+response past a limit (a 64 MiB JSON body, 16 MiB for a stream's line or
+event, 64 Mi characters of streamed reply) raises ``LLMError``.
 """
 
 from __future__ import annotations
 
-from ._llm_call import AsyncStream, Stream
+from ._llm_call import AsyncStream, OnDelta, Stream
 from ._llm_client import Client, Messages
 from ._llm_errors import APIError, Cancelled, ConfigError, ConnectionError, LLMError, TimeoutError
 from ._llm_reply import Reply, ToolCall
+from ._llm_tools import ToolLike
 
 __all__ = [
     "APIError",
@@ -49,10 +54,12 @@ __all__ = [
     "ConnectionError",
     "LLMError",
     "Messages",
+    "OnDelta",
     "Reply",
     "Stream",
     "TimeoutError",
     "ToolCall",
+    "ToolLike",
     "achat",
     "arun_tools",
     "astream",
