@@ -21,11 +21,7 @@ import pytest
 import flw
 from flw import Context, llm
 from flw._context import _CURRENT
-
-LONG = (
-    "tok " * 400
-)  # with a token_delay of 0.05 the stream takes 20 s: a cancel ends it long before
-HANG = 10.0  # the bound that catches a hang; generous, so a loaded machine does not fail the tests
+from llm_helpers import HANG, LONG, cancel_achat_after, closed, of_kind
 
 
 @pytest.fixture
@@ -60,16 +56,8 @@ def attached() -> tuple[Context, list[dict[str, Any]]]:
     return ctx, sent
 
 
-def of_kind(events: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    return [e for e in events if e["event"] == kind]
-
-
 def bodies(server: Any) -> list[dict[str, Any]]:
     return [e["body"] for e in of_kind(server.events, "request")]
-
-
-def closed(events: list[dict[str, Any]]) -> bool:
-    return bool(of_kind(events, "client_closed"))
 
 
 # -- streaming --------------------------------------------------------------------
@@ -722,17 +710,7 @@ def test_module_access() -> None:
 
 def test_async_cancel_mid_stream_closes_the_connection(server: Any) -> None:
     server.set_rules([{"content": LONG, "token_delay": 0.05}])
-
-    async def main() -> None:
-        seen: list[str] = []
-        task = asyncio.ensure_future(llm.achat("go", on_delta=seen.append))
-        while len(seen) < 2:
-            await asyncio.sleep(0.005)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-
-    asyncio.run(main())
+    cancel_achat_after(2)
     events = server.wait_for(closed, timeout=HANG)
     [gone] = of_kind(events, "client_closed")
     assert 2 <= gone["tokens_sent"] < gone["tokens"]

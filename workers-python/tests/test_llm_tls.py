@@ -19,11 +19,9 @@ import pytest
 
 from flw import Context, _llm_transport, llm
 from flw._context import _CURRENT
+from llm_helpers import HANG, LONG, cancel_achat_after, closed
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
-
-LONG = "tok " * 400  # 20 s at 0.05 s a token: a cancel ends it long before
-HANG = 10.0  # catches a hang without failing on a loaded machine
 
 
 def pump(source: socket.socket, sink: socket.socket) -> None:
@@ -109,10 +107,6 @@ def https_url(
     relay.close()
 
 
-def closed(events: list[dict[str, Any]]) -> bool:
-    return any(e["event"] == "client_closed" for e in events)
-
-
 def test_chat_over_https(https_url: str) -> None:
     seen: list[str] = []
     assert (
@@ -163,15 +157,5 @@ def test_sync_cancel_over_https_wakes_the_read(https_url: str, openai_server: An
 
 def test_async_cancel_over_https(https_url: str, openai_server: Any) -> None:
     openai_server.set_rules([{"content": LONG, "token_delay": 0.05}])
-
-    async def main() -> None:
-        seen: list[str] = []
-        task = asyncio.ensure_future(llm.achat("go", base_url=https_url, on_delta=seen.append))
-        while len(seen) < 2:
-            await asyncio.sleep(0.005)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-
-    asyncio.run(main())
+    cancel_achat_after(2, base_url=https_url)
     openai_server.wait_for(closed, timeout=HANG)

@@ -8,10 +8,9 @@ from typing import Any, Callable
 import pytest
 
 from conftest import FIXTURES, WorkerProcess
+from llm_helpers import HANG, LONG, closed
 
 SCRIPT = FIXTURES / "llm_tools.py"
-LONG = "tok " * 400  # 20 s of tokens at 0.05 s each: a cancel ends it long before
-HANG = 10.0  # catches a hang without failing on a loaded machine
 
 
 @pytest.fixture
@@ -24,10 +23,6 @@ def worker(spawn: Callable[..., WorkerProcess], openai_server: Any) -> WorkerPro
     started = spawn(SCRIPT, env=env)
     started.handshake()
     return started
-
-
-def client_closed(events: list[dict[str, Any]]) -> bool:
-    return any(e["event"] == "client_closed" for e in events)
 
 
 @pytest.mark.parametrize("tool", ["ask", "aask"])
@@ -54,7 +49,7 @@ def test_cancelling_the_call_closes_the_model_connection(
     reply = worker.collect(2, timeout=HANG)[-1]
     assert reply["type"] == "error"
     assert reply["kind"] == "cancelled"
-    events = openai_server.wait_for(client_closed, timeout=HANG)
+    events = openai_server.wait_for(closed, timeout=HANG)
     [gone] = [e for e in events if e["event"] == "client_closed"]
     assert 2 <= gone["tokens_sent"] < gone["tokens"]
     assert not [e for e in events if e["event"] == "done"]
