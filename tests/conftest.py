@@ -270,6 +270,25 @@ class McpPipe:
             {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": {"name": tool, "arguments": args}}
         )
 
+    def call_with_progress(
+        self, request_id: int, tool: str, args: dict, timeout: float = 60
+    ) -> tuple[dict, list[dict]]:
+        """Calls tool with a progress token; returns the result and the
+        params of the progress notifications that came before it."""
+        self.send(
+            {
+                "jsonrpc": "2.0",
+                "id": request_id,
+                "method": "tools/call",
+                "params": {"name": tool, "arguments": args, "_meta": {"progressToken": f"p{request_id}"}},
+            }
+        )
+        progress: list[dict] = []
+        while (message := self.recv(timeout)).get("id") != request_id:
+            if message.get("method") == "notifications/progress":
+                progress.append(message["params"])
+        return message["result"], progress
+
     def close(self) -> None:
         """Closes flw's stdin (the host leaves) and waits for it to exit."""
         assert self.proc.stdin is not None

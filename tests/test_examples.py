@@ -71,19 +71,22 @@ def loopback(example: str) -> OpenAIServer:
     return OpenAIServer(rules=rules).start()
 
 
-def test_research_agent_searches_the_notes_then_streams_its_answer():
-    server = loopback("research-agent")
+def run_against_loopback(
+    example: str, target: str, flow: str, store: str
+) -> tuple[subprocess.CompletedProcess[str], OpenAIServer]:
+    """`flw run` of a flow of an example, its model played by the loopback
+    server with the example's loopback.json; gives the server for its events."""
+    server = loopback(example)
     try:
-        r = run_flw(
-            "run",
-            str(EXAMPLES / "research-agent" / "agent.py"),
-            "research",
-            "--json",
-            '{"question": "How does flw cancel a call?"}',
-            env=server.env(),
-        )
+        r = run_flw("run", str(EXAMPLES / example / target), flow, "--json", store, env=server.env())
     finally:
         server.stop()
+    return r, server
+
+
+def test_research_agent_searches_the_notes_then_streams_its_answer():
+    question = '{"question": "How does flw cancel a call?"}'
+    r, server = run_against_loopback("research-agent", "agent.py", "research", question)
     assert r.returncode == 0, r.stderr
     store = json.loads(r.stdout)
     assert store["searches"] == ["cancel call process group"]
@@ -107,18 +110,7 @@ def test_research_agent_search_tool_ranks_the_notes():
 
 @needs_node
 def test_cross_language_hands_off_from_python_to_typescript():
-    server = loopback("cross-language")
-    try:
-        r = run_flw(
-            "run",
-            str(EXAMPLES / "cross-language" / "flw.toml"),
-            "handoff",
-            "--json",
-            '{"topic": "process groups"}',
-            env=server.env(),
-        )
-    finally:
-        server.stop()
+    r, server = run_against_loopback("cross-language", "flw.toml", "handoff", '{"topic": "process groups"}')
     assert r.returncode == 0, r.stderr
     store = json.loads(r.stdout)
     assert store["by"] == ["python", "typescript"]

@@ -232,22 +232,7 @@ def test_flows_are_mcp_tools_with_node_events_as_progress():
         tools = {t["name"]: t for t in mcp.reply(1, 60)["result"]["tools"]}
         assert {"agent", "retry_then_fallback", "fan_out"} <= set(tools)
         assert tools["agent"]["inputSchema"]["type"] == "object"
-        mcp.send(
-            {
-                "jsonrpc": "2.0",
-                "id": 2,
-                "method": "tools/call",
-                "params": {"name": "agent", "arguments": {"query": "q"}, "_meta": {"progressToken": "p1"}},
-            }
-        )
-        progress = []
-        while True:
-            m = mcp.recv(60)
-            if m.get("method") == "notifications/progress":
-                progress.append(m["params"])
-            elif m.get("id") == 2:
-                result = m["result"]
-                break
+        result, progress = mcp.call_with_progress(2, "agent", {"query": "q"})
         assert result.get("isError") is not True, result
         assert result["structuredContent"]["answer"] == "note 0 / note 1"
         messages = [p["message"] for p in progress]

@@ -66,22 +66,8 @@ def test_an_mcp_client_gets_each_delta_as_a_progress_message(script, model):
     model.set_rules([{"match": "story", "content": STORY, "token_delay": 0.02}])
     mcp = McpPipe(str(script), env=model.env())
     try:
-        mcp.send(
-            {
-                "jsonrpc": "2.0",
-                "id": 1,
-                "method": "tools/call",
-                "params": {"name": "ask", "arguments": {"prompt": "a story"}, "_meta": {"progressToken": "t"}},
-            }
-        )
-        progress: list[dict] = []
-        while True:
-            message = mcp.recv(60)
-            if message.get("id") == 1:
-                break
-            if message.get("method") == "notifications/progress":
-                progress.append(message["params"])
-        assert message["result"]["content"][0]["text"] == STORY
+        result, progress = mcp.call_with_progress(1, "ask", {"prompt": "a story"})
+        assert result["content"][0]["text"] == STORY
         texts = [p["message"] for p in progress if p.get("message")]
         assert texts == tokenize(STORY)
         values = [p["progress"] for p in progress]
@@ -94,19 +80,8 @@ def test_a_tools_own_progress_still_counts_around_its_chunks(model):
     model.set_rules([{"match": "story", "content": STORY}])
     mcp = McpPipe(str(PY), env=model.env())
     try:
-        mcp.send(
-            {
-                "jsonrpc": "2.0",
-                "id": 1,
-                "method": "tools/call",
-                "params": {"name": "ask_in_steps", "arguments": {"prompt": "a story"}, "_meta": {"progressToken": 7}},
-            }
-        )
-        progress: list[dict] = []
-        while (message := mcp.recv(60)).get("id") != 1:
-            if message.get("method") == "notifications/progress":
-                progress.append(message["params"])
-        assert message["result"]["content"][0]["text"] == STORY
+        result, progress = mcp.call_with_progress(1, "ask_in_steps", {"prompt": "a story"})
+        assert result["content"][0]["text"] == STORY
         messages = [p["message"] for p in progress]
         assert messages == ["asking", *tokenize(STORY), "answered"]
         assert [p["progress"] for p in progress][:: len(progress) - 1] == [1, 2]
