@@ -534,3 +534,17 @@ def test_run_by_hand_over_stdin_and_stdout() -> None:
     assert messages[1] == {"type": "result", "id": 1, "value": "HEY"}
     assert b"shout was called" in err
     assert b"after run" in err
+
+
+def test_import_flw_loads_nothing_heavy() -> None:
+    """A worker's start stays cheap (ARCHITECTURE.md): `import flw` pulls in
+    neither asyncio, ssl nor flw.llm until a script uses them."""
+    heavy = ("asyncio", "ssl", "socket", "logging", "flw.llm")
+    out = subprocess.run(
+        [sys.executable, "-c", f"import sys, flw; print([m for m in {heavy} if m in sys.modules])"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent / "src")},
+    )
+    assert out.stdout.strip() == "[]"

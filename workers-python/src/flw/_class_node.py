@@ -11,7 +11,6 @@ when a worker runs many at once. They implement the phases of
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import inspect
 import time
@@ -183,6 +182,8 @@ class AsyncNode(Node):
                 if self.cur_retry == self.max_retries - 1:
                     return await self.exec_fallback_async(prep_res, exc)
                 if self.wait > 0:
+                    import asyncio  # here: a worker start never imports asyncio for nothing
+
                     await asyncio.sleep(self.wait)
         return None
 
