@@ -80,7 +80,7 @@ pub struct PoolConfig {
     /// unresponsive.
     pub heartbeat_timeout: Duration,
     /// Variables set for the worker.
-    pub env: Vec<(String, String)>,
+    pub env: EnvVars,
     /// Variables passed through from flw's environment.
     pub pass_env: Vec<String>,
     /// The interpreter, e.g. `python3`.
@@ -119,7 +119,7 @@ impl PoolConfig {
             max_restarts: 5,
             heartbeat_interval: Duration::from_secs(5),
             heartbeat_timeout: Duration::from_secs(30),
-            env: Vec::new(),
+            env: EnvVars::default(),
             pass_env: Vec::new(),
             interpreter: None,
             watch: None,
@@ -127,6 +127,39 @@ impl PoolConfig {
             watch_ignore: Vec::new(),
             reload_drain: Duration::from_secs(30),
         })
+    }
+}
+
+/// Variables set for a pool's workers. Their values may be secrets (an API
+/// key), so `Debug` shows only the names: a config printed in a log line
+/// leaks none.
+#[derive(Clone, PartialEq, Default)]
+pub struct EnvVars(pub Vec<(String, String)>);
+
+impl std::fmt::Debug for EnvVars {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(k, _)| format!("{k}=<redacted>")))
+            .finish()
+    }
+}
+
+impl std::ops::Deref for EnvVars {
+    type Target = Vec<(String, String)>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for EnvVars {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl FromIterator<(String, String)> for EnvVars {
+    fn from_iter<I: IntoIterator<Item = (String, String)>>(iter: I) -> Self {
+        EnvVars(iter.into_iter().collect())
     }
 }
 
@@ -632,7 +665,7 @@ mod tests {
         assert_eq!(p.mode, Mode::Shared);
         assert_eq!(p.instances, 3);
         assert_eq!(p.cancel_grace, Duration::from_millis(250));
-        assert_eq!(p.env, vec![("A".to_string(), "1".to_string())]);
+        assert_eq!(p.env.0, vec![("A".to_string(), "1".to_string())]);
     }
 
     #[test]

@@ -2,14 +2,18 @@
 //! `flw reload` can find them.
 //!
 //! Each server writes `<pid>.json` (its pid, start time, command, scripts and
-//! config) into `$XDG_RUNTIME_DIR/flw/`, or `~/.cache/flw/run/` without one,
-//! and removes it when it exits. A file whose process is gone, or whose pid
+//! config) into `$XDG_RUNTIME_DIR/flw/`, or `run/` in flw's cache folder
+//! without one, and removes it when it exits. The folder is private (0700,
+//! checked by [`crate::private_fs`]) and only files of this user's are
+//! read: `flw ps` sends the bearer token to the address a file names. A file whose process is gone, or whose pid
 //! now belongs to another process (the start time differs), is stale and is
 //! removed by whoever reads it.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use crate::private_fs::{self, PrivateError};
 
 /// One running server, as it registered itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -30,11 +34,16 @@ pub struct Instance {
     pub url: Option<String>,
 }
 
-/// The folder of the registry.
-pub fn dir() -> PathBuf {
-    match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(d) if !d.is_empty() => PathBuf::from(d).join("flw"),
-        _ => crate::sdk::cache_dir().join("run"),
+/// The folder of the registry, made private if it is not there.
+pub fn dir() -> Result<PathBuf, PrivateError> {
+    match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
+        Some(d) if d.is_absolute() => private_fs::ensure_private_dir(&d.join("flw")),
+        _ => {
+            let d = private_fs::cache_dir()?.join("run");
+            private_fs::make_dir(&d)?;
+            private_fs::check_entry(&d)?;
+            Ok(d)
+        }
     }
 }
 
@@ -66,14 +75,15 @@ pub fn register(
         config,
         url,
     };
-    let dir = dir();
+    let dir = match dir() {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::debug!("cannot register this server: {e}");
+            return None;
+        }
+    };
     let file = dir.join(format!("{pid}.json"));
-    let written = std::fs::create_dir_all(&dir).and_then(|()| {
-        let tmp = dir.join(format!(".{pid}.json.tmp"));
-        std::fs::write(&tmp, serde_json::to_vec(&me).unwrap_or_default())?;
-        std::fs::rename(&tmp, &file)
-    });
-    match written {
+    match private_fs::write_file(&file, &serde_json::to_vec(&me).unwrap_or_default()) {
         Ok(()) => Some(Registration { file }),
         Err(e) => {
             tracing::debug!("cannot register in {}: {e}", dir.display());
@@ -84,13 +94,18 @@ pub fn register(
 
 /// The servers running now; stale entries are removed on the way.
 pub fn running() -> Vec<Instance> {
-    let Ok(entries) = std::fs::read_dir(dir()) else {
+    let Ok(entries) = dir().and_then(|d| {
+        std::fs::read_dir(&d).map_err(|e| PrivateError::Io {
+            path: d,
+            message: e.to_string(),
+        })
+    }) else {
         return Vec::new();
     };
     let mut found = Vec::new();
     for entry in entries.flatten() {
         let path = entry.path();
-        if path.extension().is_none_or(|e| e != "json") {
+        if path.extension().is_none_or(|e| e != "json") || private_fs::check_entry(&path).is_err() {
             continue;
         }
         let Some(instance) = std::fs::read(&path)

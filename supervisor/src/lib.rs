@@ -12,6 +12,7 @@ pub mod logging;
 pub mod mcp;
 pub mod metrics;
 pub mod pool;
+pub mod private_fs;
 pub mod router;
 pub mod sdk;
 pub mod serve;

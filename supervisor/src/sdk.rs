@@ -8,6 +8,11 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 mod typescript;
+mod unpack;
+
+pub use unpack::UnpackError;
+
+use crate::private_fs::{self, PrivateError};
 
 include!(concat!(env!("OUT_DIR"), "/sdks.rs"));
 
@@ -44,6 +49,7 @@ impl Language {
 }
 
 /// The command line that starts a worker for `script`.
+#[derive(Debug, Clone)]
 pub struct Launch {
     /// The interpreter.
     pub program: PathBuf,
@@ -53,13 +59,42 @@ pub struct Launch {
     pub env: Vec<(String, String)>,
 }
 
+/// Why a worker cannot be launched at all: retrying will not help, so a
+/// pool that meets one fails at once with it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LaunchError {
+    /// The script's extension names no language flw runs.
+    #[error("{0}")]
+    Language(String),
+    /// The embedded SDK cannot be unpacked or trusted.
+    #[error("cannot unpack the {language} SDK: {source}")]
+    Unpack {
+        /// `Python` or `TypeScript`.
+        language: &'static str,
+        /// Why.
+        #[source]
+        source: UnpackError,
+    },
+    /// Node.js cannot run TypeScript (its version, or the tsx loader).
+    #[error("{0}")]
+    Node(String),
+    /// The work was cut short (its thread panicked or was cancelled).
+    #[error("working out how to start the worker was cut short: {0}")]
+    Interrupted(String),
+}
+
 /// Builds the launch for `script`; `interpreter` overrides the default
-/// (`$FLW_PYTHON`, else `python3`; `$FLW_NODE`, else `node`).
-pub fn launch(script: &Path, interpreter: Option<&Path>) -> Result<Launch, String> {
-    match Language::of(script)? {
+/// (`$FLW_PYTHON`, else `python3`; `$FLW_NODE`, else `node`). The first
+/// launch of a process may unpack an SDK, run `node --version` or install
+/// the tsx loader: call it off the async runtime (`spawn_blocking`).
+pub fn launch(script: &Path, interpreter: Option<&Path>) -> Result<Launch, LaunchError> {
+    match Language::of(script).map_err(LaunchError::Language)? {
         Language::Python => {
             let program = program(interpreter, "FLW_PYTHON", "python3");
-            let sdk = python_sdk_dir().map_err(|e| format!("cannot unpack the Python SDK: {e}"))?;
+            let sdk = python_sdk_dir().map_err(|source| LaunchError::Unpack {
+                language: "Python",
+                source,
+            })?;
             let mut path = sdk.display().to_string();
             if let Some(existing) = std::env::var_os("PYTHONPATH").filter(|p| !p.is_empty()) {
                 path.push(':');
@@ -73,10 +108,13 @@ pub fn launch(script: &Path, interpreter: Option<&Path>) -> Result<Launch, Strin
         }
         lang @ (Language::JavaScript | Language::TypeScript) => {
             let program = program(interpreter, "FLW_NODE", "node");
-            let sdk = ts_sdk_dir().map_err(|e| format!("cannot unpack the TypeScript SDK: {e}"))?;
+            let sdk = ts_sdk_dir().map_err(|source| LaunchError::Unpack {
+                language: "TypeScript",
+                source,
+            })?;
             let mut args = Vec::new();
             if lang == Language::TypeScript {
-                args.extend(typescript::node_flags(&program)?);
+                args.extend(typescript::node_flags(&program).map_err(LaunchError::Node)?);
             }
             args.push(sdk.join("dist").join("main.js").into());
             args.push(script.into());
@@ -92,33 +130,36 @@ pub fn launch(script: &Path, interpreter: Option<&Path>) -> Result<Launch, Strin
 /// The folder that holds the unpacked `flw-worker` package (`package.json`,
 /// `dist/`), unpacking it on first use. Set `FLW_TS_SDK` to use a checkout
 /// (the `workers-ts` folder, built) instead.
-pub fn ts_sdk_dir() -> std::io::Result<PathBuf> {
-    static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+pub fn ts_sdk_dir() -> Result<PathBuf, UnpackError> {
+    static DIR: OnceLock<Result<PathBuf, UnpackError>> = OnceLock::new();
     sdk_dir("FLW_TS_SDK", &DIR, "ts", TS_SDK, "")
 }
 
 /// The folder that holds the unpacked `flw` package, unpacking it on first
 /// use. Set `FLW_PYTHON_SDK` to use a checkout instead (for SDK development).
-pub fn python_sdk_dir() -> std::io::Result<PathBuf> {
-    static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+pub fn python_sdk_dir() -> Result<PathBuf, UnpackError> {
+    static DIR: OnceLock<Result<PathBuf, UnpackError>> = OnceLock::new();
     sdk_dir("FLW_PYTHON_SDK", &DIR, "python", PYTHON_SDK, "flw")
 }
 
-/// The checkout named by `var`, else `files` unpacked once per process.
+/// The checkout named by `var`, else `files` unpacked (and checked) once
+/// per process.
 fn sdk_dir(
     var: &str,
-    unpacked: &'static OnceLock<Result<PathBuf, String>>,
+    unpacked: &'static OnceLock<Result<PathBuf, UnpackError>>,
     kind: &str,
     files: &[(&str, &[u8])],
     package: &str,
-) -> std::io::Result<PathBuf> {
+) -> Result<PathBuf, UnpackError> {
     if let Some(dir) = std::env::var_os(var) {
         return Ok(PathBuf::from(dir));
     }
     unpacked
-        .get_or_init(|| unpack(kind, files, package).map_err(|e| e.to_string()))
+        .get_or_init(|| {
+            let cache = cache_dir()?;
+            unpack::unpack(&cache, kind, &embedded_id(files), files, package)
+        })
         .clone()
-        .map_err(std::io::Error::other)
 }
 
 /// The interpreter: the pool's `interpreter`, else `$var`, else `default`.
@@ -129,13 +170,9 @@ fn program(interpreter: Option<&Path>, var: &str, default: &str) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(default))
 }
 
-/// flw's cache folder: `$XDG_CACHE_HOME/flw`, else `~/.cache/flw`.
-pub fn cache_dir() -> PathBuf {
-    std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir)
-        .join("flw")
+/// flw's private cache folder (see [`crate::private_fs`] for where it is).
+pub fn cache_dir() -> Result<PathBuf, PrivateError> {
+    private_fs::cache_dir()
 }
 
 /// What identifies the SDK that runs `script`: the embedded one's version
@@ -155,39 +192,6 @@ fn embedded_id(files: &[(&str, &[u8])]) -> String {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     files.hash(&mut h);
     format!("{}-{:016x}", env!("CARGO_PKG_VERSION"), h.finish())
-}
-
-/// Unpacks `files` into `<cache>/<kind>/<id>/<package>/` once; returns
-/// `<cache>/<kind>/<id>`.
-fn unpack(kind: &str, files: &[(&str, &[u8])], package: &str) -> std::io::Result<PathBuf> {
-    let id = embedded_id(files);
-    let root = cache_dir().join(kind).join(&id);
-    let complete = |r: &Path| r.join(package).join(".complete").is_file();
-    if complete(&root) {
-        return Ok(root);
-    }
-    // Unpack into a private folder, then rename it into place: concurrent
-    // flw processes never see half a package.
-    std::fs::create_dir_all(cache_dir().join(kind))?;
-    let tmp = root.with_extension(format!("tmp{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    for (name, bytes) in files {
-        let dest = tmp.join(package).join(name);
-        if let Some(dir) = dest.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        std::fs::write(dest, bytes)?;
-    }
-    std::fs::create_dir_all(tmp.join(package))?;
-    std::fs::write(tmp.join(package).join(".complete"), id.as_bytes())?;
-    match std::fs::rename(&tmp, &root) {
-        Ok(()) => Ok(root),
-        Err(_) if complete(&root) => {
-            let _ = std::fs::remove_dir_all(&tmp);
-            Ok(root)
-        }
-        Err(e) => Err(e),
-    }
 }
 
 #[cfg(test)]

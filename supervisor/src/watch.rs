@@ -50,7 +50,7 @@ struct Watched {
     files: HashSet<PathBuf>,
     ignore: GlobSet,
     /// flw's own cache (manifests, unpacked SDKs), which flw writes itself.
-    own_cache: PathBuf,
+    own_cache: Option<PathBuf>,
 }
 
 impl Watched {
@@ -78,7 +78,7 @@ impl Watched {
             trees,
             files,
             ignore: globs.build()?,
-            own_cache: crate::sdk::cache_dir(),
+            own_cache: crate::sdk::cache_dir().ok(),
         })
     }
 
@@ -87,7 +87,7 @@ impl Watched {
         if self.files.contains(path) {
             return true;
         }
-        if path.starts_with(&self.own_cache) {
+        if self.own_cache.as_ref().is_some_and(|c| path.starts_with(c)) {
             return false;
         }
         let watched_ext = path
@@ -119,7 +119,7 @@ impl Watched {
 
     /// Whether `dir`, a folder under the tree `root`, is one to watch.
     fn watches_dir(&self, root: &Path, dir: &Path) -> bool {
-        !dir.starts_with(&self.own_cache)
+        !self.own_cache.as_ref().is_some_and(|c| dir.starts_with(c))
             && dir
                 .strip_prefix(root)
                 .is_ok_and(|rel| !self.ignored(rel, true))

@@ -241,7 +241,7 @@ pub async fn cancel(args: CancelArgs) -> anyhow::Result<ExitCode> {
     if servers.is_empty() {
         eprintln!(
             "flw cancel: no flw serve of this user is running (servers register in {}); name one with --url",
-            instances::dir().display()
+            instances::dir().map_or_else(|e| e.to_string(), |d| d.display().to_string())
         );
         return Ok(ExitCode::from(super::EXIT_CALL_FAILED));
     }

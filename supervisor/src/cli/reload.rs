@@ -35,7 +35,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         };
         eprintln!(
             "flw reload: no flw server of this user{what} (servers register in {})",
-            instances::dir().display()
+            instances::dir().map_or_else(|e| e.to_string(), |d| d.display().to_string())
         );
         return Ok(ExitCode::from(super::EXIT_CALL_FAILED));
     }

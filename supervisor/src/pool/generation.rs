@@ -66,6 +66,9 @@ pub(super) struct Generation {
     tasks: tokio_util::task::TaskTracker,
     /// The pool's count of workers started again after one ended.
     restarts: Arc<AtomicU64>,
+    /// How a worker is started, worked out once (off the runtime: it may
+    /// unpack an SDK or install the tsx loader) for all slots.
+    launch: tokio::sync::OnceCell<Result<Arc<sdk::Launch>, sdk::LaunchError>>,
 }
 
 struct State {
@@ -145,6 +148,7 @@ impl Generation {
             hurry: Mutex::new(None),
             tasks: tokio_util::task::TaskTracker::new(),
             restarts,
+            launch: tokio::sync::OnceCell::new(),
             cfg,
         });
         for i in 0..slots {
@@ -394,15 +398,36 @@ impl Generation {
         self.tasks.wait().await;
     }
 
-    fn worker_config(&self, label: String) -> Result<WorkerConfig, String> {
+    /// The launch of this generation's workers, worked out by the first
+    /// slot to ask on a blocking thread; its failure is logged once.
+    async fn launch(&self) -> Result<Arc<sdk::Launch>, sdk::LaunchError> {
+        self.launch
+            .get_or_init(|| async {
+                let script = self.cfg.script.clone();
+                let interpreter = self.cfg.interpreter.clone();
+                let launched = tokio::task::spawn_blocking(move || {
+                    sdk::launch(&script, interpreter.as_deref())
+                })
+                .await
+                .unwrap_or_else(|e| Err(sdk::LaunchError::Interrupted(e.to_string())))
+                .map(Arc::new);
+                if let Err(e) = &launched {
+                    tracing::error!(pool = %self.cfg.name, "{e}");
+                }
+                launched
+            })
+            .await
+            .clone()
+    }
+
+    fn worker_config(&self, launch: &sdk::Launch, label: String) -> WorkerConfig {
         let cfg = &self.cfg;
-        let launch = sdk::launch(&cfg.script, cfg.interpreter.as_deref())?;
-        let mut extra = launch.env;
+        let mut extra = launch.env.clone();
         extra.extend(cfg.env.iter().cloned());
-        Ok(WorkerConfig {
+        WorkerConfig {
             spawn: SpawnSpec {
-                program: launch.program,
-                args: launch.args,
+                program: launch.program.clone(),
+                args: launch.args.clone(),
                 env: SpawnSpec::environment(
                     &extra,
                     &cfg.pass_env,
@@ -418,7 +443,7 @@ impl Generation {
             heartbeat_interval: cfg.heartbeat_interval,
             heartbeat_timeout: cfg.heartbeat_timeout,
             max_line_bytes: flw_protocol::DEFAULT_MAX_LINE_BYTES,
-        })
+        }
     }
 
     /// The manifest for a worker's tools: the generation's own when they
@@ -483,12 +508,39 @@ async fn run_slot(
                 format!("{script_name}#{n}")
             }
         };
-        let started = match g.worker_config(label) {
-            Ok(wcfg) => tokio::select! {
-                r = Worker::start(wcfg) => r.map_err(|e| e.message),
-                _ = g.stop.cancelled() => return,
-            },
-            Err(e) => Err(e),
+        let launch = tokio::select! {
+            l = g.launch() => l,
+            _ = g.stop.cancelled() => return,
+        };
+        let launch = match launch {
+            Ok(l) => l,
+            Err(e) => {
+                // Starting again cannot help (the cause is outside the
+                // worker, and cached): the slot gives up at once, and the
+                // error was logged once for all slots.
+                let e = e.to_string();
+                if let Some(tx) = first_start.take() {
+                    let _ = tx.try_send(Err(e.clone()));
+                }
+                g.tools.send_if_modified(|t| match t {
+                    ToolsState::Starting => {
+                        *t = ToolsState::Failed(e.clone());
+                        true
+                    }
+                    _ => false,
+                });
+                let mut st = g.lock();
+                st.last_error = Some(e);
+                st.slots[i].gave_up = true;
+                if st.slots.iter().all(|s| s.gave_up) {
+                    st.queue.clear(); // waiters get `unavailable`
+                }
+                return;
+            }
+        };
+        let started = tokio::select! {
+            r = Worker::start(g.worker_config(&launch, label)) => r.map_err(|e| e.message),
+            _ = g.stop.cancelled() => return,
         };
         let outcome = match started {
             Ok(worker) => match g.manifest_for(&worker) {

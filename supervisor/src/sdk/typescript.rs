@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
+use crate::private_fs;
+
 /// The `tsx` release flw installs for Node < 22.6.
 pub const TSX_VERSION: &str = "4.23.15";
 
@@ -64,13 +66,6 @@ fn tsx_loader() -> Result<PathBuf, String> {
 }
 
 fn install_tsx() -> Result<PathBuf, String> {
-    let root = super::cache_dir()
-        .join("ts-loader")
-        .join(format!("tsx-{TSX_VERSION}"));
-    let entry = |r: &Path| r.join("node_modules/tsx/dist/esm/index.mjs");
-    if entry(&root).is_file() {
-        return Ok(entry(&root));
-    }
     let fail = |why: String| {
         format!(
             "TypeScript workers on Node.js older than 22.6 need the tsx loader, and installing \
@@ -78,14 +73,42 @@ fn install_tsx() -> Result<PathBuf, String> {
              FLW_TS_LOADER to a loader module"
         )
     };
+    let loaders = super::cache_dir()
+        .map_err(|e| fail(e.to_string()))?
+        .join("ts-loader");
+    private_fs::make_dir(&loaders).map_err(|e| fail(e.to_string()))?;
+    let root = loaders.join(format!("tsx-{TSX_VERSION}"));
+    let entry = |r: &Path| r.join("node_modules/tsx/dist/esm/index.mjs");
+    if entry(&root).is_file() {
+        // What npm installed runs as this user: it must be theirs alone.
+        match private_fs::check_tree(&root) {
+            Ok(()) => return Ok(entry(&root)),
+            Err(e) => {
+                tracing::warn!("installing the tsx loader again: {e}");
+                let _ = std::fs::remove_dir_all(&root);
+            }
+        }
+    }
     let tmp = root.with_extension(format!("tmp{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(|e| fail(format!("{}: {e}", tmp.display())))?;
+    private_fs::make_dir(&tmp).map_err(|e| fail(e.to_string()))?;
     tracing::info!(
         "installing tsx {TSX_VERSION} (the TypeScript loader for Node < 22.6) into {}",
         root.display()
     );
-    let out = Command::new("npm")
+    let mut npm = Command::new("npm");
+    // SAFETY: prctl is async-signal-safe, as pre_exec requires. The install
+    // runs on a blocking thread that waits for it, so it ends (SIGTERM)
+    // when flw exits rather than living on unsupervised.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut npm, || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = npm
         .args([
             "install",
             "--no-audit",
@@ -96,7 +119,10 @@ fn install_tsx() -> Result<PathBuf, String> {
         .arg(&tmp)
         .arg(format!("tsx@{TSX_VERSION}"))
         .output()
-        .map_err(|e| fail(format!("cannot run npm: {e}")))?;
+        .map_err(|e| {
+            let _ = std::fs::remove_dir_all(&tmp);
+            fail(format!("cannot run npm: {e}"))
+        })?;
     if !out.status.success() || !entry(&tmp).is_file() {
         let _ = std::fs::remove_dir_all(&tmp);
         let err = String::from_utf8_lossy(&out.stderr);
@@ -107,6 +133,9 @@ fn install_tsx() -> Result<PathBuf, String> {
             tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
         )));
     }
+    // npm's command links are not needed, and links are not trusted.
+    let _ = std::fs::remove_dir_all(tmp.join("node_modules/.bin"));
+    private_fs::make_tree_private(&tmp).map_err(|e| fail(e.to_string()))?;
     match std::fs::rename(&tmp, &root) {
         Ok(()) => {}
         Err(_) if entry(&root).is_file() => {

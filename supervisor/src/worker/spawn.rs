@@ -42,8 +42,9 @@ pub const ALLOWED_ENV: &[&str] = &[
     "OPENAI_MODEL",
 ];
 
-/// Everything needed to start one worker process.
-#[derive(Debug, Clone)]
+/// Everything needed to start one worker process. `Debug` shows the
+/// variables' names, not their values (they may be secrets).
+#[derive(Clone)]
 pub struct SpawnSpec {
     /// The program, e.g. `python3`.
     pub program: PathBuf,
@@ -53,6 +54,18 @@ pub struct SpawnSpec {
     pub env: Vec<(OsString, OsString)>,
     /// Working directory; `None` keeps the supervisor's.
     pub cwd: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for SpawnSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<_> = self.env.iter().map(|(k, _)| k).collect();
+        f.debug_struct("SpawnSpec")
+            .field("program", &self.program)
+            .field("args", &self.args)
+            .field("env", &names)
+            .field("cwd", &self.cwd)
+            .finish()
+    }
 }
 
 /// A started child and the supervisor's end of its channel.
