@@ -82,7 +82,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
+    let code = runtime.block_on(async move {
         match cli.command {
             Command::Tools(a) => tools::run(a).await,
             Command::Call(a) => call::run(a).await,
@@ -94,7 +94,11 @@ pub fn run() -> anyhow::Result<ExitCode> {
             Command::Cancel(a) => daemon::cancel(a).await,
             Command::Reload(a) => reload::run(a).await,
         }
-    })
+    });
+    // Blocking work still under way (an `npm install` of the tsx loader,
+    // say) must not hold up the exit: the runtime would wait for it.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    code
 }
 
 /// The pools a server runs: scripts, a config, and `--env` for them.

@@ -343,6 +343,7 @@ impl ServerHandler for McpServer {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
+        self.router.cache_read().await;
         if let Some((tools, live)) = self.router.tools_now() {
             if !live {
                 let listed = tools.iter().map(to_mcp_tool).collect();

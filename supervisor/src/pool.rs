@@ -87,8 +87,9 @@ pub struct Pool {
 struct Inner {
     cfg: PoolConfig,
     current: ArcSwap<Generation>,
-    /// What was in the manifest cache when the pool started.
-    cached: Option<Vec<ToolSpec>>,
+    /// What was in the manifest cache when the pool started (read on a
+    /// blocking thread: it reads the script's metadata and a file).
+    cached: tokio::sync::OnceCell<CacheRead>,
     /// The current generation's tools, as callers should see them.
     tools: watch::Sender<ToolsState>,
     events: broadcast::Sender<PoolEvent>,
@@ -116,14 +117,12 @@ impl Pool {
     /// Starts the pool's first generation; workers come up in the
     /// background. Reloads are announced on `events`.
     pub fn start(cfg: PoolConfig, events: broadcast::Sender<PoolEvent>) -> Pool {
-        let cache = ManifestCache::for_pool(&cfg);
-        let cached = cache.as_ref().and_then(ManifestCache::load);
         let restarts = Arc::new(AtomicU64::new(0));
         let first = Generation::start(cfg.clone(), 1, false, restarts.clone());
         let inner = Arc::new(Inner {
             cfg,
             current: ArcSwap::new(first.clone()),
-            cached,
+            cached: tokio::sync::OnceCell::new(),
             tools: watch::channel(ToolsState::Starting).0,
             events,
             swap: tokio::sync::Mutex::new(()),
@@ -135,7 +134,7 @@ impl Pool {
             draining: Mutex::new(Vec::new()),
             restarts,
         });
-        tokio::spawn(follow_first(inner.clone(), first, cache));
+        tokio::spawn(follow_first(inner.clone(), first));
         Pool { inner }
     }
 
@@ -166,13 +165,24 @@ impl Pool {
         self.inner.restarts.load(Ordering::Relaxed)
     }
 
+    /// Waits until the manifest cache has been read (a few ms after the
+    /// start), so that [`Pool::tools_now`] can answer from it.
+    pub async fn cache_read(&self) {
+        self.inner.read_cache().await;
+    }
+
     /// The tools without waiting: `(tools, true)` once a worker has
     /// announced them, else `(tools, false)` from the manifest cache (see
     /// [`manifest_cache`]); `None` when neither exists or the start failed.
     pub fn tools_now(&self) -> Option<(Vec<ToolSpec>, bool)> {
         match &*self.inner.tools.borrow() {
             ToolsState::Ready(m) => Some((m.listed().to_vec(), true)),
-            ToolsState::Starting => self.inner.cached.clone().map(|t| (t, false)),
+            ToolsState::Starting => self
+                .inner
+                .cached
+                .get()
+                .and_then(|c| c.tools.clone())
+                .map(|t| (t, false)),
             ToolsState::Failed(_) => None,
         }
     }
@@ -507,6 +517,34 @@ impl Inner {
     fn lock_reloads(&self) -> std::sync::MutexGuard<'_, Reloads> {
         self.reloads.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// The manifest cache's entry for the script as it was at the start,
+    /// and what it held, read once off the runtime.
+    async fn read_cache(&self) -> &CacheRead {
+        self.cached
+            .get_or_init(|| async {
+                let cfg = self.cfg.clone();
+                tokio::task::spawn_blocking(move || {
+                    let entry = ManifestCache::for_pool(&cfg);
+                    let tools = entry.as_ref().and_then(ManifestCache::load);
+                    CacheRead { entry, tools }
+                })
+                .await
+                .unwrap_or(CacheRead {
+                    entry: None,
+                    tools: None,
+                })
+            })
+            .await
+    }
+}
+
+/// The manifest cache as a pool found it at its start.
+struct CacheRead {
+    /// The entry of the script as it was then (`None`: caching is off).
+    entry: Option<ManifestCache>,
+    /// The tools it held, when its stamp matched.
+    tools: Option<Vec<ToolSpec>>,
 }
 
 /// The names of a manifest's tools, for error messages.
@@ -521,7 +559,9 @@ fn tool_names(m: &Manifest) -> String {
 
 /// Publishes the first generation's tools (or its failure to start) while
 /// it is current, and caches them once they are known.
-async fn follow_first(inner: Arc<Inner>, first: Arc<Generation>, mut cache: Option<ManifestCache>) {
+async fn follow_first(inner: Arc<Inner>, first: Arc<Generation>) {
+    let read = inner.read_cache().await;
+    let mut cache = read.entry.clone();
     let mut rx = first.tools.subscribe();
     loop {
         let state = rx.borrow_and_update().clone();
@@ -530,7 +570,7 @@ async fn follow_first(inner: Arc<Inner>, first: Arc<Generation>, mut cache: Opti
         }
         let ready = matches!(state, ToolsState::Ready(_));
         if let ToolsState::Ready(m) = &state {
-            if inner.cached.as_deref() != Some(m.listed()) {
+            if read.tools.as_deref() != Some(m.listed()) {
                 if let Some(cache) = cache.take() {
                     // The entry stamped at start: the script may have changed since.
                     store_manifest(&inner.cfg.name, m, move || Some(cache));

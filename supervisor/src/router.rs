@@ -100,6 +100,12 @@ impl Router {
         merge(parts)
     }
 
+    /// Waits until every pool has read its manifest cache (a few ms after
+    /// the start; the read runs off the runtime), for [`Router::tools_now`].
+    pub async fn cache_read(&self) {
+        futures::future::join_all(self.pools.iter().map(|p| p.cache_read())).await;
+    }
+
     /// Every tool without waiting for workers: `(tools, live)`, where
     /// `live` is false when some of them come from the manifest cache of a
     /// pool still starting (see [`crate::pool::manifest_cache`]). `None`

@@ -11,11 +11,10 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use notify::{EventKind, RecursiveMode, Watcher as _};
-use tokio::sync::mpsc;
 
 use crate::pool::Pool;
 
@@ -167,71 +166,105 @@ impl Watched {
 
 /// Keeps the watches alive; dropping it stops watching.
 pub struct WatchHandle {
-    task: tokio::task::JoinHandle<()>,
+    tx: std::sync::mpsc::Sender<Message>,
 }
 
 impl Drop for WatchHandle {
     fn drop(&mut self) {
-        self.task.abort();
+        let _ = self.tx.send(Message::Stop);
     }
 }
 
+/// What the watching thread receives.
+enum Message {
+    /// A file event from notify.
+    Event(notify::Result<notify::Event>),
+    /// The handle was dropped.
+    Stop,
+}
+
 /// Watches the files of `pools` and reloads a pool when its files change.
-/// `None` when no pool is watched.
+/// `None` when no pool is watched. Walking folders and looking at changed
+/// paths is blocking work, so it all runs on a thread of its own, which
+/// asks the pools (on the current runtime) to reload.
 pub fn start(pools: Vec<Pool>) -> anyhow::Result<Option<WatchHandle>> {
-    let watched = pools
-        .into_iter()
-        .map(Watched::new)
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    if watched.is_empty() {
+    if pools.is_empty() {
         return Ok(None);
     }
-    let (tx, rx) = mpsc::unbounded_channel();
-    let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
-        let _ = tx.send(ev);
+    let runtime = tokio::runtime::Handle::try_current()?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let events = tx.clone();
+    let watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+        let _ = events.send(Message::Event(ev));
     })?;
-    let mut dirs: HashSet<PathBuf> = HashSet::new();
-    for w in &watched {
-        for dir in w.dirs() {
-            if dirs.insert(dir.clone()) {
-                // One folder that cannot be watched (no permission, gone, the
-                // inotify limit) must not turn watching off for the rest.
-                if let Err(e) = watcher.watch(&dir, RecursiveMode::NonRecursive) {
-                    tracing::warn!("cannot watch {}: {e}", dir.display());
-                    dirs.remove(&dir);
+    std::thread::Builder::new()
+        .name("flw-watch".into())
+        .spawn(move || {
+            let _runtime = runtime.enter();
+            let watched = match pools
+                .into_iter()
+                .map(Watched::new)
+                .collect::<anyhow::Result<Vec<_>>>()
+            {
+                Ok(w) => w,
+                Err(e) => {
+                    tracing::warn!("cannot watch the worker scripts, so saves will not reload them (flw reload still does): {e:#}");
+                    return;
                 }
+            };
+            let mut watcher = watcher;
+            let mut dirs: HashSet<PathBuf> = HashSet::new();
+            for w in &watched {
+                for dir in w.dirs() {
+                    if dirs.insert(dir.clone()) {
+                        // One folder that cannot be watched (no permission, gone, the
+                        // inotify limit) must not turn watching off for the rest.
+                        if let Err(e) = watcher.watch(&dir, RecursiveMode::NonRecursive) {
+                            tracing::warn!("cannot watch {}: {e}", dir.display());
+                            dirs.remove(&dir);
+                        }
+                    }
+                }
+                tracing::debug!(pool = %w.pool.config().name, "watching {} folders", dirs.len());
             }
-        }
-        tracing::debug!(pool = %w.pool.config().name, "watching {} folders", dirs.len());
-    }
-    let task = tokio::spawn(run(watcher, dirs, watched, rx));
-    Ok(Some(WatchHandle { task }))
+            run(watcher, dirs, watched, rx);
+        })?;
+    Ok(Some(WatchHandle { tx }))
 }
 
 /// Turns file events into reloads: collects changed paths per pool and
 /// reloads each pool once nothing has changed for [`DEBOUNCE`].
-async fn run(
+fn run(
     mut watcher: notify::RecommendedWatcher,
     mut dirs: HashSet<PathBuf>,
     watched: Vec<Watched>,
-    mut rx: mpsc::UnboundedReceiver<notify::Result<notify::Event>>,
+    rx: std::sync::mpsc::Receiver<Message>,
 ) {
     // Pool index → the first changed file, for the log line.
     let mut dirty: BTreeMap<usize, PathBuf> = BTreeMap::new();
-    let mut deadline = tokio::time::Instant::now();
+    let mut deadline = Instant::now();
     loop {
-        let event = tokio::select! {
-            ev = rx.recv() => match ev {
-                Some(ev) => ev,
-                None => return,
-            },
-            _ = tokio::time::sleep_until(deadline), if !dirty.is_empty() => {
-                for (i, path) in std::mem::take(&mut dirty) {
-                    let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
-                    watched[i].pool.request_reload(format!("{name} changed"));
+        let message = if dirty.is_empty() {
+            rx.recv().ok()
+        } else {
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(m) => Some(m),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    for (i, path) in std::mem::take(&mut dirty) {
+                        let name = path.file_name().map_or_else(
+                            || path.display().to_string(),
+                            |n| n.to_string_lossy().into_owned(),
+                        );
+                        watched[i].pool.request_reload(format!("{name} changed"));
+                    }
+                    continue;
                 }
-                continue;
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => None,
             }
+        };
+        let event = match message {
+            Some(Message::Event(ev)) => ev,
+            Some(Message::Stop) | None => return,
         };
         let event = match event {
             Ok(ev) => ev,
@@ -247,7 +280,7 @@ async fn run(
                     .entry(i)
                     .or_insert_with(|| w.pool.config().script.clone());
             }
-            deadline = tokio::time::Instant::now() + DEBOUNCE;
+            deadline = Instant::now() + DEBOUNCE;
             continue;
         }
         if matches!(event.kind, EventKind::Access(_) | EventKind::Other) {
@@ -268,7 +301,7 @@ async fn run(
                 // since files written before its watch existed were missed.
                 for i in add_new_dir(&mut watcher, &mut dirs, &watched, path) {
                     dirty.entry(i).or_insert_with(|| path.clone());
-                    deadline = tokio::time::Instant::now() + DEBOUNCE;
+                    deadline = Instant::now() + DEBOUNCE;
                 }
             }
             let mut wanted = false;
@@ -276,7 +309,7 @@ async fn run(
                 if w.wants(path) {
                     wanted = true;
                     dirty.entry(i).or_insert_with(|| path.clone());
-                    deadline = tokio::time::Instant::now() + DEBOUNCE;
+                    deadline = Instant::now() + DEBOUNCE;
                 }
             }
             if wanted && path.extension().is_some_and(|e| e == "py") {
