@@ -18,6 +18,9 @@ pub struct Args {
     no_watch: bool,
 }
 
+/// How long the session may take to send its last answers and end.
+const CLOSE_WITHIN: Duration = Duration::from_secs(10);
+
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     crate::logging::init("info,rmcp=warn");
     let config = args.pools.load()?;
@@ -27,18 +30,16 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let reloads = super::reload_on_sighup(router.clone());
     let _registered = crate::instances::register("mcp", scripts, config_file, None);
     let _watching = super::watch_pools(&router, !args.no_watch);
-    let server = McpServer::new(router.clone());
+    let session = McpServer::new(router.clone()).serve_stdio();
     let code = tokio::select! {
-        r = server.serve_stdio() => {
-            if let Err(e) = r {
-                tracing::error!("MCP session ended: {e:#}");
-            }
-            ExitCode::SUCCESS
-        }
+        () = session.client_left() => ExitCode::SUCCESS,
         code = super::interrupted() => ExitCode::from(code),
     };
     if let Some(task) = reloads {
         task.abort();
+    }
+    if let Err(e) = session.close(CLOSE_WITHIN).await {
+        tracing::error!("MCP session ended: {e:#}");
     }
     router.shutdown(args.drain).await;
     Ok(code)
