@@ -1,4 +1,11 @@
 //! `flw mcp`: serve the scripts' tools to an MCP host over stdio.
+//!
+//! It serves until the host closes stdin or a SIGTERM or SIGINT arrives.
+//! Then it drains: it reloads nothing more and takes no new calls; the
+//! calls in flight run on for up to `--drain` and are answered; the calls
+//! left after that are cancelled through the kill path (and answered too);
+//! then the session ends and flw exits. A signal during the drain cuts it
+//! short.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -29,18 +36,37 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let router = Router::start(config);
     let reloads = super::reload_on_sighup(router.clone());
     let _registered = crate::instances::register("mcp", scripts, config_file, None);
-    let _watching = super::watch_pools(&router, !args.no_watch);
+    let watching = super::watch_pools(&router, !args.no_watch);
     let session = McpServer::new(router.clone()).serve_stdio();
-    let code = tokio::select! {
+    let mut code = tokio::select! {
         () = session.client_left() => ExitCode::SUCCESS,
-        code = super::interrupted() => ExitCode::from(code),
+        code = super::interrupted() => {
+            tracing::info!("{}: draining (up to {:?}); send it again to stop at once", signal_name(code), args.drain);
+            ExitCode::from(code)
+        }
     };
     if let Some(task) = reloads {
         task.abort();
     }
+    drop(watching);
+    tokio::select! {
+        () = router.shutdown(args.drain) => {}
+        again = super::interrupted() => {
+            tracing::info!("{}: cancelling the calls in flight", signal_name(again));
+            code = ExitCode::from(again);
+            router.shutdown(Duration::ZERO).await;
+        }
+    }
     if let Err(e) = session.close(CLOSE_WITHIN).await {
         tracing::error!("MCP session ended: {e:#}");
     }
-    router.shutdown(args.drain).await;
     Ok(code)
+}
+
+fn signal_name(code: u8) -> &'static str {
+    if code == super::EXIT_INTERRUPTED {
+        "SIGINT"
+    } else {
+        "SIGTERM"
+    }
 }
