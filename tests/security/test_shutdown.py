@@ -1,14 +1,17 @@
 """Shutdown does what the flags say: `flw mcp --drain` lets calls in flight
-finish after SIGTERM and kills the rest through the kill path."""
+finish after SIGTERM and kills the rest through the kill path; a SIGHUP during
+a drain starts no new workers (`flw mcp` and `flw serve`)."""
 
 from __future__ import annotations
 
 import signal
+import threading
 import time
 
 import pytest
 
-from conftest import McpPipe, alive, group_members, read_pids, write_config
+from conftest import McpPipe, alive, children, group_members, read_pids, wait_until, write_config
+from serving import Reply, serve, write_serve_config
 
 ONE_WORKER = '[pools.tools]\nscript = "tools.py"\ninstances = 1\n'
 
@@ -17,6 +20,15 @@ def text_of(answer: dict) -> tuple[bool, str]:
     """(isError, text) of a tools/call answer."""
     result = answer["result"]
     return result.get("isError", False), result["content"][0]["text"]
+
+
+def no_new_worker_for(pid: int, known: set[int], seconds: float) -> None:
+    """Fails if flw `pid` starts a process that is not in `known` within `seconds`."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        new = set(children(pid)) - known
+        assert not new, f"a new worker started during the drain: {sorted(new)}"
+        time.sleep(0.02)
 
 
 @pytest.fixture
@@ -81,3 +93,44 @@ def test_mcp_a_second_signal_cuts_the_drain_short(tmp_path, stop_at_end):
     assert client.proc.wait(30) == 130
     assert time.monotonic() - started < 10
     assert group_members(worker) == [] and not alive(grandchild)
+
+
+def test_mcp_sighup_during_the_drain_starts_no_new_worker(tmp_path, stop_at_end):
+    cfg = write_config(tmp_path, ONE_WORKER)
+    client = McpPipe("--drain", "20s", "--config", str(cfg))
+    stop_at_end(client)
+    client.call(1, "sleepy", {"seconds": 3, "pidfile": str(tmp_path / "pids")})
+    (worker,) = read_pids(tmp_path / "pids")
+    known = set(children(client.proc.pid))
+    assert worker in known
+    client.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    client.proc.send_signal(signal.SIGHUP)
+    no_new_worker_for(client.proc.pid, known, 2.0)
+    assert text_of(client.reply(1, 30)) == (False, "slept")
+    assert client.proc.wait(30) == 143
+
+
+def test_serve_sighup_during_the_drain_starts_no_new_worker(tmp_path):
+    cfg = write_serve_config(tmp_path, ONE_WORKER + '[serve]\ndrain = "20s"\n')
+    with serve("--config", cfg) as s:
+        s.wait_ready()
+        replies: list[Reply] = []
+        caller = threading.Thread(
+            target=lambda: replies.append(
+                s.post("/v1/tools/spawn_sleep/call", {"pidfile": str(tmp_path / "pids"), "seconds": 3})
+            )
+        )
+        caller.start()
+        worker, _ = read_pids(tmp_path / "pids")
+        known = set(s.workers())
+        assert worker in known
+        s.proc.send_signal(signal.SIGTERM)
+        wait_until(lambda: "draining" in s.stderr, 10, "the drain to begin")
+        s.proc.send_signal(signal.SIGHUP)
+        no_new_worker_for(s.proc.pid, known, 2.0)
+        caller.join(30)
+        assert s.proc.wait(30) == 0
+    assert replies and replies[0].status == 200, replies
+    assert replies[0].json()["result"] == "slept 3.0"
+    assert "reloading" not in s.stderr

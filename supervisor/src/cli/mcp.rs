@@ -34,9 +34,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let scripts = config.pools.iter().map(|p| p.script.clone()).collect();
     let config_file = args.pools.config_file();
     let router = Router::start(config);
-    let reloads = super::reload_on_sighup(router.clone());
+    let mut reloaders = super::Reloaders::on_sighup(&router);
     let _registered = crate::instances::register("mcp", scripts, config_file, None);
-    let watching = super::watch_pools(&router, !args.no_watch);
+    reloaders.watch(!args.no_watch);
     let session = McpServer::new(router.clone()).serve_stdio();
     let mut code = tokio::select! {
         () = session.client_left() => ExitCode::SUCCESS,
@@ -45,10 +45,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             ExitCode::from(code)
         }
     };
-    if let Some(task) = reloads {
-        task.abort();
-    }
-    drop(watching);
+    reloaders.stop();
     tokio::select! {
         () = router.shutdown(args.drain) => {}
         again = super::interrupted() => {
