@@ -1,9 +1,12 @@
 """Shutdown does what the flags say: `flw mcp --drain` lets calls in flight
 finish after SIGTERM and kills the rest through the kill path; a SIGHUP during
-a drain starts no new workers (`flw mcp` and `flw serve`)."""
+a drain starts no new workers (`flw mcp` and `flw serve`); a run whose task
+panics still ends (`failed`, kind `internal`), so the drain does not wait for
+it."""
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -134,3 +137,35 @@ def test_serve_sighup_during_the_drain_starts_no_new_worker(tmp_path):
     assert replies and replies[0].status == 200, replies
     assert replies[0].json()["result"] == "slept 3.0"
     assert "reloading" not in s.stderr
+
+
+def test_a_run_whose_task_panics_ends_failed_internal_and_shutdown_does_not_wait_for_it(tmp_path):
+    cfg = write_serve_config(tmp_path, ONE_WORKER)
+    env = {**os.environ, "FLW_TEST_FAULT": "run_task_panic"}
+    with serve("--config", cfg, env=env) as s:
+        if "test faults are on" not in s.stderr:
+            pytest.skip("FLW_TEST_FAULT is honoured by debug builds only, and this flw is a release build")
+        s.wait_ready()
+        started = s.post("/v1/tools/echo/call?async=true", {"text": "x"})
+        assert started.status == 202, started.body
+        flow = s.post("/v1/flows/ticker/runs", {})
+        assert flow.status == 202, flow.body
+        for run_id in (started.json()["id"], flow.json()["id"]):
+            seen: dict = {}
+
+            def ended(run_id=run_id, seen=seen) -> bool:
+                seen.update(s.get(f"/v1/runs/{run_id}").json())
+                return seen["status"] != "running"
+
+            wait_until(ended, 15, f"run {run_id} to end")
+            assert seen["status"] == "failed", seen
+            assert seen["error"]["kind"] == "internal"
+            assert "a bug in flw" in seen["error"]["message"]
+        sync = s.post("/v1/tools/echo/call", {"text": "x"})
+        assert sync.status == 500, sync.body
+        assert sync.json()["error"]["kind"] == "internal"
+        assert s.get("/v1/runs?status=running").json()["runs"] == []
+        t0 = time.monotonic()
+        assert s.stop(signal.SIGTERM, timeout=60) == 0
+        took = time.monotonic() - t0
+    assert took < 10, f"shutdown took {took:.1f}s: it waited for a run that had ended"

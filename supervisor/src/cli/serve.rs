@@ -48,6 +48,7 @@ pub struct Args {
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     crate::logging::init("info,rmcp=warn");
+    crate::fault::announce();
     let config = args.pools.load()?;
     let serve = serve_config(&args, config.serve.clone());
     let token = token(&serve)?;
