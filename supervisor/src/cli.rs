@@ -200,27 +200,66 @@ fn apply_env(pool: &mut PoolConfig, env: &[String]) {
     }
 }
 
-/// Watches the files of the pools that want it (`watch` in flw.toml, else
-/// `default`); a watcher that cannot start is logged, not fatal.
-fn watch_pools(router: &crate::router::Router, default: bool) -> Option<crate::watch::WatchHandle> {
-    let pools: Vec<_> = router
-        .pools()
-        .iter()
-        .filter(|p| p.config().watch.unwrap_or(default))
-        .cloned()
-        .collect();
-    match crate::watch::start(pools) {
-        Ok(handle) => handle,
-        Err(e) => {
-            tracing::warn!("cannot watch the worker scripts, so saves will not reload them (flw reload still does): {e:#}");
-            None
+/// What starts reloads in a server: the SIGHUP handler and the file
+/// watcher. A drain stops them ([`Reloaders::stop`]).
+struct Reloaders {
+    router: crate::router::Router,
+    sighup: Option<tokio::task::JoinHandle<()>>,
+    watch: Option<crate::watch::WatchHandle>,
+}
+
+impl Reloaders {
+    /// Installs the SIGHUP handler now (so that a `flw reload` right after
+    /// the server registered cannot kill it with SIGHUP's default action);
+    /// each SIGHUP reloads every pool.
+    fn on_sighup(router: &crate::router::Router) -> Reloaders {
+        Reloaders {
+            router: router.clone(),
+            sighup: reload_on_sighup(router.clone()),
+            watch: None,
+        }
+    }
+
+    /// Watches the files of the pools that want it (`watch` in flw.toml,
+    /// else `default`); a watcher that cannot start is logged, not fatal.
+    fn watch(&mut self, default: bool) {
+        let pools: Vec<_> = self
+            .router
+            .pools()
+            .iter()
+            .filter(|p| p.config().watch.unwrap_or(default))
+            .cloned()
+            .collect();
+        self.watch = match crate::watch::start(pools) {
+            Ok(handle) => handle,
+            Err(e) => {
+                tracing::warn!("cannot watch the worker scripts, so saves will not reload them (flw reload still does): {e:#}");
+                None
+            }
+        };
+    }
+
+    /// A drain begins: SIGHUP is ignored from now on, file changes are not
+    /// watched, and a reload under way gives up its new generation.
+    fn stop(&mut self) {
+        if let Some(task) = self.sighup.take() {
+            task.abort();
+        }
+        self.watch = None;
+        self.router.stop_reloads();
+    }
+}
+
+impl Drop for Reloaders {
+    fn drop(&mut self) {
+        if let Some(task) = self.sighup.take() {
+            task.abort();
         }
     }
 }
 
-/// Installs the SIGHUP handler now (so that a `flw reload` right after the
-/// server registered cannot kill it with SIGHUP's default action) and
-/// returns the task that reloads every pool at each SIGHUP.
+/// Returns the task that reloads every pool at each SIGHUP, with the
+/// handler installed.
 fn reload_on_sighup(router: crate::router::Router) -> Option<tokio::task::JoinHandle<()>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = match signal(SignalKind::hangup()) {

@@ -28,20 +28,27 @@ use rmcp::model::{
     ServerConfig, Tool,
 };
 use rmcp::service::{NotificationContext, RequestContext};
-use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, ServiceExt};
+use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
 mod client_log;
 mod flows;
+mod id_scan;
+mod in_flight;
+mod incoming;
+mod stdio;
+mod stdio_lines;
+
+pub use stdio::StdioSession;
 
 use crate::call::{CallEvent, CallFailure};
 use crate::pool::{CallOptions, PoolEvent};
 use crate::router::Router;
 use client_log::{ClientLog, Severity};
 
-/// Longest JSON-RPC line accepted from the MCP client (rmcp's codec is
-/// unbounded unless told).
+/// Longest JSON-RPC line accepted from the MCP client on stdio; a longer
+/// one is answered with a parse error.
 pub const MAX_CLIENT_LINE_BYTES: usize = 16 * 1024 * 1024;
 
 /// The MCP server over a [`Router`].
@@ -154,14 +161,10 @@ impl McpServer {
         });
     }
 
-    /// Serves on this process's stdin/stdout until the client closes them.
-    pub async fn serve_stdio(self) -> anyhow::Result<()> {
-        let (r, w) = rmcp::transport::stdio_pipes();
-        let transport = rmcp::transport::async_rw::AsyncRwTransport::new_server(r, w)
-            .with_max_line_length(MAX_CLIENT_LINE_BYTES);
-        let running = self.serve(transport).await?;
-        running.waiting().await?;
-        Ok(())
+    /// Serves on this process's stdin and stdout, in a task of its own
+    /// (see [`StdioSession`]).
+    pub fn serve_stdio(self) -> StdioSession {
+        StdioSession::start(self, MAX_CLIENT_LINE_BYTES)
     }
 }
 

@@ -99,6 +99,9 @@ struct Inner {
     next_generation: AtomicU64,
     closed: AtomicBool,
     closing: CancellationToken,
+    /// Cancelled when reloads stop (a drain began, or `closing`): a reload
+    /// under way gives up its new generation, and no other starts.
+    no_reloads: CancellationToken,
     /// Replaced generations while they drain.
     retiring: tokio_util::task::TaskTracker,
     draining: Mutex<Vec<std::sync::Weak<Generation>>>,
@@ -119,6 +122,7 @@ impl Pool {
     pub fn start(cfg: PoolConfig, events: broadcast::Sender<PoolEvent>) -> Pool {
         let restarts = Arc::new(AtomicU64::new(0));
         let first = Generation::start(cfg.clone(), 1, false, restarts.clone());
+        let closing = CancellationToken::new();
         let inner = Arc::new(Inner {
             cfg,
             current: ArcSwap::new(first.clone()),
@@ -129,7 +133,8 @@ impl Pool {
             reloads: Mutex::new(Reloads::default()),
             next_generation: AtomicU64::new(2),
             closed: AtomicBool::new(false),
-            closing: CancellationToken::new(),
+            no_reloads: closing.child_token(),
+            closing,
             retiring: tokio_util::task::TaskTracker::new(),
             draining: Mutex::new(Vec::new()),
             restarts,
@@ -248,7 +253,7 @@ impl Pool {
     pub async fn reload(&self, reason: &str) -> Result<u64, String> {
         let s = &self.inner;
         let _one = s.swap.lock().await;
-        if s.closed.load(Ordering::Acquire) {
+        if s.closed.load(Ordering::Acquire) || s.no_reloads.is_cancelled() {
             return Err(format!("pool {} is shutting down", s.cfg.name));
         }
         let number = s.next_generation.fetch_add(1, Ordering::Relaxed);
@@ -257,11 +262,11 @@ impl Pool {
         let candidate = Generation::start(s.cfg.clone(), number, true, s.restarts.clone());
         let ready = tokio::select! {
             r = candidate.ready() => r,
-            _ = s.closing.cancelled() => Err("flw is shutting down".to_string()),
+            _ = s.no_reloads.cancelled() => Err("flw is shutting down".to_string()),
         };
         let manifest = match ready {
             Ok(m) => m,
-            Err(e) if s.closing.is_cancelled() => {
+            Err(e) if s.no_reloads.is_cancelled() => {
                 candidate.close(false);
                 candidate.stop(Duration::ZERO, None).await;
                 return Err(e);
@@ -477,6 +482,12 @@ impl Pool {
             " and stopped on request".to_string()
         };
         Err(CallFailure::new(kind, format!("{what}{how}")))
+    }
+
+    /// Starts no more reloads, and makes one under way give up its new
+    /// generation (a drain began: only the workers up now may serve).
+    pub fn stop_reloads(&self) {
+        self.inner.no_reloads.cancel();
     }
 
     /// Stops taking calls, lets calls in flight finish within `drain`, then

@@ -267,6 +267,13 @@ impl Router {
         outcome
     }
 
+    /// Starts no more reloads in any pool (see [`Pool::stop_reloads`]).
+    pub fn stop_reloads(&self) {
+        for pool in self.pools.iter() {
+            pool.stop_reloads();
+        }
+    }
+
     /// Drains every pool (calls in flight get `drain` to finish), then stops
     /// all workers.
     pub async fn shutdown(&self, drain: Duration) {

@@ -48,6 +48,7 @@ pub struct Args {
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     crate::logging::init("info,rmcp=warn");
+    crate::fault::announce();
     let config = args.pools.load()?;
     let serve = serve_config(&args, config.serve.clone());
     let token = token(&serve)?;
@@ -71,13 +72,14 @@ Put a token in a file and pass --token-file FILE (or set {TOKEN_ENV}), or listen
     let addr = server.local_addr()?;
     let url = format!("http://{addr}");
     eprintln!("flw serve: listening on {url} (MCP at {url}/mcp, JSON API at {url}/v1, metrics at {url}/metrics)");
-    let reloads = super::reload_on_sighup(router.clone());
+    let mut reloaders = super::Reloaders::on_sighup(&router);
     let _registered = crate::instances::register("serve", scripts, config_file, Some(url));
-    let _watching = super::watch_pools(&router, args.watch);
+    reloaders.watch(args.watch);
     let drain = serve.drain;
     server
         .run(async move {
             let code = super::interrupted().await;
+            reloaders.stop();
             let signal = if code == super::EXIT_INTERRUPTED {
                 "SIGINT"
             } else {
@@ -93,9 +95,6 @@ Put a token in a file and pass --token-file FILE (or set {TOKEN_ENV}), or listen
             });
         })
         .await;
-    if let Some(task) = reloads {
-        task.abort();
-    }
     eprintln!("flw serve: stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -334,7 +334,8 @@ pub async fn call_tool(
     };
     let task = {
         let (router, runs, run) = (app.router.clone(), app.runs.clone(), run.clone());
-        tokio::spawn(async move {
+        spawn_run(app.runs.clone(), run.clone(), async move {
+            crate::fault::panic_if_on(crate::fault::RUN_TASK_PANIC);
             let opts = CallOptions {
                 timeout,
                 cancel: run.cancel.clone(),
@@ -357,7 +358,8 @@ pub async fn call_tool(
     // A client that goes away drops this future: the guard cancels the call.
     let guard = run.cancel.clone().drop_guard();
     let outcome = match task.await {
-        Ok(o) => o,
+        Ok(Ok(o)) => o,
+        Ok(Err(f)) => Err(f),
         Err(e) => Err(CallFailure::new(
             ErrorKind::Internal,
             format!("the call's task failed: {e}"),
@@ -405,6 +407,46 @@ fn tool_outcome(outcome: &CallOutcome) -> Outcome {
             error: Some(failure_json(f)),
         },
     }
+}
+
+/// Spawns the task of `run`. A panic in it still ends the run: `failed`,
+/// with kind `internal` (and the run's token is cancelled, so that what
+/// the task started stops); the task's result is then that failure.
+fn spawn_run<T: Send + 'static>(
+    runs: Arc<Runs>,
+    run: Arc<Run>,
+    task: impl std::future::Future<Output = T> + Send + 'static,
+) -> tokio::task::JoinHandle<Result<T, CallFailure>> {
+    use futures::FutureExt;
+    tokio::spawn(async move {
+        let panic = match std::panic::AssertUnwindSafe(task).catch_unwind().await {
+            Ok(value) => return Ok(value),
+            Err(panic) => panic,
+        };
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".to_string());
+        tracing::error!(run = %run.id, "the task of run {} ({}) panicked: {what}", run.id, run.name);
+        run.cancel.cancel();
+        let failure = CallFailure::new(
+            ErrorKind::Internal,
+            format!(
+                "flw failed inside while running {} (a bug in flw; please report it): {what}",
+                run.name
+            ),
+        );
+        runs.end(
+            &run,
+            Outcome {
+                status: Status::Failed,
+                value: None,
+                error: Some(failure_json(&failure)),
+            },
+        );
+        Err(failure)
+    })
 }
 
 /// A tool's progress, logs and chunks as run events.
@@ -532,7 +574,8 @@ pub async fn start_flow(
             run.clone(),
             app.metrics.clone(),
         );
-        tokio::spawn(async move {
+        spawn_run(app.runs.clone(), run.clone(), async move {
+            crate::fault::panic_if_on(crate::fault::RUN_TASK_PANIC);
             let opts = RunOptions {
                 cancel: run.cancel.clone(),
                 events: Some(tx),

@@ -1,0 +1,155 @@
+//! The ids of the requests in flight on stdio, so that a second request
+//! with the id of one still in flight is answered with an error instead of
+//! reaching rmcp. (rmcp keeps one cancellation token per id: a duplicate
+//! would replace the first request's, and the first answer to go out would
+//! cancel the other request and lose its answer.)
+//!
+//! An id is in flight from the moment its request is read until its answer
+//! goes out, or, when the client cancelled it (so no answer goes out),
+//! until its handler has returned.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use rmcp::model::{
+    ClientNotification, ClientRequest, ProtocolVersion, RequestId, ServerConfig, ServerResult,
+};
+use rmcp::service::{NotificationContext, RequestContext};
+use rmcp::{ErrorData, RoleServer, Service};
+
+/// Why an id is still held.
+#[derive(Debug, Default)]
+struct Held {
+    /// No answer has gone out, and the client did not cancel it.
+    answer_due: bool,
+    /// Its handler is running.
+    running: bool,
+}
+
+/// The ids in flight, shared by the transport and [`Tracked`].
+#[derive(Debug, Clone, Default)]
+pub struct InFlight(Arc<Mutex<HashMap<RequestId, Held>>>);
+
+impl InFlight {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RequestId, Held>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes a request's id; false if a request with it is in flight.
+    pub fn admit(&self, id: &RequestId) -> bool {
+        use std::collections::hash_map::Entry;
+        match self.lock().entry(id.clone()) {
+            Entry::Occupied(_) => false,
+            Entry::Vacant(v) => {
+                v.insert(Held {
+                    answer_due: true,
+                    running: false,
+                });
+                true
+            }
+        }
+    }
+
+    /// The answer to `id` is going out, or the client cancelled it.
+    pub fn answered(&self, id: &RequestId) {
+        let mut ids = self.lock();
+        if let Some(held) = ids.get_mut(id) {
+            held.answer_due = false;
+            if !held.running {
+                ids.remove(id);
+            }
+        }
+    }
+
+    /// Marks `id`'s handler running until the guard is dropped.
+    fn running(&self, id: &RequestId) -> Option<Running> {
+        let mut ids = self.lock();
+        let held = ids.get_mut(id)?;
+        held.running = true;
+        Some(Running {
+            ids: self.clone(),
+            id: id.clone(),
+        })
+    }
+}
+
+/// Holds an id while its handler runs.
+struct Running {
+    ids: InFlight,
+    id: RequestId,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let mut ids = self.ids.lock();
+        if let Some(held) = ids.get_mut(&self.id) {
+            held.running = false;
+            if !held.answer_due {
+                ids.remove(&self.id);
+            }
+        }
+    }
+}
+
+/// A service that tells [`InFlight`] when each request's handler runs.
+pub struct Tracked<S> {
+    inner: S,
+    ids: InFlight,
+}
+
+impl<S> Tracked<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S, ids: InFlight) -> Self {
+        Tracked { inner, ids }
+    }
+}
+
+impl<S: Service<RoleServer>> Service<RoleServer> for Tracked<S> {
+    async fn handle_request(
+        &self,
+        request: ClientRequest,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ServerResult, ErrorData> {
+        let _running = self.ids.running(&context.id);
+        self.inner.handle_request(request, context).await
+    }
+
+    fn handle_notification(
+        &self,
+        notification: ClientNotification,
+        context: NotificationContext<RoleServer>,
+    ) -> impl std::future::Future<Output = Result<(), ErrorData>> + Send + '_ {
+        self.inner.handle_notification(notification, context)
+    }
+
+    fn get_info(&self) -> ServerConfig {
+        self.inner.get_info()
+    }
+
+    fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
+        self.inner.supported_protocol_versions()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_id_is_free_again_once_answered_or_cancelled_and_its_handler_returned() {
+        let ids = InFlight::default();
+        let one = RequestId::Number(1);
+        assert!(ids.admit(&one));
+        assert!(!ids.admit(&one));
+        assert!(ids.admit(&RequestId::String("1".into())));
+        ids.answered(&one);
+        assert!(ids.admit(&one));
+        // Cancelled while its handler runs: held until the handler returns.
+        let running = ids.running(&one);
+        ids.answered(&one);
+        assert!(!ids.admit(&one));
+        drop(running);
+        assert!(ids.admit(&one));
+    }
+}
