@@ -20,6 +20,7 @@ use super::conn::ConnInfo;
 use super::extract::{Body, Path, Query};
 use super::guard::ClientLimits;
 use super::runs::{Kind, Outcome, Run, Runs, Status};
+use crate::call::events::{self, Received};
 use crate::call::{CallEvent, CallFailure, CallOutcome};
 use crate::config::OnDisconnect;
 use crate::graph::run::{run as run_flow, RunOptions};
@@ -324,7 +325,7 @@ pub async fn call_tool(
     };
     let run = app.runs.create(Kind::Tool, &name, conn.peer.ip(), detached);
     let (events, forward) = if detached {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = events::channel();
         (
             Some(tx),
             Some(tokio::spawn(forward_call_events(rx, run.clone()))),
@@ -407,9 +408,18 @@ fn tool_outcome(outcome: &CallOutcome) -> Outcome {
     }
 }
 
-/// A tool's progress, logs and chunks as run events.
-async fn forward_call_events(mut rx: mpsc::UnboundedReceiver<CallEvent>, run: Arc<Run>) {
-    while let Some(ev) = rx.recv().await {
+/// A tool's progress, logs and chunks as run events (a `gap` event if
+/// some were dropped on the way, as the event stream says of events that
+/// fell out of the run's buffer).
+async fn forward_call_events(mut rx: events::EventRx, run: Arc<Run>) {
+    while let Some(received) = rx.recv().await {
+        let ev = match received {
+            Received::Event(ev) => ev,
+            Received::Gap(n) => {
+                run.push("gap", json!({"missed": n}).to_string());
+                continue;
+            }
+        };
         let (name, data) = match ev {
             CallEvent::Progress {
                 progress,

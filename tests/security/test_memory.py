@@ -1,0 +1,197 @@
+"""Memory a client can make flw hold: events a client stops reading (MCP on
+stdio and over HTTP, a tool's and a flow's). In each case flw's peak RSS
+(VmHWM) stays under LIMIT_KB, and flw still answers meanwhile."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import threading
+import time
+
+from conftest import FIXTURES, FLW
+from serving import Server, serve, stateless_call
+
+FLOOD = FIXTURES / "flood_tools.py"
+LIMIT_KB = 150 * 1024
+# Beyond this the watch kills flw, so that a failing run cannot take the machine's memory.
+KILL_KB = 3 * LIMIT_KB
+
+
+def vm_hwm_kb(pid: int) -> int:
+    """The peak resident set size of pid, in KiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no VmHWM in /proc/{pid}/status")
+
+
+class RssWatch:
+    """Samples flw's peak RSS every 100 ms and kills flw past KILL_KB."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc = proc
+        self.peak_kb = vm_hwm_kb(proc.pid)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1) and self.proc.poll() is None:
+            try:
+                self.peak_kb = vm_hwm_kb(self.proc.pid)
+            except (OSError, AssertionError):
+                return
+            if self.peak_kb > KILL_KB:
+                self.proc.kill()
+                return
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        if self.proc.poll() is None:
+            self.peak_kb = vm_hwm_kb(self.proc.pid)
+        return self.peak_kb
+
+    def check(self, what: str) -> None:
+        peak = self.stop()
+        print(f"{what}: flw's peak RSS {peak // 1024} MiB")
+        assert peak < LIMIT_KB, f"{what}: flw's peak RSS was {peak // 1024} MiB (limit {LIMIT_KB // 1024} MiB)"
+
+
+class StdioClient:
+    """`flw mcp` on pipes; the test decides when (and whether) stdout is read."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [FLW, "mcp", *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        )
+        self.send(
+            {
+                "jsonrpc": "2.0",
+                "id": 0,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": "2025-11-25",
+                    "capabilities": {},
+                    "clientInfo": {"name": "t", "version": "1"},
+                },
+            }
+        )
+        assert json.loads(self.readline(30))["id"] == 0
+        self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+
+    def send(self, message: dict) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write((json.dumps(message) + "\n").encode())
+        self.proc.stdin.flush()
+
+    def call(self, request_id: int, tool: str, args: dict) -> None:
+        params = {"name": tool, "arguments": args, "_meta": {"progressToken": f"p{request_id}"}}
+        self.send({"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params})
+
+    def readline(self, timeout: float) -> bytes:
+        assert self.proc.stdout is not None
+        got: list[bytes] = []
+        reader = threading.Thread(target=lambda: got.append(self.proc.stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(timeout)
+        assert got and got[0], f"flw mcp wrote no line within {timeout}s"
+        return got[0]
+
+    def until_reply(self, request_id: int, timeout: float = 30) -> tuple[dict, list[dict]]:
+        """Reads until the reply to request_id; returns it and the messages before it."""
+        deadline = time.monotonic() + timeout
+        before: list[dict] = []
+        while True:
+            message = json.loads(self.readline(max(0.1, deadline - time.monotonic())))
+            if message.get("id") == request_id:
+                return message, before
+            before.append(message)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+def dropped_warnings(messages: list[dict]) -> list[str]:
+    return [
+        m["params"]["data"]
+        for m in messages
+        if m.get("method") == "notifications/message" and "dropped" in str(m["params"].get("data"))
+    ]
+
+
+def test_a_stdio_client_that_stops_reading_a_tool_s_events_costs_no_memory() -> None:
+    client = StdioClient(str(FLOOD))
+    try:
+        watch = RssWatch(client.proc)
+        # Chunks of 30 kB, as fast as Python sends them (each also moves the
+        # progress on); the client reads nothing while they come.
+        client.call(1, "flood", {"seconds": 9, "kind": "chunk", "size": 30_000})
+        time.sleep(10)
+        watch.check("a stdio client that stopped reading")
+        # It reads again: the call's result comes after its last events, a
+        # warning says how many were dropped, and the next call works.
+        reply, before = client.until_reply(1)
+        assert reply["result"]["isError"] is False, reply
+        assert int(reply["result"]["content"][0]["text"]) > 0
+        assert any(m.get("method") == "notifications/progress" for m in before)
+        assert dropped_warnings(before), [m.get("method") for m in before][-20:]
+        client.call(2, "echo", {"text": "still here"})
+        reply, _ = client.until_reply(2)
+        assert reply["result"]["content"][0]["text"] == "still here"
+    finally:
+        client.close()
+
+
+def test_a_stdio_client_that_stops_reading_a_flow_s_progress_costs_no_memory() -> None:
+    client = StdioClient(str(FLOOD))
+    try:
+        watch = RssWatch(client.proc)
+        client.call(1, "flooding", {"seconds": 9, "size": 30_000})
+        time.sleep(10)
+        watch.check("a stdio client that stopped reading a flow's progress")
+        reply, before = client.until_reply(1)
+        assert reply["result"]["structuredContent"]["sent"] > 0, reply
+        progress = [m["params"]["progress"] for m in before if m.get("method") == "notifications/progress"]
+        assert progress and progress == sorted(progress)
+    finally:
+        client.close()
+
+
+def still_serves(server: Server, until: float) -> int:
+    """Checks /healthz and a call, again and again until `until`; how many rounds."""
+    rounds = 0
+    while time.monotonic() < until:
+        assert server.get("/healthz", timeout=10).status == 200
+        reply = server.post("/v1/tools/echo/call", {"text": "on"}, timeout=20)
+        assert reply.status == 200 and reply.json()["result"] == "on", reply
+        rounds += 1
+        time.sleep(0.2)
+    return rounds
+
+
+def test_an_http_mcp_client_that_stops_reading_costs_no_memory() -> None:
+    with serve(FLOOD) as server:
+        server.wait_ready()
+        watch = RssWatch(server.proc)
+        body, headers = stateless_call(1, "flood", {"seconds": 9, "kind": "progress", "size": 30_000}, "p1")
+        data = json.dumps(body).encode()
+        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        head = f"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n{head}Content-Length: {len(data)}\r\n\r\n"
+        slow = socket.socket()
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        slow.connect(("127.0.0.1", server.port))
+        try:
+            slow.sendall(head.encode() + data)
+            slow.settimeout(20)
+            assert slow.recv(64).startswith(b"HTTP/1.1 200"), "the call's event stream did not start"
+            # The client reads nothing more; the server serves others meanwhile.
+            assert still_serves(server, time.monotonic() + 10) > 0
+            watch.check("an HTTP MCP client that stopped reading")
+        finally:
+            slow.close()
