@@ -1,6 +1,7 @@
 """Memory a client can make flw hold: events a client stops reading (MCP on
-stdio and over HTTP, a tool's and a flow's). In each case flw's peak RSS
-(VmHWM) stays under LIMIT_KB, and flw still answers meanwhile."""
+stdio and over HTTP, a tool's and a flow's), and a body sent a byte at a
+time. In each case flw's peak RSS (VmHWM) stays under LIMIT_KB, and flw
+still answers meanwhile."""
 
 from __future__ import annotations
 
@@ -195,3 +196,48 @@ def test_an_http_mcp_client_that_stops_reading_costs_no_memory() -> None:
             watch.check("an HTTP MCP client that stopped reading")
         finally:
             slow.close()
+
+
+def trickle(port: int, path: str, body: bytes, headers: dict[str, str], out: list) -> None:
+    """Sends a request whose body goes one byte per TCP segment; appends the reply's head."""
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        s.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{head}Content-Length: {len(body)}\r\n\r\n".encode()
+        )
+        for i in range(len(body)):
+            s.send(body[i : i + 1])
+            time.sleep(0.0001)
+        out.append(s.recv(4096))
+
+
+def test_a_body_sent_a_byte_at_a_time_costs_about_its_size() -> None:
+    with serve(FLOOD) as server:
+        server.wait_ready()
+        watch = RssWatch(server.proc)
+        text = "a" * 24_000
+        v1 = json.dumps({"text": text}).encode()
+        mcp_body, mcp_headers = stateless_call(1, "echo", {"text": text})
+        mcp = json.dumps(mcp_body).encode()
+        replies: list[bytes] = []
+        senders = [
+            threading.Thread(
+                target=trickle,
+                args=(server.port, "/v1/tools/echo/call", v1, {"Content-Type": "application/json"}, replies),
+            ),
+            threading.Thread(
+                target=trickle,
+                args=(server.port, "/v1/tools/echo/call", v1, {"Content-Type": "application/json"}, replies),
+            ),
+            threading.Thread(target=trickle, args=(server.port, "/mcp", mcp, mcp_headers, replies)),
+            threading.Thread(target=trickle, args=(server.port, "/mcp", mcp, mcp_headers, replies)),
+        ]
+        for t in senders:
+            t.start()
+        while any(t.is_alive() for t in senders):
+            still_serves(server, time.monotonic() + 1)
+        for t in senders:
+            t.join()
+        watch.check("four bodies of 24 kB sent a byte at a time")
+        assert len(replies) == 4 and all(r.startswith(b"HTTP/1.1 200") for r in replies), [r[:40] for r in replies]

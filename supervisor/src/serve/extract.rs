@@ -3,13 +3,14 @@
 //! the framework's plain-text one.
 
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
 use super::api::ApiError;
+use super::body::BodyLimits;
 
 /// The query string as `T`; a bad one is a `400 invalid_request`.
 #[derive(Debug)]
@@ -60,16 +61,13 @@ pub struct Body(pub Bytes);
 impl<S: Send + Sync> FromRequest<S> for Body {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        Bytes::from_request(req, state)
-            .await
-            .map(Body)
-            .map_err(|e: BytesRejection| {
-                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    super::guard::body_too_large()
-                } else {
-                    super::guard::body_error(&e)
-                }
-            })
+    async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
+        // The cap is enforced on the body itself (`body::limit`); knowing
+        // it here bounds the buffer too.
+        let max = req
+            .extensions()
+            .get::<BodyLimits>()
+            .map_or(usize::MAX, |l| l.max);
+        super::body::read(req.into_body(), max).await.map(Body)
     }
 }

@@ -264,9 +264,9 @@ pub async fn mcp_gate(
     };
     let counted = Counted::new(&gate.in_flight);
     let (parts, body) = req.into_parts();
-    let body = match axum::body::to_bytes(body, gate.max_body).await {
+    let body = match super::body::read(body, gate.max_body).await {
         Ok(b) => b,
-        Err(e) => return body_error(&e).into_response(),
+        Err(e) => return e.into_response(),
     };
     let response = next
         .run(Request::from_parts(parts, axum::body::Body::from(body)))
@@ -287,55 +287,6 @@ pub async fn mcp_gate(
         },
     ));
     Response::from_parts(parts, body).into_response()
-}
-
-/// The answer to a body over `max_body_bytes`.
-pub fn body_too_large() -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "body_too_large",
-        "the request body is over the limit (max_body_bytes in the [serve] table of flw.toml)",
-    )
-}
-
-/// The middleware that caps request bodies at `max` bytes: a larger
-/// `Content-Length` is refused at once, and a body without one is cut at
-/// `max` (its reader then answers 413).
-pub async fn body_limit(State(max): State<usize>, req: Request, next: Next) -> Response {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max as u64) {
-        return body_too_large().into_response();
-    }
-    let req = req.map(|b| axum::body::Body::new(http_body_util::Limited::new(b, max)));
-    next.run(req).await
-}
-
-/// Why a request body could not be read: too large (413), too slow (408),
-/// or cut off (400).
-pub fn body_error(e: &(dyn std::error::Error + 'static)) -> ApiError {
-    let mut source = Some(e);
-    while let Some(err) = source {
-        if err.is::<http_body_util::LengthLimitError>() {
-            return body_too_large();
-        }
-        if err.is::<tower_http::timeout::TimeoutError>() {
-            return ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "request_timeout",
-                "the request body did not arrive in time (client_timeout in the [serve] table of flw.toml)",
-            );
-        }
-        source = err.source();
-    }
-    ApiError::new(
-        StatusCode::BAD_REQUEST,
-        "invalid_request",
-        format!("cannot read the request body: {e}"),
-    )
 }
 
 #[cfg(test)]
