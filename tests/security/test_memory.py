@@ -1,10 +1,11 @@
 """Memory a client can make flw hold: events a client stops reading (MCP on
-stdio and over HTTP, a tool's and a flow's), and a body sent a byte at a
-time. In each case flw's peak RSS (VmHWM) stays under LIMIT_KB, and flw
-still answers meanwhile."""
+stdio and over HTTP, a tool's and a flow's), a body sent a byte at a time,
+and errors about large requests. In each case flw's peak RSS (VmHWM)
+stays under LIMIT_KB, and flw still answers meanwhile."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
 import subprocess
@@ -241,3 +242,75 @@ def test_a_body_sent_a_byte_at_a_time_costs_about_its_size() -> None:
             t.join()
         watch.check("four bodies of 24 kB sent a byte at a time")
         assert len(replies) == 4 and all(r.startswith(b"HTTP/1.1 200") for r in replies), [r[:40] for r in replies]
+
+
+def post_all(server: Server, requests: list[tuple[str, bytes, dict[str, str]]]) -> list[tuple[str, int, bytes]]:
+    """Sends the requests at once, each on its own connection, checking meanwhile
+    that flw still answers; returns (path, status, body) of each reply."""
+    results: list[tuple[str, int, bytes]] = []
+
+    def post(path: str, body: bytes, headers: dict[str, str]) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
+        try:
+            conn.request("POST", path, body=body, headers=headers)
+            resp = conn.getresponse()
+            results.append((path, resp.status, resp.read()))
+        finally:
+            conn.close()
+
+    posts = [threading.Thread(target=post, args=r) for r in requests]
+    for t in posts:
+        t.start()
+    while any(t.is_alive() for t in posts):
+        still_serves(server, time.monotonic() + 0.5)
+    for t in posts:
+        t.join()
+    assert len(results) == len(requests), "a request got no reply"
+    return results
+
+
+def four_of_each(arguments: bytes) -> list[tuple[str, bytes, dict[str, str]]]:
+    """Calls of `echo` with these arguments (JSON), four on /v1 and four on /mcp."""
+    mcp_body, mcp_headers = stateless_call(1, "echo", {"PLACEHOLDER": 0})
+    mcp = json.dumps(mcp_body).encode().replace(b'{"PLACEHOLDER": 0}', arguments)
+    v1 = ("/v1/tools/echo/call", arguments, {"Content-Type": "application/json"})
+    return [v1] * 4 + [("/mcp", mcp, mcp_headers)] * 4
+
+
+def test_an_error_about_a_large_request_quotes_only_an_excerpt() -> None:
+    with serve(FLOOD) as server:
+        server.wait_ready()
+        watch = RssWatch(server.proc)
+        # 3.9 MB of arguments the schema refuses: `text` must be a string.
+        results = post_all(server, four_of_each(b'{"text": ["' + b"x" * 3_900_000 + b'"]}'))
+        watch.check("eight refused requests of 3.9 MB")
+        for path, status, reply in results:
+            assert len(reply) < 2_000, (path, status, len(reply), reply[:300])
+            if path == "/mcp":
+                assert status == 200, reply
+                result = json.loads(reply.split(b"data: ")[-1])["result"]
+                assert result["isError"] is True
+                message = result["content"][0]["text"]
+            else:
+                assert status == 400, reply
+                message = json.loads(reply)["error"]["message"]
+            assert 'invalid arguments for tool echo: /text: ["xxxx' in message, message
+            assert message.endswith('\u2026 is not of type "string"'), message
+
+
+def test_mcp_refusals_quote_only_an_excerpt() -> None:
+    with serve(FLOOD) as server:
+        server.wait_ready()
+        long_name = "n" * 1_000_000
+        # rmcp's own refusal: the Mcp-Name header does not match the body.
+        body, headers = stateless_call(1, long_name, {})
+        headers["Mcp-Name"] = "x"
+        reply = server.post("/mcp", json.dumps(body).encode(), headers=headers)
+        assert reply.status == 400 and len(reply.body) < 2_000, (reply.status, len(reply.body), reply.body[:300])
+        assert "does not match" in json.loads(reply.body)["error"]["message"]
+        # flw's: no tool of that name.
+        name = "n" * 50_000
+        body, headers = stateless_call(2, name, {})
+        reply = server.post("/mcp", json.dumps(body).encode(), headers=headers)
+        assert len(reply.body) < 2_000, (reply.status, len(reply.body), reply.body[:300])
+        assert b"no tool named" in reply.body

@@ -23,6 +23,7 @@ use super::runs::{Kind, Outcome, Run, Runs, Status};
 use crate::call::events::{self, Received};
 use crate::call::{CallEvent, CallFailure, CallOutcome};
 use crate::config::OnDisconnect;
+use crate::excerpt;
 use crate::graph::run::{run as run_flow, RunOptions};
 use crate::graph::{RunStatus, Stamped};
 use crate::metrics::Metrics;
@@ -264,7 +265,7 @@ fn query_duration(name: &str, value: Option<&str>) -> Result<Option<Duration>, A
             ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_request",
-                format!("{name}: {e}"),
+                format!("{name}: {}", excerpt::display(&e, 3 * excerpt::CHARS)),
             )
         })
 }
@@ -514,7 +515,8 @@ pub async fn start_flow(
             StatusCode::NOT_FOUND,
             "unknown_flow",
             format!(
-                "no flow named {name:?}; the flows are: {}",
+                "no flow named {}; the flows are: {}",
+                excerpt::quote(&name),
                 if names.is_empty() {
                     "(none)".to_string()
                 } else {
@@ -613,7 +615,10 @@ pub(super) fn no_run(id: &str) -> Response {
     error_response(
         StatusCode::NOT_FOUND,
         "unknown_run",
-        format!("no run {id:?} (finished runs are kept for a while, then forgotten)"),
+        format!(
+            "no run {} (finished runs are kept for a while, then forgotten)",
+            excerpt::quote(id)
+        ),
     )
 }
 

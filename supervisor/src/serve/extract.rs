@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 
 use super::api::ApiError;
 use super::body::BodyLimits;
+use crate::excerpt;
 
 /// The query string as `T`; a bad one is a `400 invalid_request`.
 #[derive(Debug)]
@@ -27,7 +28,10 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
                 ApiError::new(
                     StatusCode::BAD_REQUEST,
                     "invalid_request",
-                    format!("bad query string: {}", e.body_text()),
+                    format!(
+                        "bad query string: {}",
+                        excerpt::display(&e.body_text(), 3 * excerpt::CHARS)
+                    ),
                 )
             })
     }
@@ -48,7 +52,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Path {
                 ApiError::new(
                     StatusCode::BAD_REQUEST,
                     "invalid_request",
-                    format!("bad path: {}", e.body_text()),
+                    format!(
+                        "bad path: {}",
+                        excerpt::display(&e.body_text(), 3 * excerpt::CHARS)
+                    ),
                 )
             })
     }

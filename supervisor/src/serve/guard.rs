@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::api::ApiError;
+use crate::excerpt;
 
 /// The checks every request passes before it is served.
 #[derive(Debug)]
@@ -78,7 +79,8 @@ impl Guard {
                     StatusCode::FORBIDDEN,
                     "forbidden_host",
                     format!(
-                        "Host {host:?} is not allowed (DNS rebinding protection); add it to allowed_hosts in the [serve] table of flw.toml"
+                        "Host {} is not allowed (DNS rebinding protection); add it to allowed_hosts in the [serve] table of flw.toml",
+                        excerpt::quote(host)
                     ),
                 ));
             }
@@ -90,7 +92,8 @@ impl Guard {
                     StatusCode::FORBIDDEN,
                     "forbidden_origin",
                     format!(
-                        "Origin {origin:?} is not allowed; add it to allowed_origins in the [serve] table of flw.toml (or --allow-origin)"
+                        "Origin {} is not allowed; add it to allowed_origins in the [serve] table of flw.toml (or --allow-origin)",
+                        excerpt::quote(origin)
                     ),
                 ));
             }
@@ -245,10 +248,10 @@ impl Drop for Counted {
 }
 
 /// The `/mcp` middleware for POSTs: a [`ClientLimits`] permit, the body
-/// read here within its limit (so that an oversized chunked body is a
-/// 413, not an error inside rmcp), and the request counted in flight. The
-/// permit and the count last as long as the response body (a stream of
-/// server-sent events counts until it ends).
+/// read here within its limits (so that an oversized chunked body is a
+/// 413, not an error inside rmcp), and the request counted in flight. The permit and the count last as long as
+/// the response body (a stream of server-sent events counts until it
+/// ends). rmcp's refusals are cut to an excerpt of what they quote.
 pub async fn mcp_gate(
     State(gate): State<McpGate>,
     conn: axum::Extension<super::conn::ConnInfo>,
@@ -276,7 +279,11 @@ pub async fn mcp_gate(
         .get(header::CONTENT_TYPE)
         .is_some_and(|c| c.as_bytes().starts_with(b"text/event-stream"));
     if !streaming {
-        return response;
+        return if response.status().is_client_error() {
+            quote_less(response).await
+        } else {
+            response
+        };
     }
     let (parts, body) = response.into_parts();
     let body = axum::body::Body::from_stream(futures::StreamExt::map(
@@ -287,6 +294,36 @@ pub async fn mcp_gate(
         },
     ));
     Response::from_parts(parts, body).into_response()
+}
+
+/// rmcp's refusal of a request, with any message in it longer than a
+/// few lines cut to an excerpt: some of them quote the request (a
+/// `Mcp-Name` header that does not match the body repeats the body's
+/// name, however long).
+async fn quote_less(response: Response) -> Response {
+    const LONG: usize = 1024;
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    if bytes.len() <= LONG {
+        return Response::from_parts(parts, axum::body::Body::from(bytes));
+    }
+    let short = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(mut v) => {
+            let cut = v
+                .pointer("/error/message")
+                .and_then(serde_json::Value::as_str)
+                .map(|m| excerpt::display(m, 4 * excerpt::CHARS));
+            if let (Some(cut), Some(m)) = (cut, v.pointer_mut("/error/message")) {
+                *m = cut.into();
+            }
+            v.to_string()
+        }
+        Err(_) => excerpt::display(&String::from_utf8_lossy(&bytes), 4 * excerpt::CHARS),
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(short))
 }
 
 #[cfg(test)]
