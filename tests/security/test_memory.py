@@ -298,6 +298,22 @@ def test_an_error_about_a_large_request_quotes_only_an_excerpt() -> None:
             assert message.endswith('\u2026 is not of type "string"'), message
 
 
+def test_a_body_of_millions_of_tiny_json_values_is_refused_before_it_is_parsed() -> None:
+    with serve(FLOOD) as server:
+        server.wait_ready()
+        watch = RssWatch(server.proc)
+        # 4 MB of `[],`: 1.3 million values, ~70 MB each once parsed.
+        results = post_all(server, four_of_each(b'{"text": [' + b"[]," * 1_330_000 + b"[]]}"))
+        watch.check("eight requests of 4 MB of empty arrays")
+        for path, status, reply in results:
+            assert status == 413, (path, status, reply[:300])
+            assert json.loads(reply)["error"]["kind"] == "body_too_large"
+            assert b"JSON values" in reply
+        # A body of as many values as the cap allows is served.
+        ok = server.post("/v1/tools/echo/call", {"text": "x", "pad": [[]] * 60_000})
+        assert ok.status == 400 and "Additional properties" in ok.json()["error"]["message"], ok
+
+
 def test_mcp_refusals_quote_only_an_excerpt() -> None:
     with serve(FLOOD) as server:
         server.wait_ready()

@@ -61,7 +61,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Path {
     }
 }
 
-/// The whole body; too large is `413`, too slow `408`, else `400`.
+/// The whole body; too large (or with too many JSON values, see
+/// `json_values`) is `413`, too slow `408`, else `400`.
 #[derive(Debug)]
 pub struct Body(pub Bytes);
 
@@ -75,6 +76,8 @@ impl<S: Send + Sync> FromRequest<S> for Body {
             .extensions()
             .get::<BodyLimits>()
             .map_or(usize::MAX, |l| l.max);
-        super::body::read(req.into_body(), max).await.map(Body)
+        let body = super::body::read(req.into_body(), max).await?;
+        super::json_values::check(&body, max)?;
+        Ok(Body(body))
     }
 }

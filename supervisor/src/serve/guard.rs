@@ -248,8 +248,9 @@ impl Drop for Counted {
 }
 
 /// The `/mcp` middleware for POSTs: a [`ClientLimits`] permit, the body
-/// read here within its limits (so that an oversized chunked body is a
-/// 413, not an error inside rmcp), and the request counted in flight. The permit and the count last as long as
+/// read here within its limits (so that an oversized chunked body, or one
+/// with too many JSON values, is a 413, not an error inside rmcp), and the
+/// request counted in flight. The permit and the count last as long as
 /// the response body (a stream of server-sent events counts until it
 /// ends). rmcp's refusals are cut to an excerpt of what they quote.
 pub async fn mcp_gate(
@@ -271,6 +272,9 @@ pub async fn mcp_gate(
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
+    if let Err(e) = super::json_values::check(&body, gate.max_body) {
+        return e.into_response();
+    }
     let response = next
         .run(Request::from_parts(parts, axum::body::Body::from(body)))
         .await;
