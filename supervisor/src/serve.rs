@@ -16,6 +16,7 @@ mod body;
 pub mod conn;
 mod extract;
 pub mod guard;
+mod host;
 mod json_values;
 pub mod runs;
 mod sse;

@@ -7,12 +7,13 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::api::ApiError;
+use super::host;
 use crate::excerpt;
 
 /// The checks every request passes before it is served.
@@ -68,19 +69,24 @@ impl Guard {
         all
     }
 
-    fn check(&self, path: &str, headers: &HeaderMap) -> Result<(), ApiError> {
+    fn check(&self, uri: &Uri, headers: &HeaderMap) -> Result<(), ApiError> {
+        let host = host::of_request(uri, headers).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                format!("{e} (DNS rebinding protection)"),
+            )
+        })?;
         if !self.hosts.is_empty() {
-            let host = headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or("");
-            if !self.host_allowed(host) {
+            let allowed = host.as_ref().is_some_and(|h| self.host_allowed(h.as_str()));
+            if !allowed {
+                let named = host.as_ref().map_or("", |h| h.as_str());
                 return Err(ApiError::new(
                     StatusCode::FORBIDDEN,
                     "forbidden_host",
                     format!(
                         "Host {} is not allowed (DNS rebinding protection); add it to allowed_hosts in the [serve] table of flw.toml",
-                        excerpt::quote(host)
+                        excerpt::quote(named)
                     ),
                 ));
             }
@@ -99,13 +105,13 @@ impl Guard {
             }
         }
         if let Some(token) = &self.token {
-            if OPEN_PATHS.contains(&path) {
+            if OPEN_PATHS.contains(&uri.path()) {
                 return Ok(());
             }
             let given = headers
                 .get(header::AUTHORIZATION)
                 .and_then(|h| h.to_str().ok())
-                .and_then(|h| h.strip_prefix("Bearer "));
+                .and_then(bearer_token);
             let ok = given.is_some_and(|g| constant_time_eq(g.trim().as_bytes(), token.as_bytes()));
             if !ok {
                 return Err(ApiError::new(
@@ -147,6 +153,14 @@ impl Guard {
     }
 }
 
+/// The token of `Bearer TOKEN` (the scheme in any case, RFC 7235).
+fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start())
+}
+
 /// Host names of this machine's loopback interface.
 const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
 
@@ -169,7 +183,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// The middleware that runs [`Guard`]'s checks.
 pub async fn check(State(guard): State<Arc<Guard>>, req: Request, next: Next) -> Response {
-    match guard.check(req.uri().path(), req.headers()) {
+    match guard.check(req.uri(), req.headers()) {
         Ok(()) => next.run(req).await,
         Err(e) => e.into_response(),
     }
@@ -334,6 +348,10 @@ async fn quote_less(response: Response) -> Response {
 mod tests {
     use super::*;
 
+    fn at(path: &str) -> Uri {
+        path.parse().unwrap()
+    }
+
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
@@ -346,36 +364,62 @@ mod tests {
     fn loopback_servers_refuse_other_hosts_and_foreign_origins() {
         let g = Guard::new(None, true, &[], &["https://app.example.com".into()]);
         assert!(g
-            .check("/mcp", &headers(&[("host", "127.0.0.1:8077")]))
+            .check(&at("/mcp"), &headers(&[("host", "127.0.0.1:8077")]))
             .is_ok());
-        assert!(g.check("/mcp", &headers(&[("host", "[::1]:1")])).is_ok());
         assert!(g
-            .check("/mcp", &headers(&[("host", "evil.example:8077")]))
+            .check(&at("/mcp"), &headers(&[("host", "[::1]:1")]))
+            .is_ok());
+        assert!(g
+            .check(&at("/mcp"), &headers(&[("host", "evil.example:8077")]))
             .is_err());
+        let r = g.check(
+            &at("/mcp"),
+            &headers(&[("host", "127.0.0.1:80@evil.example")]),
+        );
+        assert_eq!(r.unwrap_err().status, StatusCode::BAD_REQUEST);
+        let r = g.check(
+            &at("http://evil.example/mcp"),
+            &headers(&[("host", "127.0.0.1")]),
+        );
+        assert_eq!(r.unwrap_err().status, StatusCode::BAD_REQUEST);
+        let r = g.check(&at("http://evil.example/mcp"), &HeaderMap::new());
+        assert_eq!(r.unwrap_err().status, StatusCode::FORBIDDEN);
+        assert!(g
+            .check(&at("http://127.0.0.1:8077/mcp"), &HeaderMap::new())
+            .is_ok());
         let ok = [("host", "localhost"), ("origin", "http://localhost:5173")];
-        assert!(g.check("/mcp", &headers(&ok)).is_ok());
+        assert!(g.check(&at("/mcp"), &headers(&ok)).is_ok());
         let ok = [("host", "localhost"), ("origin", "https://app.example.com")];
-        assert!(g.check("/mcp", &headers(&ok)).is_ok());
+        assert!(g.check(&at("/mcp"), &headers(&ok)).is_ok());
         let bad = [("host", "localhost"), ("origin", "https://evil.example")];
-        let r = g.check("/mcp", &headers(&bad)).unwrap_err();
+        let r = g.check(&at("/mcp"), &headers(&bad)).unwrap_err();
         assert_eq!(r.status, StatusCode::FORBIDDEN);
         let bad = [
             ("host", "localhost"),
             ("origin", "https://app.example.com:444"),
         ];
-        assert!(g.check("/mcp", &headers(&bad)).is_err());
+        assert!(g.check(&at("/mcp"), &headers(&bad)).is_err());
     }
 
     #[test]
     fn the_token_is_required_except_on_probes() {
         let g = Guard::new(Some("s3cret".into()), false, &[], &[]);
         let none = headers(&[("host", "box.example")]);
-        assert_eq!(g.check("/v1/tools", &none).unwrap_err().status, 401);
-        assert!(g.check("/healthz", &none).is_ok());
+        assert_eq!(g.check(&at("/v1/tools"), &none).unwrap_err().status, 401);
+        assert!(g.check(&at("/healthz"), &none).is_ok());
         let wrong = headers(&[("authorization", "Bearer s3cre")]);
-        assert_eq!(g.check("/v1/tools", &wrong).unwrap_err().status, 401);
+        assert_eq!(g.check(&at("/v1/tools"), &wrong).unwrap_err().status, 401);
         let right = headers(&[("authorization", "Bearer s3cret")]);
-        assert!(g.check("/v1/tools", &right).is_ok());
+        assert!(g.check(&at("/v1/tools"), &right).is_ok());
+        // The scheme is case-insensitive (RFC 7235); the token is not.
+        for scheme in ["bearer", "BEARER", "bEaReR"] {
+            let right = headers(&[("authorization", &format!("{scheme} s3cret"))]);
+            assert!(g.check(&at("/v1/tools"), &right).is_ok(), "{scheme}");
+        }
+        let wrong = headers(&[("authorization", "Bearer S3CRET")]);
+        assert_eq!(g.check(&at("/v1/tools"), &wrong).unwrap_err().status, 401);
+        let other = headers(&[("authorization", "Basic s3cret")]);
+        assert_eq!(g.check(&at("/v1/tools"), &other).unwrap_err().status, 401);
     }
 
     #[test]
