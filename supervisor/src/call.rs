@@ -1,8 +1,10 @@
 //! What a caller gets back from a tool call: its outcome, live events and errors.
+//! The events travel on a bounded stream of their own ([`events`]).
+
+pub mod events;
 
 use flw_protocol::{ErrorKind, LogLevel, NodeError, NodePhase};
 use serde_json::{Map, Number, Value};
-use tokio::sync::mpsc;
 
 /// A failed call, as reported to a caller (CLI, MCP client).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -53,8 +55,9 @@ pub enum CallEvent {
     Chunk(Value),
 }
 
-/// Where a call's events go; `None` drops them.
-pub type EventSink = Option<mpsc::UnboundedSender<CallEvent>>;
+/// Where a call's events go (a bounded stream, see [`events`]); `None`
+/// drops them.
+pub type EventSink = Option<events::EventTx>;
 
 /// One phase of a graph node to run: a `node` message without its id and
 /// deadline (see `protocol/PROTOCOL.md`, "Graph nodes").

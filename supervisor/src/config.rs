@@ -213,7 +213,8 @@ pub struct ServeConfig {
     /// Requests one client address may have in flight (runs started with
     /// `202` count until they end).
     pub client_limit: usize,
-    /// Time a client has to send a request's headers, and its body.
+    /// Time a client has to send a request's headers, and then its whole
+    /// body (a total deadline, not an idle one).
     pub client_timeout: Duration,
     /// Time calls in flight get to finish after SIGTERM or SIGINT.
     pub drain: Duration,

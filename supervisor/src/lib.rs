@@ -6,6 +6,7 @@
 pub mod call;
 pub mod cli;
 pub mod config;
+pub mod excerpt;
 pub mod fault;
 pub mod graph;
 pub mod instances;

@@ -30,7 +30,6 @@ use rmcp::model::{
 use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use serde_json::Value;
-use tokio::sync::mpsc;
 
 mod client_log;
 mod flows;
@@ -42,6 +41,7 @@ mod stdio_lines;
 
 pub use stdio::StdioSession;
 
+use crate::call::events::{self, Received};
 use crate::call::{CallEvent, CallFailure};
 use crate::pool::{CallOptions, PoolEvent};
 use crate::router::Router;
@@ -195,6 +195,16 @@ fn chunk_progress(last: f64) -> f64 {
 }
 
 impl EventSink<'_> {
+    /// Tells the client, as a warning log line, that `n` log lines and
+    /// chunks of this call were dropped because it read too slowly.
+    async fn gap(&mut self, n: u64) {
+        let text = format!(
+            "flw dropped {n} of the log lines and chunks of this call of {}: the client read them more slowly than the tool sent them",
+            self.tool
+        );
+        let _ = self.log.send(self.peer, Severity::Warning, text).await;
+    }
+
     async fn send(&mut self, ev: CallEvent) {
         // A client that left is the cancel path's business, not this one's.
         match ev {
@@ -390,7 +400,7 @@ impl ServerHandler for McpServer {
         // The call's progress and log lines go to the client as they come,
         // before its result; they are read here, beside the call, with no
         // task of their own.
-        let (tx, mut rx) = mpsc::unbounded_channel::<CallEvent>();
+        let (tx, mut rx) = events::channel();
         let request_log = context
             .meta
             .protocol_version()
@@ -415,9 +425,15 @@ impl ServerHandler for McpServer {
         let mut call = std::pin::pin!(call);
         // Both go on together: a slow client or a chatty tool must not keep
         // the call from seeing its cancel or its deadline.
+        // The stream holds a bounded backlog (progress coalesced, the
+        // oldest log lines and chunks dropped with a gap) for a client that
+        // reads slowly.
         let forward = async {
-            while let Some(ev) = rx.recv().await {
-                sink.send(ev).await;
+            while let Some(received) = rx.recv().await {
+                match received {
+                    Received::Event(ev) => sink.send(ev).await,
+                    Received::Gap(n) => sink.gap(n).await,
+                }
             }
         };
         tokio::pin!(forward);

@@ -230,7 +230,8 @@ impl Router {
             return Err(CallFailure::new(
                 ErrorKind::UnknownTool,
                 format!(
-                    "no tool named {tool:?}; the tools are: {}",
+                    "no tool named {}; the tools are: {}",
+                    crate::excerpt::quote(tool),
                     if names.is_empty() {
                         "(none)".to_string()
                     } else {

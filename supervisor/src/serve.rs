@@ -12,9 +12,12 @@
 //! are cancelled through the kill path, then every worker stops.
 
 pub mod api;
+mod body;
 pub mod conn;
 mod extract;
 pub mod guard;
+mod host;
+mod json_values;
 pub mod runs;
 mod sse;
 
@@ -247,10 +250,12 @@ fn routes(app: App, guard: Arc<Guard>, mcp: Mcp, gate: McpGate, cfg: &ServeConfi
         .route("/v1/runs/{id}/events", get(sse::events))
         .with_state(app)
         .merge(mcp)
-        .layer(axum::extract::DefaultBodyLimit::max(cfg.max_body_bytes))
-        .layer(from_fn_with_state(cfg.max_body_bytes, guard::body_limit))
-        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
-            cfg.client_timeout,
+        .layer(from_fn_with_state(
+            body::BodyLimits {
+                max: cfg.max_body_bytes,
+                deadline: cfg.client_timeout,
+            },
+            body::limit,
         ))
         .layer(from_fn_with_state(guard, guard::check))
 }

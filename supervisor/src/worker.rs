@@ -500,7 +500,7 @@ impl Worker {
             events: Some(tx), ..
         }) = self.lock_pending().map.get(&id)
         {
-            let _ = tx.send(event);
+            tx.send(event); // never waits: see `call::events`
         }
     }
 }

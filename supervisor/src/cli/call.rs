@@ -7,9 +7,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::call::events::{self, Received};
 use crate::call::CallEvent;
 use crate::config::{parse_duration, PoolConfig};
 use crate::pool::CallOptions;
@@ -67,12 +67,18 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
 
     let cancel = CancellationToken::new();
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (tx, mut rx) = events::channel();
     let quiet = args.quiet;
     let printer = tokio::spawn(async move {
-        while let Some(ev) = rx.recv().await {
-            if !quiet {
-                print_event(&ev);
+        while let Some(received) = rx.recv().await {
+            if quiet {
+                continue;
+            }
+            match received {
+                Received::Event(ev) => print_event(&ev),
+                Received::Gap(n) => {
+                    eprintln!("({n} log lines and chunks dropped: stderr was read too slowly)")
+                }
             }
         }
     });

@@ -24,6 +24,7 @@ use super::document::{Options, DEFAULT_BACKOFF_MS};
 use super::events::{RunError, RunEvent, RunStatus, Stamped};
 use super::outcome::{Changes, NodeOutcome};
 use super::plan::{Plan, Step, WorkerNode};
+use crate::call::events::{self as call_events, Received};
 use crate::call::{CallEvent, NodeJob};
 use crate::pool::CallOptions;
 use crate::router::Router;
@@ -521,7 +522,7 @@ impl Runner<'_> {
         let phase = job.phase;
         let (tx, rx) = match self.events {
             Some(_) => {
-                let (tx, rx) = mpsc::unbounded_channel();
+                let (tx, rx) = call_events::channel();
                 (Some(tx), Some(rx))
             }
             None => (None, None),
@@ -541,7 +542,7 @@ impl Runner<'_> {
                         biased;
                         Some(ev) = rx.recv() => self.forward(path, ev),
                         r = &mut call => {
-                            while let Ok(ev) = rx.try_recv() {
+                            while let Some(ev) = rx.try_recv() {
                                 self.forward(path, ev);
                             }
                             break r;
@@ -571,8 +572,18 @@ impl Runner<'_> {
         }
     }
 
-    fn forward(&self, path: &str, ev: CallEvent) {
+    fn forward(&self, path: &str, received: Received) {
         let path = path.to_string();
+        let ev = match received {
+            Received::Event(ev) => ev,
+            Received::Gap(n) => {
+                return self.emit(RunEvent::Log {
+                    path,
+                    level: LogLevel::Warning,
+                    message: format!("{n} log lines and chunks of this node were dropped: they came faster than the run could take them"),
+                })
+            }
+        };
         self.emit(match ev {
             CallEvent::Progress {
                 progress,

@@ -17,6 +17,8 @@ use serde_json::Value;
 pub enum Severity {
     /// Routine news, e.g. a reload that worked.
     Info,
+    /// Something was lost, e.g. events a slow client did not read in time.
+    Warning,
     /// Something failed, e.g. a reload.
     Error,
 }
@@ -74,6 +76,7 @@ impl ClientLog {
     ) -> Result<(), rmcp::service::ServiceError> {
         let level = match severity {
             Severity::Info => LoggingLevel::Info,
+            Severity::Warning => LoggingLevel::Warning,
             Severity::Error => LoggingLevel::Error,
         };
         self.send_at(peer, level, "flw", text).await

@@ -1,6 +1,7 @@
 //! Flows as MCP tools (listed through [`crate::graph::Document::tool_spec`]):
 //! a call runs the flow, and its node events become
-//! `notifications/progress` when the client asked for them.
+//! `notifications/progress` when the client asked for them (a bounded
+//! backlog of them for a client that reads slowly).
 
 use std::sync::Arc;
 
@@ -10,6 +11,7 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::call::events::{self, Received};
 use crate::graph::run::{run, RunOptions};
 use crate::graph::{RunEvent, RunStatus, Stamped};
 use crate::router::Router;
@@ -79,43 +81,67 @@ pub async fn call_flow(
 }
 
 /// Node and item events as progress: the count of finished visits and
-/// items, with a message saying which.
+/// items, with a message saying which. The events are read as they come,
+/// and the messages wait for the client in a bounded stream: a client that
+/// reads slowly skips the oldest (the count jumps over them), so a busy
+/// flow never builds up a backlog in flw.
 async fn forward_progress(
     mut rx: mpsc::UnboundedReceiver<Stamped>,
     token: ProgressToken,
     peer: Peer<RoleServer>,
 ) {
-    let mut count = 0u64;
-    while let Some(ev) = rx.recv().await {
-        let message = match &ev.event {
-            RunEvent::NodeStarted { path, .. } => format!("{path} started"),
-            RunEvent::NodeFinished { path, action, ms } if action == "default" => {
-                format!("{path} done ({ms} ms)")
+    let (messages, mut pending) = events::channel::<String>();
+    let read = async move {
+        while let Some(ev) = rx.recv().await {
+            if let Some(message) = progress_message(&ev.event) {
+                messages.send(message);
             }
-            RunEvent::NodeFinished { path, action, ms } => {
-                format!("{path} done ({ms} ms) -> {action}")
-            }
-            RunEvent::NodeFailed { path, error, .. } => format!("{path} failed: {}", error.kind),
-            RunEvent::NodeRetry { path, attempt, .. } => {
-                format!("{path}: attempt {attempt} failed, retrying")
-            }
-            RunEvent::ItemFinished {
-                path, done, total, ..
-            } => {
-                format!("{path} done ({done}/{total})")
-            }
-            RunEvent::Progress {
-                path,
-                message: Some(m),
-                ..
-            } => format!("{path}: {m}"),
-            _ => continue,
-        };
-        count += 1;
-        let mut p = ProgressNotificationParam::new(token.clone(), count as f64);
-        p.message = Some(message);
-        if peer.notify_progress(p).await.is_err() {
-            return;
         }
-    }
+        // Dropping `messages` ends `notify` once it has sent the last one.
+    };
+    let notify = async move {
+        let mut count = 0u64;
+        while let Some(received) = pending.recv().await {
+            let message = match received {
+                Received::Event(message) => message,
+                Received::Gap(n) => {
+                    count += n;
+                    continue;
+                }
+            };
+            count += 1;
+            let mut p = ProgressNotificationParam::new(token.clone(), count as f64);
+            p.message = Some(message);
+            if peer.notify_progress(p).await.is_err() {
+                return;
+            }
+        }
+    };
+    tokio::join!(read, notify);
+}
+
+/// The progress message for a run event, if it is one a client sees.
+fn progress_message(event: &RunEvent) -> Option<String> {
+    Some(match event {
+        RunEvent::NodeStarted { path, .. } => format!("{path} started"),
+        RunEvent::NodeFinished { path, action, ms } if action == "default" => {
+            format!("{path} done ({ms} ms)")
+        }
+        RunEvent::NodeFinished { path, action, ms } => {
+            format!("{path} done ({ms} ms) -> {action}")
+        }
+        RunEvent::NodeFailed { path, error, .. } => format!("{path} failed: {}", error.kind),
+        RunEvent::NodeRetry { path, attempt, .. } => {
+            format!("{path}: attempt {attempt} failed, retrying")
+        }
+        RunEvent::ItemFinished {
+            path, done, total, ..
+        } => format!("{path} done ({done}/{total})"),
+        RunEvent::Progress {
+            path,
+            message: Some(m),
+            ..
+        } => format!("{path}: {m}"),
+        _ => return None,
+    })
 }

@@ -7,7 +7,11 @@ use flw_protocol::{ErrorKind, Hello, NodeSpec, ToolSpec};
 use serde_json::{Map, Value};
 
 use crate::call::{CallFailure, Job};
+use crate::excerpt;
 use crate::graph::Document;
+
+/// Problems with a call's arguments listed in its error at most.
+const MAX_PROBLEMS: usize = 10;
 
 /// The tools of one pool and their argument validators, its graph nodes
 /// and the flows its script defines.
@@ -155,7 +159,7 @@ impl Manifest {
         let Some(v) = self.validators.get(tool) else {
             return Err(CallFailure::new(
                 ErrorKind::UnknownTool,
-                format!("no tool named {tool:?}"),
+                format!("no tool named {}", excerpt::quote(tool)),
             ));
         };
         // Moved in and out of a `Value`, not cloned: this runs for every call.
@@ -166,17 +170,26 @@ impl Manifest {
             };
             return Ok(args);
         }
-        let problems: Vec<String> = v
-            .iter_errors(&instance)
+        // The arguments are the client's: each problem quotes only an
+        // excerpt of them, and only the first few problems are listed.
+        let mut errors = v.iter_errors(&instance);
+        let mut problems: Vec<String> = errors
+            .by_ref()
+            .take(MAX_PROBLEMS)
             .map(|e| {
-                let at = e.instance_path().to_string();
+                let value = excerpt::display(e.instance().as_ref(), excerpt::CHARS);
+                let what = excerpt::display(&e.masked_with(value), 4 * excerpt::CHARS);
+                let at = excerpt::display(e.instance_path(), excerpt::CHARS);
                 if at.is_empty() {
-                    e.to_string()
+                    what
                 } else {
-                    format!("{at}: {e}")
+                    format!("{at}: {what}")
                 }
             })
             .collect();
+        if errors.next().is_some() {
+            problems.push("and more".to_string());
+        }
         Err(CallFailure::new(
             ErrorKind::InvalidArguments,
             format!("invalid arguments for tool {tool}: {}", problems.join("; ")),

@@ -20,8 +20,10 @@ use super::conn::ConnInfo;
 use super::extract::{Body, Path, Query};
 use super::guard::ClientLimits;
 use super::runs::{Kind, Outcome, Run, Runs, Status};
+use crate::call::events::{self, Received};
 use crate::call::{CallEvent, CallFailure, CallOutcome};
 use crate::config::OnDisconnect;
+use crate::excerpt;
 use crate::graph::run::{run as run_flow, RunOptions};
 use crate::graph::{RunStatus, Stamped};
 use crate::metrics::Metrics;
@@ -263,7 +265,7 @@ fn query_duration(name: &str, value: Option<&str>) -> Result<Option<Duration>, A
             ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_request",
-                format!("{name}: {e}"),
+                format!("{name}: {}", excerpt::display(&e, 3 * excerpt::CHARS)),
             )
         })
 }
@@ -324,7 +326,7 @@ pub async fn call_tool(
     };
     let run = app.runs.create(Kind::Tool, &name, conn.peer.ip(), detached);
     let (events, forward) = if detached {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = events::channel();
         (
             Some(tx),
             Some(tokio::spawn(forward_call_events(rx, run.clone()))),
@@ -449,9 +451,18 @@ fn spawn_run<T: Send + 'static>(
     })
 }
 
-/// A tool's progress, logs and chunks as run events.
-async fn forward_call_events(mut rx: mpsc::UnboundedReceiver<CallEvent>, run: Arc<Run>) {
-    while let Some(ev) = rx.recv().await {
+/// A tool's progress, logs and chunks as run events (a `gap` event if
+/// some were dropped on the way, as the event stream says of events that
+/// fell out of the run's buffer).
+async fn forward_call_events(mut rx: events::EventRx, run: Arc<Run>) {
+    while let Some(received) = rx.recv().await {
+        let ev = match received {
+            Received::Event(ev) => ev,
+            Received::Gap(n) => {
+                run.push("gap", json!({"missed": n}).to_string());
+                continue;
+            }
+        };
         let (name, data) = match ev {
             CallEvent::Progress {
                 progress,
@@ -546,7 +557,8 @@ pub async fn start_flow(
             StatusCode::NOT_FOUND,
             "unknown_flow",
             format!(
-                "no flow named {name:?}; the flows are: {}",
+                "no flow named {}; the flows are: {}",
+                excerpt::quote(&name),
                 if names.is_empty() {
                     "(none)".to_string()
                 } else {
@@ -646,7 +658,10 @@ pub(super) fn no_run(id: &str) -> Response {
     error_response(
         StatusCode::NOT_FOUND,
         "unknown_run",
-        format!("no run {id:?} (finished runs are kept for a while, then forgotten)"),
+        format!(
+            "no run {} (finished runs are kept for a while, then forgotten)",
+            excerpt::quote(id)
+        ),
     )
 }
 

@@ -3,13 +3,15 @@
 //! the framework's plain-text one.
 
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
 use super::api::ApiError;
+use super::body::BodyLimits;
+use crate::excerpt;
 
 /// The query string as `T`; a bad one is a `400 invalid_request`.
 #[derive(Debug)]
@@ -26,7 +28,10 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
                 ApiError::new(
                     StatusCode::BAD_REQUEST,
                     "invalid_request",
-                    format!("bad query string: {}", e.body_text()),
+                    format!(
+                        "bad query string: {}",
+                        excerpt::display(&e.body_text(), 3 * excerpt::CHARS)
+                    ),
                 )
             })
     }
@@ -47,29 +52,32 @@ impl<S: Send + Sync> FromRequestParts<S> for Path {
                 ApiError::new(
                     StatusCode::BAD_REQUEST,
                     "invalid_request",
-                    format!("bad path: {}", e.body_text()),
+                    format!(
+                        "bad path: {}",
+                        excerpt::display(&e.body_text(), 3 * excerpt::CHARS)
+                    ),
                 )
             })
     }
 }
 
-/// The whole body; too large is `413`, too slow `408`, else `400`.
+/// The whole body; too large (or with too many JSON values, see
+/// `json_values`) is `413`, too slow `408`, else `400`.
 #[derive(Debug)]
 pub struct Body(pub Bytes);
 
 impl<S: Send + Sync> FromRequest<S> for Body {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        Bytes::from_request(req, state)
-            .await
-            .map(Body)
-            .map_err(|e: BytesRejection| {
-                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    super::guard::body_too_large()
-                } else {
-                    super::guard::body_error(&e)
-                }
-            })
+    async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
+        // The cap is enforced on the body itself (`body::limit`); knowing
+        // it here bounds the buffer too.
+        let max = req
+            .extensions()
+            .get::<BodyLimits>()
+            .map_or(usize::MAX, |l| l.max);
+        let body = super::body::read(req.into_body(), max).await?;
+        super::json_values::check(&body, max)?;
+        Ok(Body(body))
     }
 }

@@ -7,12 +7,14 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::api::ApiError;
+use super::host;
+use crate::excerpt;
 
 /// The checks every request passes before it is served.
 #[derive(Debug)]
@@ -67,18 +69,24 @@ impl Guard {
         all
     }
 
-    fn check(&self, path: &str, headers: &HeaderMap) -> Result<(), ApiError> {
+    fn check(&self, uri: &Uri, headers: &HeaderMap) -> Result<(), ApiError> {
+        let host = host::of_request(uri, headers).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                format!("{e} (DNS rebinding protection)"),
+            )
+        })?;
         if !self.hosts.is_empty() {
-            let host = headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or("");
-            if !self.host_allowed(host) {
+            let allowed = host.as_ref().is_some_and(|h| self.host_allowed(h.as_str()));
+            if !allowed {
+                let named = host.as_ref().map_or("", |h| h.as_str());
                 return Err(ApiError::new(
                     StatusCode::FORBIDDEN,
                     "forbidden_host",
                     format!(
-                        "Host {host:?} is not allowed (DNS rebinding protection); add it to allowed_hosts in the [serve] table of flw.toml"
+                        "Host {} is not allowed (DNS rebinding protection); add it to allowed_hosts in the [serve] table of flw.toml",
+                        excerpt::quote(named)
                     ),
                 ));
             }
@@ -90,19 +98,20 @@ impl Guard {
                     StatusCode::FORBIDDEN,
                     "forbidden_origin",
                     format!(
-                        "Origin {origin:?} is not allowed; add it to allowed_origins in the [serve] table of flw.toml (or --allow-origin)"
+                        "Origin {} is not allowed; add it to allowed_origins in the [serve] table of flw.toml (or --allow-origin)",
+                        excerpt::quote(origin)
                     ),
                 ));
             }
         }
         if let Some(token) = &self.token {
-            if OPEN_PATHS.contains(&path) {
+            if OPEN_PATHS.contains(&uri.path()) {
                 return Ok(());
             }
             let given = headers
                 .get(header::AUTHORIZATION)
                 .and_then(|h| h.to_str().ok())
-                .and_then(|h| h.strip_prefix("Bearer "));
+                .and_then(bearer_token);
             let ok = given.is_some_and(|g| constant_time_eq(g.trim().as_bytes(), token.as_bytes()));
             if !ok {
                 return Err(ApiError::new(
@@ -144,6 +153,14 @@ impl Guard {
     }
 }
 
+/// The token of `Bearer TOKEN` (the scheme in any case, RFC 7235).
+fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start())
+}
+
 /// Host names of this machine's loopback interface.
 const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
 
@@ -166,7 +183,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// The middleware that runs [`Guard`]'s checks.
 pub async fn check(State(guard): State<Arc<Guard>>, req: Request, next: Next) -> Response {
-    match guard.check(req.uri().path(), req.headers()) {
+    match guard.check(req.uri(), req.headers()) {
         Ok(()) => next.run(req).await,
         Err(e) => e.into_response(),
     }
@@ -245,10 +262,11 @@ impl Drop for Counted {
 }
 
 /// The `/mcp` middleware for POSTs: a [`ClientLimits`] permit, the body
-/// read here within its limit (so that an oversized chunked body is a
-/// 413, not an error inside rmcp), and the request counted in flight. The
-/// permit and the count last as long as the response body (a stream of
-/// server-sent events counts until it ends).
+/// read here within its limits (so that an oversized chunked body, or one
+/// with too many JSON values, is a 413, not an error inside rmcp), and the
+/// request counted in flight. The permit and the count last as long as
+/// the response body (a stream of server-sent events counts until it
+/// ends). rmcp's refusals are cut to an excerpt of what they quote.
 pub async fn mcp_gate(
     State(gate): State<McpGate>,
     conn: axum::Extension<super::conn::ConnInfo>,
@@ -264,10 +282,13 @@ pub async fn mcp_gate(
     };
     let counted = Counted::new(&gate.in_flight);
     let (parts, body) = req.into_parts();
-    let body = match axum::body::to_bytes(body, gate.max_body).await {
+    let body = match super::body::read(body, gate.max_body).await {
         Ok(b) => b,
-        Err(e) => return body_error(&e).into_response(),
+        Err(e) => return e.into_response(),
     };
+    if let Err(e) = super::json_values::check(&body, gate.max_body) {
+        return e.into_response();
+    }
     let response = next
         .run(Request::from_parts(parts, axum::body::Body::from(body)))
         .await;
@@ -276,7 +297,11 @@ pub async fn mcp_gate(
         .get(header::CONTENT_TYPE)
         .is_some_and(|c| c.as_bytes().starts_with(b"text/event-stream"));
     if !streaming {
-        return response;
+        return if response.status().is_client_error() {
+            quote_less(response).await
+        } else {
+            response
+        };
     }
     let (parts, body) = response.into_parts();
     let body = axum::body::Body::from_stream(futures::StreamExt::map(
@@ -289,58 +314,43 @@ pub async fn mcp_gate(
     Response::from_parts(parts, body).into_response()
 }
 
-/// The answer to a body over `max_body_bytes`.
-pub fn body_too_large() -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "body_too_large",
-        "the request body is over the limit (max_body_bytes in the [serve] table of flw.toml)",
-    )
-}
-
-/// The middleware that caps request bodies at `max` bytes: a larger
-/// `Content-Length` is refused at once, and a body without one is cut at
-/// `max` (its reader then answers 413).
-pub async fn body_limit(State(max): State<usize>, req: Request, next: Next) -> Response {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max as u64) {
-        return body_too_large().into_response();
+/// rmcp's refusal of a request, with any message in it longer than a
+/// few lines cut to an excerpt: some of them quote the request (a
+/// `Mcp-Name` header that does not match the body repeats the body's
+/// name, however long).
+async fn quote_less(response: Response) -> Response {
+    const LONG: usize = 1024;
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    if bytes.len() <= LONG {
+        return Response::from_parts(parts, axum::body::Body::from(bytes));
     }
-    let req = req.map(|b| axum::body::Body::new(http_body_util::Limited::new(b, max)));
-    next.run(req).await
-}
-
-/// Why a request body could not be read: too large (413), too slow (408),
-/// or cut off (400).
-pub fn body_error(e: &(dyn std::error::Error + 'static)) -> ApiError {
-    let mut source = Some(e);
-    while let Some(err) = source {
-        if err.is::<http_body_util::LengthLimitError>() {
-            return body_too_large();
+    let short = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(mut v) => {
+            let cut = v
+                .pointer("/error/message")
+                .and_then(serde_json::Value::as_str)
+                .map(|m| excerpt::display(m, 4 * excerpt::CHARS));
+            if let (Some(cut), Some(m)) = (cut, v.pointer_mut("/error/message")) {
+                *m = cut.into();
+            }
+            v.to_string()
         }
-        if err.is::<tower_http::timeout::TimeoutError>() {
-            return ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "request_timeout",
-                "the request body did not arrive in time (client_timeout in the [serve] table of flw.toml)",
-            );
-        }
-        source = err.source();
-    }
-    ApiError::new(
-        StatusCode::BAD_REQUEST,
-        "invalid_request",
-        format!("cannot read the request body: {e}"),
-    )
+        Err(_) => excerpt::display(&String::from_utf8_lossy(&bytes), 4 * excerpt::CHARS),
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(short))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn at(path: &str) -> Uri {
+        path.parse().unwrap()
+    }
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -354,36 +364,62 @@ mod tests {
     fn loopback_servers_refuse_other_hosts_and_foreign_origins() {
         let g = Guard::new(None, true, &[], &["https://app.example.com".into()]);
         assert!(g
-            .check("/mcp", &headers(&[("host", "127.0.0.1:8077")]))
+            .check(&at("/mcp"), &headers(&[("host", "127.0.0.1:8077")]))
             .is_ok());
-        assert!(g.check("/mcp", &headers(&[("host", "[::1]:1")])).is_ok());
         assert!(g
-            .check("/mcp", &headers(&[("host", "evil.example:8077")]))
+            .check(&at("/mcp"), &headers(&[("host", "[::1]:1")]))
+            .is_ok());
+        assert!(g
+            .check(&at("/mcp"), &headers(&[("host", "evil.example:8077")]))
             .is_err());
+        let r = g.check(
+            &at("/mcp"),
+            &headers(&[("host", "127.0.0.1:80@evil.example")]),
+        );
+        assert_eq!(r.unwrap_err().status, StatusCode::BAD_REQUEST);
+        let r = g.check(
+            &at("http://evil.example/mcp"),
+            &headers(&[("host", "127.0.0.1")]),
+        );
+        assert_eq!(r.unwrap_err().status, StatusCode::BAD_REQUEST);
+        let r = g.check(&at("http://evil.example/mcp"), &HeaderMap::new());
+        assert_eq!(r.unwrap_err().status, StatusCode::FORBIDDEN);
+        assert!(g
+            .check(&at("http://127.0.0.1:8077/mcp"), &HeaderMap::new())
+            .is_ok());
         let ok = [("host", "localhost"), ("origin", "http://localhost:5173")];
-        assert!(g.check("/mcp", &headers(&ok)).is_ok());
+        assert!(g.check(&at("/mcp"), &headers(&ok)).is_ok());
         let ok = [("host", "localhost"), ("origin", "https://app.example.com")];
-        assert!(g.check("/mcp", &headers(&ok)).is_ok());
+        assert!(g.check(&at("/mcp"), &headers(&ok)).is_ok());
         let bad = [("host", "localhost"), ("origin", "https://evil.example")];
-        let r = g.check("/mcp", &headers(&bad)).unwrap_err();
+        let r = g.check(&at("/mcp"), &headers(&bad)).unwrap_err();
         assert_eq!(r.status, StatusCode::FORBIDDEN);
         let bad = [
             ("host", "localhost"),
             ("origin", "https://app.example.com:444"),
         ];
-        assert!(g.check("/mcp", &headers(&bad)).is_err());
+        assert!(g.check(&at("/mcp"), &headers(&bad)).is_err());
     }
 
     #[test]
     fn the_token_is_required_except_on_probes() {
         let g = Guard::new(Some("s3cret".into()), false, &[], &[]);
         let none = headers(&[("host", "box.example")]);
-        assert_eq!(g.check("/v1/tools", &none).unwrap_err().status, 401);
-        assert!(g.check("/healthz", &none).is_ok());
+        assert_eq!(g.check(&at("/v1/tools"), &none).unwrap_err().status, 401);
+        assert!(g.check(&at("/healthz"), &none).is_ok());
         let wrong = headers(&[("authorization", "Bearer s3cre")]);
-        assert_eq!(g.check("/v1/tools", &wrong).unwrap_err().status, 401);
+        assert_eq!(g.check(&at("/v1/tools"), &wrong).unwrap_err().status, 401);
         let right = headers(&[("authorization", "Bearer s3cret")]);
-        assert!(g.check("/v1/tools", &right).is_ok());
+        assert!(g.check(&at("/v1/tools"), &right).is_ok());
+        // The scheme is case-insensitive (RFC 7235); the token is not.
+        for scheme in ["bearer", "BEARER", "bEaReR"] {
+            let right = headers(&[("authorization", &format!("{scheme} s3cret"))]);
+            assert!(g.check(&at("/v1/tools"), &right).is_ok(), "{scheme}");
+        }
+        let wrong = headers(&[("authorization", "Bearer S3CRET")]);
+        assert_eq!(g.check(&at("/v1/tools"), &wrong).unwrap_err().status, 401);
+        let other = headers(&[("authorization", "Basic s3cret")]);
+        assert_eq!(g.check(&at("/v1/tools"), &other).unwrap_err().status, 401);
     }
 
     #[test]
