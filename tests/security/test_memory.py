@@ -150,6 +150,52 @@ def test_a_stdio_client_that_stops_reading_a_tool_s_events_costs_no_memory() -> 
         client.close()
 
 
+def test_a_stdio_client_that_sends_requests_and_never_reads_costs_bounded_memory() -> None:
+    """Requests sent back to back with no answer read: flw stops reading
+    once MAX_IN_FLIGHT (4096) are unanswered, instead of holding a task and
+    an answer for each; every request is answered once the client reads."""
+    client = StdioClient(str(FLOOD))
+    count = 100_000
+    try:
+        watch = RssWatch(client.proc)
+        lines = b"".join(
+            (json.dumps({"jsonrpc": "2.0", "id": i, "method": "ping"}) + "\n").encode() for i in range(1, count + 1)
+        )
+
+        def write_all() -> None:
+            assert client.proc.stdin is not None
+            try:
+                client.proc.stdin.write(lines)
+                client.proc.stdin.flush()
+            except (BrokenPipeError, ValueError):
+                pass
+
+        writer = threading.Thread(target=write_all, daemon=True)
+        writer.start()
+        time.sleep(8)  # flw reads until the limit, then waits for the client
+        watch.check("a stdio client that sends requests and reads nothing")
+        seen: set[int] = set()
+        errors: list[dict] = []
+
+        def read_all() -> None:
+            assert client.proc.stdout is not None
+            while len(seen) < count and (line := client.proc.stdout.readline()):
+                message = json.loads(line)
+                if "id" in message:
+                    seen.add(message["id"])
+                    if "result" not in message:
+                        errors.append(message)
+
+        reader = threading.Thread(target=read_all, daemon=True)
+        reader.start()
+        reader.join(120)
+        writer.join(30)
+        assert errors == []
+        assert seen == set(range(1, count + 1))
+    finally:
+        client.close()
+
+
 def test_a_stdio_client_that_stops_reading_a_flow_s_progress_costs_no_memory() -> None:
     client = StdioClient(str(FLOOD))
     try:

@@ -29,11 +29,68 @@ struct Held {
 
 /// The ids in flight, shared by the transport and [`Tracked`].
 #[derive(Debug, Clone, Default)]
-pub struct InFlight(Arc<Mutex<HashMap<RequestId, Held>>>);
+pub struct InFlight(Arc<Shared>);
+
+#[derive(Debug, Default)]
+struct Shared {
+    ids: Mutex<HashMap<RequestId, Held>>,
+    /// Messages handed to the writer and not written yet.
+    writing: std::sync::atomic::AtomicUsize,
+    /// Told each time an id is let go or a message written.
+    freed: tokio::sync::Notify,
+}
+
+/// A message on its way to the client; counts until dropped.
+pub struct Writing(Arc<Shared>);
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        self.0
+            .writing
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        self.0.freed.notify_waiters();
+    }
+}
 
 impl InFlight {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RequestId, Held>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.0.ids.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How many requests are in flight, and messages not yet written.
+    fn count(&self) -> usize {
+        self.lock().len() + self.0.writing.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Counts a message handed to the writer until the guard is dropped.
+    pub fn writing(&self) -> Writing {
+        self.0
+            .writing
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Writing(self.0.clone())
+    }
+
+    /// Resolves once fewer than `max` requests are in flight (or answers
+    /// unwritten). The stdio
+    /// transport reads no further line until then: a client that sends
+    /// requests and never reads the answers would otherwise make flw hold
+    /// a task and an answer for each of them.
+    pub async fn room(&self, max: usize) {
+        loop {
+            let freed = self.0.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if self.count() < max {
+                return;
+            }
+            freed.await;
+        }
+    }
+
+    fn remove(&self, ids: &mut HashMap<RequestId, Held>, id: &RequestId) {
+        if ids.remove(id).is_some() {
+            self.0.freed.notify_waiters();
+        }
     }
 
     /// Takes a request's id; false if a request with it is in flight.
@@ -57,7 +114,7 @@ impl InFlight {
         if let Some(held) = ids.get_mut(id) {
             held.answer_due = false;
             if !held.running {
-                ids.remove(id);
+                self.remove(&mut ids, id);
             }
         }
     }
@@ -86,7 +143,7 @@ impl Drop for Running {
         if let Some(held) = ids.get_mut(&self.id) {
             held.running = false;
             if !held.answer_due {
-                ids.remove(&self.id);
+                self.ids.remove(&mut ids, &self.id);
             }
         }
     }
@@ -151,5 +208,23 @@ mod tests {
         assert!(!ids.admit(&one));
         drop(running);
         assert!(ids.admit(&one));
+    }
+
+    #[tokio::test]
+    async fn room_waits_until_an_id_is_let_go() {
+        let ids = InFlight::default();
+        assert!(ids.admit(&RequestId::Number(1)));
+        assert!(ids.admit(&RequestId::Number(2)));
+        let waiting = {
+            let ids = ids.clone();
+            tokio::spawn(async move { ids.room(2).await })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "two in flight: no room for a third");
+        ids.answered(&RequestId::Number(1));
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+            .await
+            .expect("room once one is answered")
+            .unwrap();
     }
 }

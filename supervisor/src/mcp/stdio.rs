@@ -30,6 +30,12 @@ use super::incoming::{classify, ErrorReply, Incoming};
 use super::stdio_lines::{Line, LineReader};
 use super::McpServer;
 
+/// Most requests of one stdio session in flight (read, not yet answered).
+/// At the limit flw reads no further line until one is answered, so a
+/// client that sends and never reads costs bounded memory (rmcp holds a
+/// task and an answer per request); an MCP host never comes near it.
+pub const MAX_IN_FLIGHT: usize = 4096;
+
 /// A line flw writes: rmcp's message, or an error of flw's own.
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)] // encoded at once; a box would cost an allocation per message
@@ -158,7 +164,9 @@ where
         item: ServerJsonRpcMessage,
     ) -> impl std::future::Future<Output = std::io::Result<()>> + Send + 'static {
         // The id is free once its answer is on its way: the client cannot
-        // reuse it before it has read the answer.
+        // reuse it before it has read the answer. The answer counts against
+        // MAX_IN_FLIGHT until it is written, so answers waiting for a
+        // client that does not read stop the reading of more requests.
         match &item {
             JsonRpcMessage::Response(r) => self.ids.answered(&r.id),
             JsonRpcMessage::Error(e) => {
@@ -168,8 +176,10 @@ where
             }
             _ => {}
         }
+        let writing = self.ids.writing();
         let out = self.out.clone();
         async move {
+            let _writing = writing;
             let mut out = out.lock().await;
             match out.as_mut() {
                 Some(w) => w.send(Outgoing::Rmcp(item)).await,
@@ -184,6 +194,10 @@ where
     async fn receive(&mut self) -> Option<ClientJsonRpcMessage> {
         loop {
             self.write_replies().await;
+            tokio::select! {
+                () = self.ids.room(MAX_IN_FLIGHT) => {}
+                _ = self.input.release.cancelled() => return None,
+            }
             let line = tokio::select! {
                 line = self.lines.next() => line,
                 _ = self.input.release.cancelled() => return None,
