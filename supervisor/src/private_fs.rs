@@ -16,7 +16,7 @@ use std::fs::Metadata;
 use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::Mutex;
 
 /// Why a folder or file cannot be trusted or made.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -73,9 +73,15 @@ impl PrivateError {
 /// flw's private cache folder, chosen and made once per process (see the
 /// module documentation for where it is).
 pub fn cache_dir() -> Result<PathBuf, PrivateError> {
-    static DIR: OnceLock<Result<PathBuf, PrivateError>> = OnceLock::new();
-    DIR.get_or_init(|| choose_cache_dir(&CacheEnv::from_process()))
-        .clone()
+    // A failure is not kept: the next caller tries again.
+    static DIR: Mutex<Option<PathBuf>> = Mutex::new(None);
+    let mut chosen = DIR.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(dir) = &*chosen {
+        return Ok(dir.clone());
+    }
+    let dir = choose_cache_dir(&CacheEnv::from_process())?;
+    *chosen = Some(dir.clone());
+    Ok(dir)
 }
 
 /// The variables that decide where the cache folder is.
@@ -236,14 +242,26 @@ pub fn check_entry(path: &Path) -> Result<(), PrivateError> {
     check_own(path, &meta)
 }
 
-/// Checks every entry under `root` (and `root`) with [`check_own`].
+/// Checks every entry under `root` (and `root`) with [`check_own`]. Python
+/// makes its `__pycache__` folders with the user's umask (0775 under umask
+/// 002): in them only the owner and links are checked, which is enough
+/// under a cache folder that is 0700 (no one else can reach them).
 pub fn check_tree(root: &Path) -> Result<(), PrivateError> {
-    let meta = std::fs::symlink_metadata(root).map_err(|e| PrivateError::io(root, &e))?;
-    check_own(root, &meta)?;
+    check_tree_in(root, false)
+}
+
+fn check_tree_in(path: &Path, in_pycache: bool) -> Result<(), PrivateError> {
+    let meta = std::fs::symlink_metadata(path).map_err(|e| PrivateError::io(path, &e))?;
+    let in_pycache =
+        in_pycache || (meta.is_dir() && path.file_name() == Some("__pycache__".as_ref()));
+    match check_own(path, &meta) {
+        Err(PrivateError::WritableByOthers { .. }) if in_pycache => {}
+        other => other?,
+    }
     if meta.is_dir() {
-        for entry in std::fs::read_dir(root).map_err(|e| PrivateError::io(root, &e))? {
-            let entry = entry.map_err(|e| PrivateError::io(root, &e))?;
-            check_tree(&entry.path())?;
+        for entry in std::fs::read_dir(path).map_err(|e| PrivateError::io(path, &e))? {
+            let entry = entry.map_err(|e| PrivateError::io(path, &e))?;
+            check_tree_in(&entry.path(), in_pycache)?;
         }
     }
     Ok(())
@@ -286,7 +304,10 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
+    // Unique in this process too: two threads may write the same file.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_file_name(format!(".{name}.tmp{}-{n}", std::process::id()));
     let written = (|| {
         let mut f = std::fs::OpenOptions::new()
             .write(true)
@@ -420,6 +441,25 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("m.json")]);
+        let _ = std::fs::remove_dir_all(&base);
+    }
+
+    #[test]
+    fn python_s_group_writable_byte_code_folders_pass() {
+        let base = temp("pycache");
+        std::fs::create_dir_all(base.join("flw/__pycache__")).unwrap();
+        std::fs::write(base.join("flw/__pycache__/m.cpython-311.pyc"), b"").unwrap();
+        std::fs::set_permissions(
+            base.join("flw/__pycache__"),
+            std::fs::Permissions::from_mode(0o775),
+        )
+        .unwrap();
+        check_tree(&base).unwrap();
+        std::fs::set_permissions(base.join("flw"), std::fs::Permissions::from_mode(0o775)).unwrap();
+        assert!(matches!(
+            check_tree(&base),
+            Err(PrivateError::WritableByOthers { .. })
+        ));
         let _ = std::fs::remove_dir_all(&base);
     }
 }

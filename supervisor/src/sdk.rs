@@ -5,7 +5,7 @@
 use std::ffi::OsString;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::Mutex;
 
 mod typescript;
 mod unpack;
@@ -131,22 +131,23 @@ pub fn launch(script: &Path, interpreter: Option<&Path>) -> Result<Launch, Launc
 /// `dist/`), unpacking it on first use. Set `FLW_TS_SDK` to use a checkout
 /// (the `workers-ts` folder, built) instead.
 pub fn ts_sdk_dir() -> Result<PathBuf, UnpackError> {
-    static DIR: OnceLock<Result<PathBuf, UnpackError>> = OnceLock::new();
+    static DIR: Mutex<Option<PathBuf>> = Mutex::new(None);
     sdk_dir("FLW_TS_SDK", &DIR, "ts", TS_SDK, "")
 }
 
 /// The folder that holds the unpacked `flw` package, unpacking it on first
 /// use. Set `FLW_PYTHON_SDK` to use a checkout instead (for SDK development).
 pub fn python_sdk_dir() -> Result<PathBuf, UnpackError> {
-    static DIR: OnceLock<Result<PathBuf, UnpackError>> = OnceLock::new();
+    static DIR: Mutex<Option<PathBuf>> = Mutex::new(None);
     sdk_dir("FLW_PYTHON_SDK", &DIR, "python", PYTHON_SDK, "flw")
 }
 
 /// The checkout named by `var`, else `files` unpacked (and checked) once
-/// per process.
+/// per process. A failure is not kept: the next launch (a reload, say)
+/// tries again, so a disk that was full may have room by then.
 fn sdk_dir(
     var: &str,
-    unpacked: &'static OnceLock<Result<PathBuf, UnpackError>>,
+    unpacked: &'static Mutex<Option<PathBuf>>,
     kind: &str,
     files: &[(&str, &[u8])],
     package: &str,
@@ -154,12 +155,15 @@ fn sdk_dir(
     if let Some(dir) = std::env::var_os(var) {
         return Ok(PathBuf::from(dir));
     }
-    unpacked
-        .get_or_init(|| {
-            let cache = cache_dir()?;
-            unpack::unpack(&cache, kind, &embedded_id(files), files, package)
-        })
-        .clone()
+    // Held while unpacking: one unpack at a time in this process.
+    let mut done = unpacked.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(dir) = &*done {
+        return Ok(dir.clone());
+    }
+    let cache = cache_dir()?;
+    let dir = unpack::unpack(&cache, kind, &embedded_id(files), files, package)?;
+    *done = Some(dir.clone());
+    Ok(dir)
 }
 
 /// The interpreter: the pool's `interpreter`, else `$var`, else `default`.

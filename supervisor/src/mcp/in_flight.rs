@@ -25,6 +25,10 @@ struct Held {
     answer_due: bool,
     /// Its handler is running.
     running: bool,
+    /// Its handler has started (a cancel that comes before it must not
+    /// free the id: the handler, when it runs, would take a reused id's
+    /// place in rmcp and answer for it).
+    started: bool,
 }
 
 /// The ids in flight, shared by the transport and [`Tracked`].
@@ -102,13 +106,27 @@ impl InFlight {
                 v.insert(Held {
                     answer_due: true,
                     running: false,
+                    started: false,
                 });
                 true
             }
         }
     }
 
-    /// The answer to `id` is going out, or the client cancelled it.
+    /// The client cancelled `id`, so no answer will go out: the id is free
+    /// once its handler has run (rmcp runs the handler of every request it
+    /// took, even one cancelled before it started).
+    pub fn cancelled(&self, id: &RequestId) {
+        let mut ids = self.lock();
+        if let Some(held) = ids.get_mut(id) {
+            held.answer_due = false;
+            if held.started && !held.running {
+                self.remove(&mut ids, id);
+            }
+        }
+    }
+
+    /// The answer to `id` is going out.
     pub fn answered(&self, id: &RequestId) {
         let mut ids = self.lock();
         if let Some(held) = ids.get_mut(id) {
@@ -124,6 +142,7 @@ impl InFlight {
         let mut ids = self.lock();
         let held = ids.get_mut(id)?;
         held.running = true;
+        held.started = true;
         Some(Running {
             ids: self.clone(),
             id: id.clone(),
@@ -168,8 +187,23 @@ impl<S: Service<RoleServer>> Service<RoleServer> for Tracked<S> {
         request: ClientRequest,
         context: RequestContext<RoleServer>,
     ) -> Result<ServerResult, ErrorData> {
+        use futures::FutureExt;
         let _running = self.ids.running(&context.id);
-        self.inner.handle_request(request, context).await
+        // A panic in a handler (a bug in flw) still answers the request, so
+        // the client does not wait forever and the id is let go.
+        match std::panic::AssertUnwindSafe(self.inner.handle_request(request, context))
+            .catch_unwind()
+            .await
+        {
+            Ok(answer) => answer,
+            Err(_) => {
+                tracing::error!("an MCP request handler panicked (a bug in flw)");
+                Err(ErrorData::internal_error(
+                    "flw failed inside while handling this request (a bug in flw; please report it)",
+                    None,
+                ))
+            }
+        }
     }
 
     fn handle_notification(
@@ -226,5 +260,18 @@ mod tests {
             .await
             .expect("room once one is answered")
             .unwrap();
+    }
+
+    #[test]
+    fn a_cancel_before_the_handler_starts_holds_the_id_until_it_has_run() {
+        let ids = InFlight::default();
+        let six = RequestId::Number(6);
+        assert!(ids.admit(&six));
+        ids.cancelled(&six);
+        assert!(!ids.admit(&six), "reused before the cancelled handler ran");
+        let running = ids.running(&six).expect("held");
+        assert!(!ids.admit(&six), "reused while the cancelled handler runs");
+        drop(running);
+        assert!(ids.admit(&six), "free once the cancelled handler returned");
     }
 }

@@ -112,7 +112,7 @@ where
             JsonRpcMessage::Notification(n) => {
                 if let ClientNotification::CancelledNotification(c) = &n.notification {
                     if let Some(id) = &c.params.request_id {
-                        self.ids.answered(id);
+                        self.ids.cancelled(id);
                     }
                 }
             }

@@ -61,8 +61,15 @@ fn parse_version(text: &str) -> Option<(u32, u32)> {
 
 /// The `tsx` ESM loader in flw's cache, installed with npm on first use.
 fn tsx_loader() -> Result<PathBuf, String> {
-    static LOADER: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    LOADER.get_or_init(install_tsx).clone()
+    // A failed install is not kept: the next launch (a reload) tries again.
+    static LOADER: Mutex<Option<PathBuf>> = Mutex::new(None);
+    let mut installed = LOADER.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(loader) = &*installed {
+        return Ok(loader.clone());
+    }
+    let loader = install_tsx()?;
+    *installed = Some(loader.clone());
+    Ok(loader)
 }
 
 fn install_tsx() -> Result<PathBuf, String> {

@@ -175,16 +175,22 @@ fn inspect(root: &Path, files: &[(&str, &[u8])], package: &str) -> Found {
 /// The first entry under `root/rel` that is not expected; Python's
 /// `__pycache__` folders of `.pyc` files are.
 fn unexpected(root: &Path, rel: &Path, expected: &HashSet<PathBuf>) -> Option<PathBuf> {
-    let entries = std::fs::read_dir(root.join(rel)).ok()?;
+    let Ok(entries) = std::fs::read_dir(root.join(rel)) else {
+        return Some(rel.to_path_buf());
+    };
     for entry in entries.flatten() {
         let path = rel.join(entry.file_name());
         let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
         if entry.file_name() == "__pycache__" && is_dir {
-            let pycs = std::fs::read_dir(entry.path()).ok()?;
+            // Python's byte code, and the temporary files it writes it
+            // through (`m.cpython-311.pyc.<id>`) while a worker compiles.
+            let Ok(pycs) = std::fs::read_dir(entry.path()) else {
+                return Some(path);
+            };
             for pyc in pycs.flatten() {
                 let name = pyc.file_name();
                 let file = pyc.file_type().is_ok_and(|t| t.is_file());
-                if !file || !name.to_string_lossy().ends_with(".pyc") {
+                if !file || !name.to_string_lossy().contains(".pyc") {
                     return Some(path.join(name));
                 }
             }

@@ -64,8 +64,11 @@ pub async fn limit(State(limits): State<BodyLimits>, req: Request, next: Next) -
 /// Reads a whole body into one buffer of at most `max` bytes (see the
 /// module docs); a refusal is the [`ApiError`] to answer.
 pub async fn read(mut body: Body, max: usize) -> Result<Bytes, ApiError> {
+    // The declared length is only a hint: a client that declares 4 MiB and
+    // sends a byte a second must not cost 4 MiB up front. Start at most
+    // 64 KiB; the doubling below grows the buffer as bytes arrive.
     let hint = usize::try_from(body.size_hint().lower()).unwrap_or(max);
-    let mut buf: Vec<u8> = Vec::with_capacity(hint.min(max));
+    let mut buf: Vec<u8> = Vec::with_capacity(hint.min(max).min(64 * 1024));
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| error(&e))?;
         let Ok(data) = frame.into_data() else {
