@@ -106,29 +106,29 @@ impl Catalog {
                 }
             ));
         };
-        self.build(doc, *home, &mut Vec::new())
+        self.build(doc, *home, &mut Building::default())
     }
 
     /// Checks a document that may not be in the catalog (an inline flow).
     pub fn plan_document(&self, doc: &Document, home: Option<usize>) -> Result<Arc<Plan>, String> {
-        self.build(doc, home, &mut Vec::new())
+        self.build(doc, home, &mut Building::default())
     }
 
     fn build(
         &self,
         doc: &Document,
         home: Option<usize>,
-        stack: &mut Vec<String>,
+        building: &mut Building,
     ) -> Result<Arc<Plan>, String> {
         let at = format!("flow {:?}", doc.name);
-        if stack.contains(&doc.name) {
-            stack.push(doc.name.clone());
+        if building.stack.contains(&doc.name) {
+            building.stack.push(doc.name.clone());
             return Err(format!(
                 "{at} contains itself: {}; flows may not nest in a cycle",
-                stack.join(" -> ")
+                building.stack.join(" -> ")
             ));
         }
-        stack.push(doc.name.clone());
+        building.stack.push(doc.name.clone());
         let index: HashMap<&str, usize> = doc
             .nodes
             .iter()
@@ -156,9 +156,16 @@ impl Catalog {
                             self.flow_names()
                         ));
                     };
-                    Step::Flow(self.build(sub, *sub_home, stack)?)
+                    match building.done.get(name) {
+                        Some(plan) => Step::Flow(plan.clone()),
+                        None => {
+                            let plan = self.build(sub, *sub_home, building)?;
+                            building.done.insert(name.clone(), plan.clone());
+                            Step::Flow(plan)
+                        }
+                    }
                 }
-                Target::FlowInline(sub) => Step::Flow(self.build(sub, home, stack)?),
+                Target::FlowInline(sub) => Step::Flow(self.build(sub, home, building)?),
                 Target::Parallel(branches) => Step::Parallel(
                     branches
                         .iter()
@@ -225,7 +232,7 @@ impl Catalog {
                 if unreached.len() > 1 { "them" } else { "it" },
             ));
         }
-        stack.pop();
+        building.stack.pop();
         Ok(Arc::new(Plan {
             name: doc.name.clone(),
             description: doc.description.clone(),
@@ -322,6 +329,16 @@ impl Catalog {
     }
 }
 
+/// The state of one [`Catalog::plan`]: the flows being built, innermost
+/// last (a flow met again there nests in a cycle), and the catalog's flows
+/// already built, which every later reference shares (a flow that many
+/// entries reach is checked once, not once per path).
+#[derive(Default)]
+struct Building {
+    stack: Vec<String>,
+    done: HashMap<String, Arc<Plan>>,
+}
+
 /// Checks the flows a worker declared against its own nodes; the error
 /// names the flow and the problem.
 pub fn check_worker_flows(
@@ -372,31 +389,54 @@ fn reachable(nodes: &[PlanNode], start: usize) -> HashSet<usize> {
 }
 
 /// A parallel entry whose branches lead back to it (through other parallel
-/// entries) would run itself inside itself.
+/// entries) would run itself inside itself. A depth-first walk without
+/// recursion, each entry walked once however many entries list it.
 fn check_parallel_cycles(nodes: &[PlanNode], at: &str) -> Result<(), String> {
-    fn walk(nodes: &[PlanNode], i: usize, path: &mut Vec<usize>, at: &str) -> Result<(), String> {
-        if let Step::Parallel(branches) = &nodes[i].step {
-            if path.contains(&i) {
-                let names: Vec<&str> = path
-                    .iter()
-                    .chain(std::iter::once(&i))
-                    .map(|&k| nodes[k].id.as_str())
-                    .collect();
-                return Err(format!(
-                    "{at}: parallel entries contain each other: {}",
-                    names.join(" -> ")
-                ));
-            }
-            path.push(i);
-            for &b in branches {
-                walk(nodes, b, path, at)?;
-            }
-            path.pop();
-        }
-        Ok(())
+    #[derive(Clone, Copy, PartialEq)]
+    enum Seen {
+        No,
+        OnPath,
+        Done,
     }
-    for i in 0..nodes.len() {
-        walk(nodes, i, &mut Vec::new(), at)?;
+    let branches = |i: usize| match &nodes[i].step {
+        Step::Parallel(b) => b.as_slice(),
+        _ => &[],
+    };
+    let mut seen = vec![Seen::No; nodes.len()];
+    for root in 0..nodes.len() {
+        if seen[root] == Seen::Done {
+            continue;
+        }
+        // Entries on the path from `root`, each with its next branch.
+        let mut path = vec![(root, 0)];
+        seen[root] = Seen::OnPath;
+        while let Some((i, next)) = path.last_mut() {
+            let Some(&b) = branches(*i).get(*next) else {
+                seen[*i] = Seen::Done;
+                path.pop();
+                continue;
+            };
+            *next += 1;
+            match seen[b] {
+                Seen::Done => {}
+                Seen::No => {
+                    seen[b] = Seen::OnPath;
+                    path.push((b, 0));
+                }
+                Seen::OnPath => {
+                    let from = path.iter().position(|&(k, _)| k == b).unwrap_or(0);
+                    let names: Vec<&str> = path[from..]
+                        .iter()
+                        .map(|&(k, _)| nodes[k].id.as_str())
+                        .chain(std::iter::once(nodes[b].id.as_str()))
+                        .collect();
+                    return Err(format!(
+                        "{at}: parallel entries contain each other: {}",
+                        names.join(" -> ")
+                    ));
+                }
+            }
+        }
     }
     Ok(())
 }
@@ -554,5 +594,60 @@ mod tests {
             e.contains("no pool implements a node named \"answer\""),
             "{e}"
         );
+    }
+
+    /// Runs `check` on another thread; a check that has not finished in a
+    /// minute (it takes milliseconds) is taken for a hang.
+    fn finishes<T: Send + 'static>(check: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(check()));
+        rx.recv_timeout(Duration::from_secs(60))
+            .expect("the check did not finish: exponential work on a small document")
+    }
+
+    #[test]
+    fn parallel_entries_that_share_branches_are_checked_once_each() {
+        // p0 and q0 both list p1 and q1, which both list p2 and q2, ...:
+        // 2^40 paths through 82 entries.
+        let depth = 40;
+        let mut nodes = serde_json::Map::new();
+        for i in 0..depth {
+            let next = if i + 1 == depth {
+                json!(["d"])
+            } else {
+                json!([format!("p{}", i + 1), format!("q{}", i + 1)])
+            };
+            nodes.insert(format!("p{i}"), json!({"parallel": next.clone()}));
+            nodes.insert(format!("q{i}"), json!({"parallel": next}));
+        }
+        nodes.insert("d".into(), json!({"node": "decide"}));
+        nodes.insert("s".into(), json!({"parallel": ["p0", "q0"]}));
+        let c = catalog(&[json!({"name": "wide", "start": "s", "nodes": nodes})]);
+        let plan = finishes(move || c.plan("wide").map(|p| p.nodes.len()));
+        assert_eq!(plan, Ok(2 * depth + 2));
+    }
+
+    #[test]
+    fn a_flow_nested_by_many_paths_is_planned_once() {
+        // f0 runs f1 twice, f1 runs f2 twice, ...: 2^40 nested plans.
+        let depth = 40;
+        let mut docs: Vec<serde_json::Value> = (0..depth)
+            .map(|i| {
+                let sub = format!("f{}", i + 1);
+                json!({"name": format!("f{i}"), "start": "a",
+                    "nodes": {"a": {"flow": sub}, "b": {"flow": sub}},
+                    "edges": [{"from": "a", "to": "b"}]})
+            })
+            .collect();
+        docs.push(
+            json!({"name": format!("f{depth}"), "start": "d", "nodes": {"d": {"node": "decide"}}}),
+        );
+        let c = catalog(&docs);
+        let plan = finishes(move || c.plan("f0"));
+        let plan = plan.unwrap();
+        let (Step::Flow(a), Step::Flow(b)) = (&plan.nodes[0].step, &plan.nodes[1].step) else {
+            panic!("{plan:?}")
+        };
+        assert!(Arc::ptr_eq(a, b), "the same flow is planned once");
     }
 }
