@@ -14,6 +14,10 @@ use flw_protocol::{NodeKind, NodeSpec};
 
 use super::document::{Document, Options, Target, DEFAULT_MAX_STEPS};
 
+/// How deep flows may nest in one another: the top flow and up to 63
+/// levels of nested flows under it.
+pub const MAX_FLOW_DEPTH: usize = 64;
+
 /// A checked flow.
 #[derive(Debug)]
 pub struct Plan {
@@ -107,11 +111,13 @@ impl Catalog {
             ));
         };
         self.build(doc, *home, &mut Building::default())
+            .map(|(plan, _)| plan)
     }
 
     /// Checks a document that may not be in the catalog (an inline flow).
     pub fn plan_document(&self, doc: &Document, home: Option<usize>) -> Result<Arc<Plan>, String> {
         self.build(doc, home, &mut Building::default())
+            .map(|(plan, _)| plan)
     }
 
     fn build(
@@ -119,8 +125,11 @@ impl Catalog {
         doc: &Document,
         home: Option<usize>,
         building: &mut Building,
-    ) -> Result<Arc<Plan>, String> {
+    ) -> Result<(Arc<Plan>, usize), String> {
         let at = format!("flow {:?}", doc.name);
+        if building.stack.len() == MAX_FLOW_DEPTH {
+            return Err(too_deep(&at, &building.stack));
+        }
         if building.stack.contains(&doc.name) {
             building.stack.push(doc.name.clone());
             return Err(format!(
@@ -143,6 +152,8 @@ impl Catalog {
             ));
         };
         let mut nodes = Vec::with_capacity(doc.nodes.len());
+        // Levels of flows from this one down (1: no nested flow).
+        let mut height = 1;
         for (id, entry) in &doc.nodes {
             let here = format!("{at}, node {id:?}");
             let step = match &entry.target {
@@ -156,16 +167,25 @@ impl Catalog {
                             self.flow_names()
                         ));
                     };
-                    match building.done.get(name) {
-                        Some(plan) => Step::Flow(plan.clone()),
+                    let (plan, levels) = match building.done.get(name) {
+                        Some(built) => built.clone(),
                         None => {
-                            let plan = self.build(sub, *sub_home, building)?;
-                            building.done.insert(name.clone(), plan.clone());
-                            Step::Flow(plan)
+                            let built = self.build(sub, *sub_home, building)?;
+                            building.done.insert(name.clone(), built.clone());
+                            built
                         }
+                    };
+                    if building.stack.len() + levels > MAX_FLOW_DEPTH {
+                        return Err(too_deep(&here, &building.stack));
                     }
+                    height = height.max(levels + 1);
+                    Step::Flow(plan)
                 }
-                Target::FlowInline(sub) => Step::Flow(self.build(sub, home, building)?),
+                Target::FlowInline(sub) => {
+                    let (plan, levels) = self.build(sub, home, building)?;
+                    height = height.max(levels + 1);
+                    Step::Flow(plan)
+                }
                 Target::Parallel(branches) => Step::Parallel(
                     branches
                         .iter()
@@ -233,14 +253,15 @@ impl Catalog {
             ));
         }
         building.stack.pop();
-        Ok(Arc::new(Plan {
+        let plan = Arc::new(Plan {
             name: doc.name.clone(),
             description: doc.description.clone(),
             nodes,
             start,
             max_steps: doc.max_steps.unwrap_or(DEFAULT_MAX_STEPS),
             deadline: doc.deadline_ms.map(Duration::from_millis),
-        }))
+        });
+        Ok((plan, height))
     }
 
     fn find_node(
@@ -331,12 +352,21 @@ impl Catalog {
 
 /// The state of one [`Catalog::plan`]: the flows being built, innermost
 /// last (a flow met again there nests in a cycle), and the catalog's flows
-/// already built, which every later reference shares (a flow that many
-/// entries reach is checked once, not once per path).
+/// already built with their height in levels, which every later reference
+/// shares (a flow that many entries reach is checked once, not once per
+/// path).
 #[derive(Default)]
 struct Building {
     stack: Vec<String>,
-    done: HashMap<String, Arc<Plan>>,
+    done: HashMap<String, (Arc<Plan>, usize)>,
+}
+
+/// The error for flows nested deeper than [`MAX_FLOW_DEPTH`] under `stack`.
+fn too_deep(at: &str, stack: &[String]) -> String {
+    format!(
+        "{at}: flows nest more than {MAX_FLOW_DEPTH} deep (from {:?} down); run the inner ones one after another instead",
+        stack.first().map_or("", String::as_str)
+    )
 }
 
 /// Checks the flows a worker declared against its own nodes; the error
@@ -649,5 +679,37 @@ mod tests {
             panic!("{plan:?}")
         };
         assert!(Arc::ptr_eq(a, b), "the same flow is planned once");
+    }
+
+    #[test]
+    fn flows_nested_deeper_than_the_limit_are_refused_without_overflowing_the_stack() {
+        // A worker's hello may declare a chain of thousands of flows, each
+        // running the next; planning it on a 2 MiB stack (a runtime
+        // thread's) overflowed the stack and aborted flw.
+        let chain = |depth: usize| -> Vec<serde_json::Value> {
+            let mut docs: Vec<serde_json::Value> = (0..depth)
+                .map(|i| {
+                    json!({"name": format!("f{i}"), "start": "a",
+                        "nodes": {"a": {"flow": format!("f{}", i + 1)}}})
+                })
+                .collect();
+            docs.push(json!({"name": format!("f{depth}"), "start": "d", "nodes": {"d": {"node": "decide"}}}));
+            docs
+        };
+        let plan = |depth: usize| {
+            let c = catalog(&chain(depth));
+            std::thread::Builder::new()
+                .stack_size(2 << 20)
+                .spawn(move || c.plan("f0").map(|_| ()))
+                .unwrap()
+                .join()
+                .unwrap()
+        };
+        assert_eq!(plan(MAX_FLOW_DEPTH - 1), Ok(()));
+        let e = plan(20_000).unwrap_err();
+        assert!(
+            e.contains(&format!("flows nest more than {MAX_FLOW_DEPTH} deep")),
+            "{e}"
+        );
     }
 }
