@@ -32,6 +32,9 @@ cargo build --quiet
 step "rust: tests (protocol vectors, config, codec)"
 cargo test --quiet
 
+step "rust: fuzz targets, 60 s each from the committed corpus (nightly, cargo-fuzz)"
+fuzz/smoke.sh
+
 step "python SDK: ruff and pytest (protocol vectors, schema, real worker processes)"
 (cd workers-python && ../.venv/bin/ruff check . && ../.venv/bin/ruff format --check .)
 (cd workers-python && ../.venv/bin/python -m pytest -q)

@@ -48,6 +48,9 @@ RUN_ELSEWHERE: dict[str, tuple[str, str]] = {
         "tests/conformance/run.sh",
         "--suite all",
     ),
+    # The fuzz targets need a nightly toolchain and minutes of build.
+    "fuzz/smoke.sh": ("scripts/test.sh", "fuzz/smoke.sh"),
+    "cargo +nightly fuzz run protocol_line -- -max_total_time=60": ("fuzz/smoke.sh", "cargo +nightly fuzz run"),
     # Ctrl-C at a terminal: tests/test_examples.py sends the SIGINT.
     "python3 tests/openai_server.py --rules examples/runaway/loopback.json -- "
     'flw call examples/runaway/agent.py runaway --json \'{"topic": "cats"}\'': (

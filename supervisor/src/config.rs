@@ -100,12 +100,18 @@ pub struct PoolConfig {
 impl PoolConfig {
     /// The defaults for a script named on the command line.
     pub fn for_script(script: &Path) -> Result<PoolConfig, ConfigError> {
-        let script = resolve_script(script, None)?;
+        Ok(PoolConfig::with_defaults(resolve_script(
+            script, None, &RealFiles,
+        )?))
+    }
+
+    /// The defaults for a script already resolved.
+    fn with_defaults(script: PathBuf) -> PoolConfig {
         let name = script
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "worker".into());
-        Ok(PoolConfig {
+        PoolConfig {
             name,
             script,
             mode: Mode::Isolated,
@@ -126,7 +132,7 @@ impl PoolConfig {
             watch_paths: Vec::new(),
             watch_ignore: Vec::new(),
             reload_drain: Duration::from_secs(30),
-        })
+        }
     }
 }
 
@@ -398,6 +404,36 @@ fn cap(d: Duration, text: &str) -> Result<Duration, String> {
     }
 }
 
+/// What reading a config asks of the file system. [`Config::parse`] uses
+/// the real one ([`RealFiles`]); [`Config::parse_with`] takes another, e.g.
+/// the fuzz target's, which stands for a folder where every file exists.
+pub trait ConfigFiles {
+    /// Whether `path` is a regular file (a worker script).
+    fn is_file(&self, path: &Path) -> bool;
+    /// Whether `path` exists (a watch path).
+    fn exists(&self, path: &Path) -> bool;
+    /// The text of a graph file.
+    fn read_to_string(&self, path: &Path) -> std::io::Result<String>;
+}
+
+/// The real file system.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RealFiles;
+
+impl ConfigFiles for RealFiles {
+    fn is_file(&self, path: &Path) -> bool {
+        path.is_file()
+    }
+
+    fn exists(&self, path: &Path) -> bool {
+        path.exists()
+    }
+
+    fn read_to_string(&self, path: &Path) -> std::io::Result<String> {
+        std::fs::read_to_string(path)
+    }
+}
+
 impl Config {
     /// Reads and checks `path`; relative paths inside resolve against its folder.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -410,6 +446,16 @@ impl Config {
 
     /// Parses `text` as the content of `path`.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        Config::parse_with(text, path, &RealFiles)
+    }
+
+    /// Parses `text` as the content of `path`, asking `files` whether the
+    /// files it names exist and for the graph files' text.
+    pub fn parse_with(
+        text: &str,
+        path: &Path,
+        files: &dyn ConfigFiles,
+    ) -> Result<Config, ConfigError> {
         let at = |offset: usize, message: String| {
             let (line, column) = line_col(text, offset);
             ConfigError::Invalid {
@@ -441,10 +487,9 @@ impl Config {
                 ));
             }
             let script_span = p.script.span();
-            let script = resolve_script(Path::new(p.script.get_ref()), Some(base))
+            let script = resolve_script(Path::new(p.script.get_ref()), Some(base), files)
                 .map_err(|e| at(script_span.start, e.to_string()))?;
-            let mut cfg = PoolConfig::for_script(&script)
-                .map_err(|e| at(script_span.start, e.to_string()))?;
+            let mut cfg = PoolConfig::with_defaults(script);
             cfg.name = name;
             cfg.mode = p.mode;
             if let Some(n) = p.instances {
@@ -505,7 +550,7 @@ impl Config {
                 let span = w.span();
                 let path = std::path::absolute(base.join(w.get_ref()))
                     .unwrap_or_else(|_| base.join(w.get_ref()));
-                if !path.exists() {
+                if !files.exists(&path) {
                     return Err(at(
                         span.start,
                         format!("watch path {} not found", path.display()),
@@ -529,7 +574,8 @@ impl Config {
         for f in raw.flows {
             let span = f.span();
             let file = base.join(f.get_ref());
-            let doc = std::fs::read_to_string(&file)
+            let doc = files
+                .read_to_string(&file)
                 .map_err(|e| format!("cannot read graph file {}: {e}", file.display()))
                 .and_then(|text| {
                     serde_json::from_str(&text)
@@ -624,13 +670,17 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 
 /// Makes `script` absolute (against `base` or the current directory) and
 /// checks that it is a file flw knows how to run.
-fn resolve_script(script: &Path, base: Option<&Path>) -> Result<PathBuf, ConfigError> {
+fn resolve_script(
+    script: &Path,
+    base: Option<&Path>,
+    files: &dyn ConfigFiles,
+) -> Result<PathBuf, ConfigError> {
     let joined = match base {
         Some(b) if script.is_relative() => b.join(script),
         _ => script.to_path_buf(),
     };
     let abs = std::path::absolute(&joined).unwrap_or(joined);
-    if !abs.is_file() {
+    if !files.is_file(&abs) {
         return Err(ConfigError::Script(format!(
             "worker script {} not found",
             abs.display()

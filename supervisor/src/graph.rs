@@ -15,4 +15,4 @@ pub mod run;
 
 pub use document::{Document, Edge, Entry, Options, Target, DEFAULT_MAX_STEPS};
 pub use events::{RunError, RunEvent, RunStatus, Stamped};
-pub use plan::{check_worker_flows, Catalog, Plan, PlanNode, Step, WorkerNode};
+pub use plan::{check_worker_flows, Catalog, Plan, PlanNode, Step, WorkerNode, MAX_FLOW_DEPTH};

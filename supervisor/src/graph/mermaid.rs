@@ -9,7 +9,9 @@ use super::plan::{Plan, Step};
 /// The flowchart of `plan`: one box per entry (batch nodes as subroutine
 /// boxes, parallel entries as hexagons with dotted lines to their
 /// branches), nested flows as subgraphs, edges labelled with their action
-/// (`default` edges unlabelled).
+/// (`default` edges unlabelled). A chart stops expanding nested flows at
+/// [`MAX_BOXES`] boxes: a flow that many entries reach would otherwise be
+/// drawn once per path to it.
 pub fn render(plan: &Plan) -> String {
     let mut out = String::from("flowchart TD\n");
     let _ = writeln!(
@@ -17,9 +19,14 @@ pub fn render(plan: &Plan) -> String {
         "    start_(( )) --> {}",
         id(plan.name.as_str(), plan.start, plan)
     );
-    draw(plan, &plan.name, &mut out, 1);
+    let mut budget = MAX_BOXES;
+    draw(plan, &plan.name, &mut out, 1, &mut budget);
     out
 }
+
+/// Boxes a chart draws before it shows the remaining nested flows as plain
+/// boxes (Mermaid itself gives up on much smaller charts).
+pub const MAX_BOXES: usize = 1_000;
 
 /// Mermaid id of entry `i` of `plan` drawn under `prefix`.
 fn id(prefix: &str, i: usize, plan: &Plan) -> String {
@@ -42,11 +49,24 @@ fn label(text: &str) -> String {
     text.replace('"', "#quot;")
 }
 
-fn draw(plan: &Plan, prefix: &str, out: &mut String, depth: usize) {
+/// Draws `plan`'s entries; `budget` is how many boxes the chart may still
+/// take.
+fn draw(plan: &Plan, prefix: &str, out: &mut String, depth: usize, budget: &mut usize) {
     let pad = "    ".repeat(depth);
     for (i, node) in plan.nodes.iter().enumerate() {
         let me = id(prefix, i, plan);
+        *budget = budget.saturating_sub(1);
         match &node.step {
+            Step::Flow(sub) if *budget == 0 => {
+                let _ = writeln!(
+                    out,
+                    "{pad}{me}[\"{}\"]",
+                    label(&format!(
+                        "{} (flow {}, not drawn: the chart has {MAX_BOXES} boxes)",
+                        node.id, sub.name
+                    ))
+                );
+            }
             Step::Worker(w) => {
                 let text = if w.name == node.id {
                     node.id.clone()
@@ -70,7 +90,7 @@ fn draw(plan: &Plan, prefix: &str, out: &mut String, depth: usize) {
                     label(&format!("{} (flow {})", node.id, sub.name))
                 );
                 let _ = writeln!(out, "{pad}    direction TB");
-                draw(sub, &me, out, depth + 1);
+                draw(sub, &me, out, depth + 1, budget);
                 let _ = writeln!(out, "{pad}end");
             }
             Step::Parallel(branches) => {
@@ -140,5 +160,50 @@ mod tests {
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }
+    }
+
+    #[test]
+    fn a_flow_reached_by_many_paths_is_drawn_until_the_chart_is_full() {
+        // f0 runs f1 twice, f1 runs f2 twice, ... 40 deep: drawing every
+        // path took 2^40 boxes.
+        let mut c = Catalog::default();
+        c.pools.push((
+            "py".into(),
+            vec![NodeSpec {
+                name: "decide".into(),
+                kind: NodeKind::Node,
+                description: String::new(),
+                fallback: false,
+            }],
+        ));
+        let depth = 40;
+        for i in 0..=depth {
+            let doc = if i == depth {
+                json!({"name": format!("f{i}"), "start": "d", "nodes": {"d": {"node": "decide"}}})
+            } else {
+                let sub = format!("f{}", i + 1);
+                json!({"name": format!("f{i}"), "start": "a",
+                    "nodes": {"a": {"flow": sub}, "b": {"flow": sub}},
+                    "edges": [{"from": "a", "to": "b"}]})
+            };
+            c.flows
+                .insert(format!("f{i}"), (Document::parse(&doc, "t").unwrap(), None));
+        }
+        let plan = c.plan("f0").unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(render(&plan)));
+        let text = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the chart did not finish");
+        assert!(text.contains("subgraph f0__a[\"a (flow f1)\"]"), "{text}");
+        assert!(
+            text.contains("not drawn: the chart has 1000 boxes"),
+            "{text}"
+        );
+        assert!(
+            text.lines().count() < 4 * MAX_BOXES,
+            "{} lines",
+            text.lines().count()
+        );
     }
 }

@@ -14,6 +14,10 @@ use flw_protocol::{NodeKind, NodeSpec};
 
 use super::document::{Document, Options, Target, DEFAULT_MAX_STEPS};
 
+/// How deep flows may nest in one another: the top flow and up to 63
+/// levels of nested flows under it.
+pub const MAX_FLOW_DEPTH: usize = 64;
+
 /// A checked flow.
 #[derive(Debug)]
 pub struct Plan {
@@ -106,29 +110,34 @@ impl Catalog {
                 }
             ));
         };
-        self.build(doc, *home, &mut Vec::new())
+        self.build(doc, *home, &mut Building::default())
+            .map(|(plan, _)| plan)
     }
 
     /// Checks a document that may not be in the catalog (an inline flow).
     pub fn plan_document(&self, doc: &Document, home: Option<usize>) -> Result<Arc<Plan>, String> {
-        self.build(doc, home, &mut Vec::new())
+        self.build(doc, home, &mut Building::default())
+            .map(|(plan, _)| plan)
     }
 
     fn build(
         &self,
         doc: &Document,
         home: Option<usize>,
-        stack: &mut Vec<String>,
-    ) -> Result<Arc<Plan>, String> {
+        building: &mut Building,
+    ) -> Result<(Arc<Plan>, usize), String> {
         let at = format!("flow {:?}", doc.name);
-        if stack.contains(&doc.name) {
-            stack.push(doc.name.clone());
+        if building.stack.len() == MAX_FLOW_DEPTH {
+            return Err(too_deep(&at, &building.stack));
+        }
+        if building.stack.contains(&doc.name) {
+            building.stack.push(doc.name.clone());
             return Err(format!(
                 "{at} contains itself: {}; flows may not nest in a cycle",
-                stack.join(" -> ")
+                building.stack.join(" -> ")
             ));
         }
-        stack.push(doc.name.clone());
+        building.stack.push(doc.name.clone());
         let index: HashMap<&str, usize> = doc
             .nodes
             .iter()
@@ -143,6 +152,8 @@ impl Catalog {
             ));
         };
         let mut nodes = Vec::with_capacity(doc.nodes.len());
+        // Levels of flows from this one down (1: no nested flow).
+        let mut height = 1;
         for (id, entry) in &doc.nodes {
             let here = format!("{at}, node {id:?}");
             let step = match &entry.target {
@@ -156,9 +167,25 @@ impl Catalog {
                             self.flow_names()
                         ));
                     };
-                    Step::Flow(self.build(sub, *sub_home, stack)?)
+                    let (plan, levels) = match building.done.get(name) {
+                        Some(built) => built.clone(),
+                        None => {
+                            let built = self.build(sub, *sub_home, building)?;
+                            building.done.insert(name.clone(), built.clone());
+                            built
+                        }
+                    };
+                    if building.stack.len() + levels > MAX_FLOW_DEPTH {
+                        return Err(too_deep(&here, &building.stack));
+                    }
+                    height = height.max(levels + 1);
+                    Step::Flow(plan)
                 }
-                Target::FlowInline(sub) => Step::Flow(self.build(sub, home, stack)?),
+                Target::FlowInline(sub) => {
+                    let (plan, levels) = self.build(sub, home, building)?;
+                    height = height.max(levels + 1);
+                    Step::Flow(plan)
+                }
                 Target::Parallel(branches) => Step::Parallel(
                     branches
                         .iter()
@@ -225,15 +252,16 @@ impl Catalog {
                 if unreached.len() > 1 { "them" } else { "it" },
             ));
         }
-        stack.pop();
-        Ok(Arc::new(Plan {
+        building.stack.pop();
+        let plan = Arc::new(Plan {
             name: doc.name.clone(),
             description: doc.description.clone(),
             nodes,
             start,
             max_steps: doc.max_steps.unwrap_or(DEFAULT_MAX_STEPS),
             deadline: doc.deadline_ms.map(Duration::from_millis),
-        }))
+        });
+        Ok((plan, height))
     }
 
     fn find_node(
@@ -322,6 +350,25 @@ impl Catalog {
     }
 }
 
+/// The state of one [`Catalog::plan`] (or [`check_worker_flows`]): the flows being built, innermost
+/// last (a flow met again there nests in a cycle), and the catalog's flows
+/// already built with their height in levels, which every later reference
+/// shares (a flow that many entries reach is checked once, not once per
+/// path).
+#[derive(Default)]
+struct Building {
+    stack: Vec<String>,
+    done: HashMap<String, (Arc<Plan>, usize)>,
+}
+
+/// The error for flows nested deeper than [`MAX_FLOW_DEPTH`] under `stack`.
+fn too_deep(at: &str, stack: &[String]) -> String {
+    format!(
+        "{at}: flows nest more than {MAX_FLOW_DEPTH} deep (from {:?} down); run the inner ones one after another instead",
+        stack.first().map_or("", String::as_str)
+    )
+}
+
 /// Checks the flows a worker declared against its own nodes; the error
 /// names the flow and the problem.
 pub fn check_worker_flows(
@@ -339,8 +386,13 @@ pub fn check_worker_flows(
     if catalog.flows.len() != flows.len() {
         return Err("two flows have the same name".into());
     }
+    // One shared state: a flow that many others run is planned once.
+    let mut building = Building::default();
     for d in flows {
-        catalog.plan_document(d, Some(0))?;
+        if !building.done.contains_key(&d.name) {
+            let built = catalog.build(d, Some(0), &mut building)?;
+            building.done.insert(d.name.clone(), built);
+        }
     }
     Ok(())
 }
@@ -372,31 +424,54 @@ fn reachable(nodes: &[PlanNode], start: usize) -> HashSet<usize> {
 }
 
 /// A parallel entry whose branches lead back to it (through other parallel
-/// entries) would run itself inside itself.
+/// entries) would run itself inside itself. A depth-first walk without
+/// recursion, each entry walked once however many entries list it.
 fn check_parallel_cycles(nodes: &[PlanNode], at: &str) -> Result<(), String> {
-    fn walk(nodes: &[PlanNode], i: usize, path: &mut Vec<usize>, at: &str) -> Result<(), String> {
-        if let Step::Parallel(branches) = &nodes[i].step {
-            if path.contains(&i) {
-                let names: Vec<&str> = path
-                    .iter()
-                    .chain(std::iter::once(&i))
-                    .map(|&k| nodes[k].id.as_str())
-                    .collect();
-                return Err(format!(
-                    "{at}: parallel entries contain each other: {}",
-                    names.join(" -> ")
-                ));
-            }
-            path.push(i);
-            for &b in branches {
-                walk(nodes, b, path, at)?;
-            }
-            path.pop();
-        }
-        Ok(())
+    #[derive(Clone, Copy, PartialEq)]
+    enum Seen {
+        No,
+        OnPath,
+        Done,
     }
-    for i in 0..nodes.len() {
-        walk(nodes, i, &mut Vec::new(), at)?;
+    let branches = |i: usize| match &nodes[i].step {
+        Step::Parallel(b) => b.as_slice(),
+        _ => &[],
+    };
+    let mut seen = vec![Seen::No; nodes.len()];
+    for root in 0..nodes.len() {
+        if seen[root] == Seen::Done {
+            continue;
+        }
+        // Entries on the path from `root`, each with its next branch.
+        let mut path = vec![(root, 0)];
+        seen[root] = Seen::OnPath;
+        while let Some((i, next)) = path.last_mut() {
+            let Some(&b) = branches(*i).get(*next) else {
+                seen[*i] = Seen::Done;
+                path.pop();
+                continue;
+            };
+            *next += 1;
+            match seen[b] {
+                Seen::Done => {}
+                Seen::No => {
+                    seen[b] = Seen::OnPath;
+                    path.push((b, 0));
+                }
+                Seen::OnPath => {
+                    let from = path.iter().position(|&(k, _)| k == b).unwrap_or(0);
+                    let names: Vec<&str> = path[from..]
+                        .iter()
+                        .map(|&(k, _)| nodes[k].id.as_str())
+                        .chain(std::iter::once(nodes[b].id.as_str()))
+                        .collect();
+                    return Err(format!(
+                        "{at}: parallel entries contain each other: {}",
+                        names.join(" -> ")
+                    ));
+                }
+            }
+        }
     }
     Ok(())
 }
@@ -553,6 +628,126 @@ mod tests {
         assert!(
             e.contains("no pool implements a node named \"answer\""),
             "{e}"
+        );
+    }
+
+    /// Runs `check` on another thread; a check that has not finished in a
+    /// minute (it takes milliseconds) is taken for a hang.
+    fn finishes<T: Send + 'static>(check: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(check()));
+        rx.recv_timeout(Duration::from_secs(60))
+            .expect("the check did not finish in a minute (it takes milliseconds)")
+    }
+
+    #[test]
+    fn parallel_entries_that_share_branches_are_checked_once_each() {
+        // p0 and q0 both list p1 and q1, which both list p2 and q2, ...:
+        // 2^40 paths through 82 entries.
+        let depth = 40;
+        let mut nodes = serde_json::Map::new();
+        for i in 0..depth {
+            let next = if i + 1 == depth {
+                json!(["d"])
+            } else {
+                json!([format!("p{}", i + 1), format!("q{}", i + 1)])
+            };
+            nodes.insert(format!("p{i}"), json!({"parallel": next.clone()}));
+            nodes.insert(format!("q{i}"), json!({"parallel": next}));
+        }
+        nodes.insert("d".into(), json!({"node": "decide"}));
+        nodes.insert("s".into(), json!({"parallel": ["p0", "q0"]}));
+        let c = catalog(&[json!({"name": "wide", "start": "s", "nodes": nodes})]);
+        let plan = finishes(move || c.plan("wide").map(|p| p.nodes.len()));
+        assert_eq!(plan, Ok(2 * depth + 2));
+    }
+
+    #[test]
+    fn a_flow_nested_by_many_paths_is_planned_once() {
+        // f0 runs f1 twice, f1 runs f2 twice, ...: 2^40 nested plans.
+        let depth = 40;
+        let mut docs: Vec<serde_json::Value> = (0..depth)
+            .map(|i| {
+                let sub = format!("f{}", i + 1);
+                json!({"name": format!("f{i}"), "start": "a",
+                    "nodes": {"a": {"flow": sub}, "b": {"flow": sub}},
+                    "edges": [{"from": "a", "to": "b"}]})
+            })
+            .collect();
+        docs.push(
+            json!({"name": format!("f{depth}"), "start": "d", "nodes": {"d": {"node": "decide"}}}),
+        );
+        let c = catalog(&docs);
+        let plan = finishes(move || c.plan("f0"));
+        let plan = plan.unwrap();
+        let (Step::Flow(a), Step::Flow(b)) = (&plan.nodes[0].step, &plan.nodes[1].step) else {
+            panic!("{plan:?}")
+        };
+        assert!(Arc::ptr_eq(a, b), "the same flow is planned once");
+    }
+
+    #[test]
+    fn flows_nested_deeper_than_the_limit_are_refused_without_overflowing_the_stack() {
+        // A worker's hello may declare a chain of thousands of flows, each
+        // running the next; planning it on a 2 MiB stack (a runtime
+        // thread's) overflowed the stack and aborted flw.
+        let chain = |depth: usize| -> Vec<serde_json::Value> {
+            let mut docs: Vec<serde_json::Value> = (0..depth)
+                .map(|i| {
+                    json!({"name": format!("f{i}"), "start": "a",
+                        "nodes": {"a": {"flow": format!("f{}", i + 1)}}})
+                })
+                .collect();
+            docs.push(json!({"name": format!("f{depth}"), "start": "d", "nodes": {"d": {"node": "decide"}}}));
+            docs
+        };
+        let plan = |depth: usize| {
+            let c = catalog(&chain(depth));
+            std::thread::Builder::new()
+                .stack_size(2 << 20)
+                .spawn(move || c.plan("f0").map(|_| ()))
+                .unwrap()
+                .join()
+                .unwrap()
+        };
+        assert_eq!(plan(MAX_FLOW_DEPTH - 1), Ok(()));
+        let e = plan(20_000).unwrap_err();
+        assert!(
+            e.contains(&format!("flows nest more than {MAX_FLOW_DEPTH} deep")),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_worker_flow_that_many_flows_run_is_checked_once() {
+        // 20,000 flows each run "big", a flow of 20,000 nodes: checking
+        // each flow on its own rebuilt "big" every time (4 * 10^8 entries).
+        let n = 20_000;
+        let mut big = serde_json::Map::new();
+        for i in 0..n {
+            big.insert(format!("n{i}"), json!({"node": "decide"}));
+        }
+        let edges: Vec<_> = (1..n)
+            .map(|i| json!({"from": format!("n{}", i - 1), "to": format!("n{i}")}))
+            .collect();
+        let mut docs = vec![Document::parse(
+            &json!({"name": "big", "start": "n0", "nodes": big, "edges": edges}),
+            "w",
+        )
+        .unwrap()];
+        for i in 0..n {
+            docs.push(
+                Document::parse(
+                    &json!({"name": format!("f{i}"), "start": "a", "nodes": {"a": {"flow": "big"}}}),
+                    "w",
+                )
+                .unwrap(),
+            );
+        }
+        let nodes = vec![spec("decide", NodeKind::Node)];
+        assert_eq!(
+            finishes(move || check_worker_flows("py", &nodes, &docs)),
+            Ok(())
         );
     }
 }

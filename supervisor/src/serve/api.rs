@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -127,8 +126,10 @@ fn shutting_down() -> Response {
     )
 }
 
-/// The request body as a JSON object; empty means `{}`.
-fn body_object(body: &Bytes, what: &str) -> Result<Map<String, Value>, ApiError> {
+/// The request body of a tool call or a flow run as a JSON object (`what`
+/// it holds names it in the error); empty means `{}`. Public for the fuzz
+/// target.
+pub fn body_object(body: &[u8], what: &str) -> Result<Map<String, Value>, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Map::new());
     }
