@@ -211,6 +211,15 @@ def jsonl(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
+# The initialize request of the raw JSON-RPC clients of `flw mcp` (id 0).
+MCP_INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 0,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+}
+
+
 class McpPipe:
     """A raw JSON-RPC client of `flw mcp ARGS...` on pipes, with a deadline
     on every read; a thread queues every message flw writes."""
@@ -225,18 +234,7 @@ class McpPipe:
         )
         self.lines: queue.Queue[dict] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
-        self.send(
-            {
-                "jsonrpc": "2.0",
-                "id": 0,
-                "method": "initialize",
-                "params": {
-                    "protocolVersion": "2025-11-25",
-                    "capabilities": {},
-                    "clientInfo": {"name": "t", "version": "1"},
-                },
-            }
-        )
+        self.send(MCP_INITIALIZE)
         assert self.recv(30)["id"] == 0
         self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
 

@@ -12,7 +12,7 @@ import subprocess
 import threading
 import time
 
-from conftest import FIXTURES, FLW
+from conftest import FIXTURES, FLW, MCP_INITIALIZE
 from serving import Server, serve, stateless_call
 
 FLOOD = FIXTURES / "flood_tools.py"
@@ -70,18 +70,7 @@ class StdioClient:
         self.proc = subprocess.Popen(
             [FLW, "mcp", *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
         )
-        self.send(
-            {
-                "jsonrpc": "2.0",
-                "id": 0,
-                "method": "initialize",
-                "params": {
-                    "protocolVersion": "2025-11-25",
-                    "capabilities": {},
-                    "clientInfo": {"name": "t", "version": "1"},
-                },
-            }
-        )
+        self.send(MCP_INITIALIZE)
         assert json.loads(self.readline(30))["id"] == 0
         self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
 
