@@ -2,8 +2,9 @@
 //! decoded into client JSON-RPC messages by rmcp's stdio codec, exactly as
 //! the server's transport receives them.
 //!
-//! [`feed`] is the one place that knows the path; when flw puts a layer of
-//! its own in front of rmcp, point it there.
+//! flw reads stdin itself and classifies each line first
+//! ([`classify_lines`], `flw::mcp::incoming::classify`); [`feed`] is rmcp's
+//! own decoding of what it is passed.
 #![no_main]
 
 use bytes::BytesMut;
@@ -37,7 +38,25 @@ fn feed(input: &[u8]) -> Vec<RxJsonRpcMessage<RoleServer>> {
     out
 }
 
+/// The layer `flw mcp` puts in front of rmcp: each line is either passed
+/// on or answered with a JSON-RPC error, which must serialize.
+fn classify_lines(input: &[u8]) {
+    use flw::mcp::incoming::{classify, Incoming};
+    for line in input.split(|b| *b == b'\n') {
+        match classify(line) {
+            Incoming::Message(m) => {
+                let _ = serde_json::to_string(&m);
+            }
+            Incoming::Reply(r) => {
+                serde_json::to_string(&r).expect("an error reply serializes");
+            }
+            Incoming::Skip => {}
+        }
+    }
+}
+
 fuzz_target!(|input: &[u8]| {
+    classify_lines(input);
     for msg in feed(input) {
         // What the server does with a message it received: log and dispatch
         // it; both serialize parts of it.

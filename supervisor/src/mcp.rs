@@ -35,7 +35,7 @@ mod client_log;
 mod flows;
 mod id_scan;
 mod in_flight;
-mod incoming;
+pub mod incoming;
 mod stdio;
 mod stdio_lines;
 
