@@ -145,9 +145,16 @@ async def test_mcp_list_call_and_cancel(lang, tmp_path: Path):
                 await anyio.sleep(0.02)
             worker, grandchild = read_pids(pidfile)
             tg.cancel_scope.cancel()  # the client sends notifications/cancelled
-        await anyio.to_thread.run_sync(
-            lambda: wait_until(lambda: not alive(grandchild) and not alive(worker), 5, "the cancelled call to die")
-        )
+        if lang == "python":
+            # Python pools are isolated by default: the call's worker dies with it.
+            await anyio.to_thread.run_sync(
+                lambda: wait_until(lambda: not alive(grandchild) and not alive(worker), 5, "the cancelled call to die")
+            )
+        else:
+            # TypeScript pools are shared by default: the call's child dies, its
+            # worker (which hosts other calls) goes on.
+            await anyio.to_thread.run_sync(lambda: wait_until(lambda: not alive(grandchild), 5, "the child to die"))
+            assert alive(worker)
         r = await s.call_tool("echo", {"text": "again"})
         assert r.content[0].text == "again"
 

@@ -6,6 +6,7 @@
 //! optional members.
 
 mod decode;
+pub mod fork_server;
 mod message;
 
 pub use decode::{decode_supervisor_line, decode_worker_line, DecodeError, DecodeErrorCode};

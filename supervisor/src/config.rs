@@ -4,8 +4,12 @@
 //! ```toml
 //! [pools.agent]
 //! script = "agent.py"        # relative to this file
-//! mode = "isolated"          # or "shared"
-//! instances = 4              # worker processes, started up front
+//! mode = "isolated"          # or "shared" (default: isolated for Python,
+//!                            # shared for TypeScript and JavaScript)
+//! min_workers = 1            # kept warm
+//! max_workers = 64           # started while calls wait (default: by memory)
+//! idle_timeout = "60s"       # extra workers idle this long are stopped
+//! spawn = "fork"             # Python: fork from a warm server, or "exec"
 //! cancel_grace = "1s"        # cooperative cancel before SIGTERM
 //! heartbeat_timeout = "30s"  # a worker silent this long is killed
 //! env = { LOG_LEVEL = "debug" }
@@ -58,8 +62,14 @@ pub struct PoolConfig {
     pub script: PathBuf,
     /// Concurrency mode.
     pub mode: Mode,
-    /// Worker processes kept running.
-    pub instances: usize,
+    /// Workers kept running even when idle.
+    pub min_workers: usize,
+    /// Most workers at once; more are started while calls wait.
+    pub max_workers: usize,
+    /// A worker beyond `min_workers` idle this long is stopped.
+    pub idle_timeout: Duration,
+    /// How Python workers are started.
+    pub spawn: Spawn,
     /// Concurrent calls per process in `shared` mode.
     pub max_concurrency: usize,
     /// Calls that may wait for a free worker before `overloaded`.
@@ -111,11 +121,15 @@ impl PoolConfig {
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "worker".into());
+        let mode = default_mode(&script);
         PoolConfig {
             name,
             script,
-            mode: Mode::Isolated,
-            instances: default_instances(),
+            mode,
+            min_workers: 1,
+            max_workers: default_max_workers(mode),
+            idle_timeout: Duration::from_secs(60),
+            spawn: Spawn::Fork,
             max_concurrency: 256,
             queue: 10_000,
             cancel_grace: Duration::from_secs(1),
@@ -169,9 +183,71 @@ impl FromIterator<(String, String)> for EnvVars {
     }
 }
 
-/// Processes per isolated pool when not configured: one per core.
-pub fn default_instances() -> usize {
-    std::thread::available_parallelism().map_or(2, NonZeroUsize::get)
+/// How a pool's Python workers are started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Spawn {
+    /// Forked from a fork server that imported the SDK and the script once
+    /// (Python; TypeScript workers are always exec'd).
+    #[default]
+    Fork,
+    /// A fresh interpreter per worker.
+    Exec,
+}
+
+/// The mode of a pool that does not set one: `isolated` for Python (a
+/// forked worker costs about a megabyte, so each call can own a process),
+/// `shared` for TypeScript and JavaScript (Node cannot fork a warm process,
+/// and a fresh one costs about 40 MB and 50 ms).
+pub fn default_mode(script: &Path) -> Mode {
+    match crate::sdk::Language::of(script) {
+        Ok(crate::sdk::Language::JavaScript | crate::sdk::Language::TypeScript) => Mode::Shared,
+        _ => Mode::Isolated,
+    }
+}
+
+/// Memory per isolated worker that the default `max_workers` budgets for.
+pub const MEMORY_PER_WORKER: u64 = 16 << 20;
+
+/// Most workers of a pool when `max_workers` is not set.
+///
+/// `isolated`: one per 16 MiB of the memory this process may use (RAM, or
+/// its cgroup's limit when lower), between 4 and 1024 — 1024 on a 24 GiB
+/// machine, 256 with 4 GiB. `shared`: one per core, at least 4 (each takes
+/// `max_concurrency` calls).
+pub fn default_max_workers(mode: Mode) -> usize {
+    let cores = std::thread::available_parallelism().map_or(2, NonZeroUsize::get);
+    match mode {
+        Mode::Shared => cores.max(4),
+        Mode::Isolated => {
+            let budget = usable_memory().unwrap_or(4 << 30) / MEMORY_PER_WORKER;
+            usize::try_from(budget).unwrap_or(usize::MAX).clamp(4, 1024)
+        }
+    }
+}
+
+/// The memory this process may use: MemTotal, or a lower cgroup limit.
+fn usable_memory() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let total = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse::<u64>()
+        .ok()?
+        .saturating_mul(1024);
+    let limits = [
+        "/sys/fs/cgroup/memory.max",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ];
+    let cgroup = limits
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .filter_map(|t| t.trim().parse::<u64>().ok())
+        .min();
+    Some(cgroup.map_or(total, |c| c.min(total)))
 }
 
 /// The whole file.
@@ -318,9 +394,12 @@ struct RawServe {
 #[serde(deny_unknown_fields)]
 struct RawPool {
     script: toml::Spanned<String>,
-    #[serde(default)]
-    mode: Mode,
+    mode: Option<Mode>,
     instances: Option<NonZeroUsize>,
+    min_workers: Option<usize>,
+    max_workers: Option<NonZeroUsize>,
+    idle_timeout: Option<Dur>,
+    spawn: Option<Spawn>,
     max_concurrency: Option<NonZeroUsize>,
     queue: Option<usize>,
     cancel_grace: Option<Dur>,
@@ -491,10 +570,11 @@ impl Config {
                 .map_err(|e| at(script_span.start, e.to_string()))?;
             let mut cfg = PoolConfig::with_defaults(script);
             cfg.name = name;
-            cfg.mode = p.mode;
-            if let Some(n) = p.instances {
-                cfg.instances = n.get();
+            if let Some(m) = p.mode {
+                cfg.mode = m;
+                cfg.max_workers = default_max_workers(m);
             }
+            workers(&mut cfg, &p).map_err(|e| at(span.start, e))?;
             if let Some(n) = p.max_concurrency {
                 cfg.max_concurrency = n.get();
             }
@@ -601,6 +681,52 @@ impl Config {
             serve,
         })
     }
+}
+
+/// Applies `instances`, `min_workers`, `max_workers`, `idle_timeout` and
+/// `spawn` to `cfg`.
+fn workers(cfg: &mut PoolConfig, p: &RawPool) -> Result<(), String> {
+    if let Some(n) = p.instances {
+        if p.min_workers.is_some() || p.max_workers.is_some() {
+            return Err(format!(
+                "pool {}: instances = {n} cannot be combined with min_workers or max_workers; \
+                 instances = N is the same as min_workers = N and max_workers = N",
+                cfg.name
+            ));
+        }
+        cfg.min_workers = n.get();
+        cfg.max_workers = n.get();
+    }
+    if let Some(n) = p.max_workers {
+        cfg.max_workers = n.get();
+    }
+    if let Some(n) = p.min_workers {
+        cfg.min_workers = n;
+        if p.max_workers.is_none() {
+            cfg.max_workers = cfg.max_workers.max(n);
+        }
+    }
+    if cfg.min_workers > cfg.max_workers {
+        return Err(format!(
+            "pool {}: min_workers ({}) is more than max_workers ({})",
+            cfg.name, cfg.min_workers, cfg.max_workers
+        ));
+    }
+    if let Some(d) = p.idle_timeout {
+        cfg.idle_timeout = d.0;
+    }
+    if let Some(s) = p.spawn {
+        if s == Spawn::Fork
+            && crate::sdk::Language::of(&cfg.script) != Ok(crate::sdk::Language::Python)
+        {
+            return Err(format!(
+                "pool {}: spawn = \"fork\" applies to Python scripts only (Node cannot fork a warm process); remove it",
+                cfg.name
+            ));
+        }
+        cfg.spawn = s;
+    }
+    Ok(())
 }
 
 /// The `[serve]` table with its defaults; `base` is the config's folder.
@@ -714,7 +840,7 @@ mod tests {
         assert_eq!(p.name, "agent");
         assert!(p.script.is_absolute() && p.script.ends_with("agent.py"));
         assert_eq!(p.mode, Mode::Shared);
-        assert_eq!(p.instances, 3);
+        assert_eq!((p.min_workers, p.max_workers), (3, 3));
         assert_eq!(p.cancel_grace, Duration::from_millis(250));
         assert_eq!(p.env.0, vec![("A".to_string(), "1".to_string())]);
     }

@@ -197,7 +197,46 @@ impl prometheus_client::collector::Collector for PoolGauges {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let pools = self.pools.lock().unwrap_or_else(|p| p.into_inner()).clone();
         type Read = fn(&Pool) -> u64;
-        let gauges: [(&str, &str, MetricType, Read); 4] = [
+        let gauges: [(&str, &str, MetricType, Read); 10] = [
+            (
+                "workers_live",
+                "Workers of a pool's current generation that passed their handshake",
+                MetricType::Gauge,
+                |p| p.census().live as u64,
+            ),
+            (
+                "workers_busy",
+                "Live workers of a pool with at least one call",
+                MetricType::Gauge,
+                |p| p.census().busy as u64,
+            ),
+            (
+                "workers_idle",
+                "Live workers of a pool with no call",
+                MetricType::Gauge,
+                |p| {
+                    let c = p.census();
+                    (c.live - c.busy) as u64
+                },
+            ),
+            (
+                "workers_starting",
+                "Workers of a pool being started",
+                MetricType::Gauge,
+                |p| p.census().starting as u64,
+            ),
+            (
+                "worker_spawns",
+                "Workers started as a new process (exec)",
+                MetricType::Counter,
+                |p| p.spawns(),
+            ),
+            (
+                "worker_forks",
+                "Workers forked by a pool's fork server",
+                MetricType::Counter,
+                |p| p.forks(),
+            ),
             (
                 "in_flight",
                 "Calls running on a pool's workers",

@@ -33,8 +33,9 @@ use tokio_util::sync::CancellationToken;
 use crate::call::{CallFailure, CallOutcome, EventSink, Job, NodeJob};
 use crate::config::{Mode, PoolConfig};
 use flw_protocol::ToolSpec;
+pub use generation::Census;
 pub use generation::Lease;
-use generation::{AcquireError, Generation, ToolsState};
+use generation::{AcquireError, Counters, Generation, ToolsState};
 pub use manifest::Manifest;
 use manifest_cache::ManifestCache;
 
@@ -105,8 +106,8 @@ struct Inner {
     /// Replaced generations while they drain.
     retiring: tokio_util::task::TaskTracker,
     draining: Mutex<Vec<std::sync::Weak<Generation>>>,
-    /// Workers started again after one ended, in every generation.
-    restarts: Arc<AtomicU64>,
+    /// Restarts, spawns and forks, in every generation.
+    counters: Arc<Counters>,
 }
 
 /// Reload requests that wait for the one running.
@@ -120,8 +121,8 @@ impl Pool {
     /// Starts the pool's first generation; workers come up in the
     /// background. Reloads are announced on `events`.
     pub fn start(cfg: PoolConfig, events: broadcast::Sender<PoolEvent>) -> Pool {
-        let restarts = Arc::new(AtomicU64::new(0));
-        let first = Generation::start(cfg.clone(), 1, false, restarts.clone());
+        let counters = Arc::new(Counters::default());
+        let first = Generation::start(cfg.clone(), 1, false, counters.clone());
         let closing = CancellationToken::new();
         let inner = Arc::new(Inner {
             cfg,
@@ -137,7 +138,7 @@ impl Pool {
             closing,
             retiring: tokio_util::task::TaskTracker::new(),
             draining: Mutex::new(Vec::new()),
-            restarts,
+            counters,
         });
         tokio::spawn(follow_first(inner.clone(), first));
         Pool { inner }
@@ -167,7 +168,22 @@ impl Pool {
     /// Workers started again after one ended (crashed, was killed, or
     /// exited), in every generation so far.
     pub fn restarts(&self) -> u64 {
-        self.inner.restarts.load(Ordering::Relaxed)
+        self.inner.counters.restarts.load(Ordering::Relaxed)
+    }
+
+    /// Workers started with exec, in every generation so far.
+    pub fn spawns(&self) -> u64 {
+        self.inner.counters.spawns.load(Ordering::Relaxed)
+    }
+
+    /// Workers forked by a fork server, in every generation so far.
+    pub fn forks(&self) -> u64 {
+        self.inner.counters.forks.load(Ordering::Relaxed)
+    }
+
+    /// The current generation's workers: live, busy, starting.
+    pub fn census(&self) -> Census {
+        self.inner.current.load().census()
     }
 
     /// Waits until the manifest cache has been read (a few ms after the
@@ -259,7 +275,7 @@ impl Pool {
         let number = s.next_generation.fetch_add(1, Ordering::Relaxed);
         let began = Instant::now();
         tracing::info!(pool = %s.cfg.name, "reloading ({reason}): starting generation {number}");
-        let candidate = Generation::start(s.cfg.clone(), number, true, s.restarts.clone());
+        let candidate = Generation::start(s.cfg.clone(), number, true, s.counters.clone());
         let ready = tokio::select! {
             r = candidate.ready() => r,
             _ = s.no_reloads.cancelled() => Err("flw is shutting down".to_string()),
@@ -448,9 +464,11 @@ impl Pool {
             .is_ok();
         worker.forget(id);
         let killed = match cfg.mode {
+            // The call had cancel_grace to stop on its own: what is left is
+            // killed at once, processes that left its group included.
             Mode::Isolated => {
                 worker
-                    .kill(CallFailure::new(
+                    .kill_now(CallFailure::new(
                         kind,
                         format!("{what}; its worker was stopped"),
                     ))
@@ -459,7 +477,7 @@ impl Pool {
             }
             Mode::Shared if !ended => {
                 worker
-                    .kill(CallFailure::new(
+                    .kill_now(CallFailure::new(
                         ErrorKind::WorkerKilled,
                         format!(
                             "worker {} was killed because {what} and did not stop within {:?}; this call ran in the same process",

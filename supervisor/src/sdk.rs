@@ -51,6 +51,8 @@ impl Language {
 /// The command line that starts a worker for `script`.
 #[derive(Debug, Clone)]
 pub struct Launch {
+    /// The script's language.
+    pub language: Language,
     /// The interpreter.
     pub program: PathBuf,
     /// Its arguments.
@@ -101,6 +103,7 @@ pub fn launch(script: &Path, interpreter: Option<&Path>) -> Result<Launch, Launc
                 path.push_str(&existing.to_string_lossy());
             }
             Ok(Launch {
+                language: Language::Python,
                 program,
                 args: vec!["-u".into(), "-m".into(), "flw".into(), script.into()],
                 env: vec![("PYTHONPATH".into(), path)],
@@ -119,6 +122,7 @@ pub fn launch(script: &Path, interpreter: Option<&Path>) -> Result<Launch, Launc
             args.push(sdk.join("dist").join("main.js").into());
             args.push(script.into());
             Ok(Launch {
+                language: lang,
                 program,
                 args,
                 env: Vec::new(),

@@ -242,6 +242,7 @@ fn routes(app: App, guard: Arc<Guard>, mcp: Mcp, gate: McpGate, cfg: &ServeConfi
         .route("/metrics", get(api::metrics))
         .route("/openapi.json", get(api::openapi))
         .route("/v1/tools", get(api::list_tools))
+        .route("/v1/pools", get(api::list_pools))
         .route("/v1/tools/{name}/call", post(api::call_tool))
         .route("/v1/flows", get(api::list_flows))
         .route("/v1/flows/{name}/runs", post(api::start_flow))

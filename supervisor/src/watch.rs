@@ -377,7 +377,8 @@ mod tests {
     fn watched(dir: &Path, ignore: &[&str]) -> Watched {
         let mut cfg = crate::config::PoolConfig::for_script(&dir.join("agent.py")).unwrap();
         cfg.watch_ignore = ignore.iter().map(|s| s.to_string()).collect();
-        cfg.instances = 1;
+        cfg.min_workers = 1;
+        cfg.max_workers = 1;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -12,9 +12,11 @@
 //! dropped task (the [`group::GroupGuard`]), or the supervisor's own death
 //! (the SDK's channel watchdog and `PR_SET_PDEATHSIG`).
 
+pub mod fork_server;
 pub mod group;
 pub mod lines;
 pub mod output;
+mod process;
 pub mod spawn;
 
 use std::collections::HashMap;
@@ -27,25 +29,39 @@ use flw_protocol::{
     LogLevel, NodeCall, Shutdown, SupervisorMessage, Welcome, WorkerMessage, MAX_CALL_ID,
     SUPPORTED_VERSIONS,
 };
-use nix::sys::signal::Signal;
 use tokio::io::AsyncWriteExt;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::process::Child;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::call::{CallEvent, CallFailure, CallOutcome, EventSink, Job};
-use group::{describe_exit, signal_group, GroupGuard};
+use fork_server::ForkServer;
+use group::{GroupGuard, Target};
 use lines::{Line, LineReader};
 use output::{pump, StderrTail, Stream};
+use process::Process;
 use spawn::SpawnSpec;
+
+/// Where a worker's process comes from.
+#[derive(Debug, Clone)]
+pub enum Origin {
+    /// A new process from the config's `spawn` command line.
+    Exec,
+    /// Forked by a pool generation's fork server (Python).
+    Fork(Arc<ForkServer>),
+}
 
 /// Settings of one worker process.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     /// Label for logs and errors, e.g. `agent.py#2`.
     pub label: String,
-    /// How to start the process.
+    /// How to start the process (with [`Origin::Exec`]).
     pub spawn: SpawnSpec,
+    /// Exec'd, or forked by a fork server.
+    pub origin: Origin,
+    /// Whether the process is a keeper that stops the worker's tree when
+    /// signalled (Python workers), or the worker itself.
+    pub keeper: bool,
     /// How long the worker has to send `hello`.
     pub handshake_timeout: Duration,
     /// Time between SIGTERM and SIGKILL when the group is killed.
@@ -92,8 +108,9 @@ struct Calls {
 }
 
 enum Control {
-    /// Kill the group; fail the calls still hosted with this failure.
-    Kill(CallFailure),
+    /// Kill the worker (at once, or SIGTERM first when `now` is false); fail
+    /// the calls still hosted with this failure.
+    Kill { why: CallFailure, now: bool },
     /// The channel reached end-of-file.
     ChannelClosed,
 }
@@ -133,29 +150,54 @@ impl Worker {
     pub async fn start(cfg: WorkerConfig) -> Result<Arc<Worker>, StartError> {
         let label: Arc<str> = cfg.label.as_str().into();
         let program = cfg.spawn.program.display().to_string();
-        let spawned = cfg.spawn.spawn().map_err(|e| StartError {
-            message: format!(
-                "worker {label} failed to start: could not run {program}: {e}{}",
-                if e.kind() == std::io::ErrorKind::NotFound {
-                    " (is it installed and on PATH?)"
-                } else {
-                    ""
-                }
-            ),
-        })?;
-        let mut child = spawned.child;
-        let pid = child.id().unwrap_or(0);
-        let mut guard = GroupGuard::new(pid);
+        let (mut child, channel, stdout, stderr) = match &cfg.origin {
+            Origin::Exec => {
+                let mut spawned = cfg.spawn.spawn().map_err(|e| StartError {
+                    message: format!(
+                        "worker {label} failed to start: could not run {program}: {e}{}",
+                        if e.kind() == std::io::ErrorKind::NotFound {
+                            " (is it installed and on PATH?)"
+                        } else {
+                            ""
+                        }
+                    ),
+                })?;
+                let out = spawned
+                    .child
+                    .stdout
+                    .take()
+                    .map(|s| Box::new(s) as process::Output);
+                let err = spawned
+                    .child
+                    .stderr
+                    .take()
+                    .map(|s| Box::new(s) as process::Output);
+                (Process::Exec(spawned.child), spawned.channel, out, err)
+            }
+            Origin::Fork(server) => {
+                let mut forked = server.fork(&label).await.map_err(|e| StartError {
+                    message: format!("worker {label} failed to start: {e}"),
+                })?;
+                let (channel, out, err) = forked.take_io();
+                (
+                    Process::Forked(forked),
+                    channel,
+                    Some(Box::new(out) as process::Output),
+                    Some(Box::new(err) as process::Output),
+                )
+            }
+        };
+        let pid = child.pid();
+        let target = Target {
+            pid,
+            keeper: cfg.keeper,
+        };
+        let mut guard = GroupGuard::new(target);
         let tail = StderrTail::default();
-        let stdout = child
-            .stdout
-            .take()
-            .map(|s| tokio::spawn(pump(s, Stream::Stdout, label.clone(), None)));
-        let stderr = child
-            .stderr
-            .take()
+        let stdout = stdout.map(|s| tokio::spawn(pump(s, Stream::Stdout, label.clone(), None)));
+        let stderr = stderr
             .map(|s| tokio::spawn(pump(s, Stream::Stderr, label.clone(), Some(tail.clone()))));
-        let (read_half, write_half) = spawned.channel.into_split();
+        let (read_half, write_half) = channel.into_split();
         let mut reader = LineReader::new(read_half, cfg.max_line_bytes);
 
         let hello = tokio::select! {
@@ -167,14 +209,14 @@ impl Worker {
                     cfg.handshake_timeout
                 )),
             },
-            status = child.wait() => Err(exited_early(&program, status)),
+            status = child.wait() => Err(exited_early(&program, &status)),
         };
         // A worker that dies closes its channel just before it exits: report
         // the exit status rather than the closed channel when there is one.
         let hello = match hello {
             Err(why) if why.starts_with("closed its channel") => {
                 match tokio::time::timeout(Duration::from_secs(1), child.wait()).await {
-                    Ok(status) => Err(exited_early(&program, status)),
+                    Ok(status) => Err(exited_early(&program, &status)),
                     Err(_) => Err(why),
                 }
             }
@@ -352,13 +394,24 @@ impl Worker {
         self.lock_pending().map.remove(&id);
     }
 
-    /// Kills the process group (SIGTERM, grace, SIGKILL) and waits for the
-    /// exit. Calls still hosted are failed with `reason`.
+    /// Stops the worker's processes (SIGTERM, grace, SIGKILL) and waits for
+    /// the exit. Calls still hosted are failed with `reason`.
     pub async fn kill(&self, reason: CallFailure) -> ExitInfo {
+        self.stop(reason, false).await
+    }
+
+    /// Kills the worker's processes at once (SIGKILL, through the keeper
+    /// for Python, so that processes that left the group die too) and waits
+    /// for the exit. Calls still hosted are failed with `reason`.
+    pub async fn kill_now(&self, reason: CallFailure) -> ExitInfo {
+        self.stop(reason, true).await
+    }
+
+    async fn stop(&self, why: CallFailure, now: bool) -> ExitInfo {
         self.requested.store(true, Ordering::Release);
         self.closing.store(true, Ordering::Release);
         self.killing.store(true, Ordering::Release);
-        let _ = self.control.send(Control::Kill(reason));
+        let _ = self.control.send(Control::Kill { why, now });
         self.exited().await
     }
 
@@ -370,7 +423,7 @@ impl Worker {
         match tokio::time::timeout(grace, self.exited()).await {
             Ok(info) => info,
             Err(_) => {
-                self.kill(CallFailure::new(
+                self.kill_now(CallFailure::new(
                     ErrorKind::ShuttingDown,
                     format!(
                         "worker {} did not exit within {grace:?} of shutdown",
@@ -427,10 +480,13 @@ impl Worker {
         tracing::error!(worker = %self.label, "protocol error: {why}; replacing the worker");
         self.closing.store(true, Ordering::Release);
         self.killing.store(true, Ordering::Release);
-        let _ = self.control.send(Control::Kill(CallFailure::new(
-            ErrorKind::ProtocolError,
-            format!("worker {} broke the protocol: {why}", self.label),
-        )));
+        let _ = self.control.send(Control::Kill {
+            why: CallFailure::new(
+                ErrorKind::ProtocolError,
+                format!("worker {} broke the protocol: {why}", self.label),
+            ),
+            now: true,
+        });
     }
 
     fn route(&self, msg: WorkerMessage) {
@@ -520,14 +576,8 @@ async fn read_hello(reader: &mut LineReader<OwnedReadHalf>, max: usize) -> Resul
     }
 }
 
-fn exited_early(program: &str, status: std::io::Result<std::process::ExitStatus>) -> String {
-    match status {
-        Ok(s) => format!(
-            "{program} exited with {} before its handshake",
-            describe_exit(&s)
-        ),
-        Err(e) => format!("could not wait for {program}: {e}"),
-    }
+fn exited_early(program: &str, status: &str) -> String {
+    format!("{program} exited with {status} before its handshake")
 }
 
 /// The protocol version to speak with a worker, or why there is none.
@@ -588,7 +638,7 @@ async fn read_loop(
 }
 
 struct LifecycleParts {
-    child: Child,
+    child: Process,
     guard: GroupGuard,
     stderr: Option<tokio::task::JoinHandle<()>>,
     tail: StderrTail,
@@ -604,6 +654,11 @@ async fn lifecycle(mut p: LifecycleParts, worker: Arc<Worker>, cfg: WorkerConfig
     // strong reference only until the process exits.
     let mut reason: Option<CallFailure> = None;
     let mut kill_at: Option<tokio::time::Instant> = None;
+    let mut killed_now = false;
+    let target = Target {
+        pid,
+        keeper: cfg.keeper,
+    };
     let mut channel_closed_at: Option<tokio::time::Instant> = None;
     let mut heartbeat = tokio::time::interval(cfg.heartbeat_interval);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -618,12 +673,19 @@ async fn lifecycle(mut p: LifecycleParts, worker: Arc<Worker>, cfg: WorkerConfig
         tokio::select! {
             status = p.child.wait() => break status,
             Some(ctl) = p.control.recv() => match ctl {
-                Control::Kill(why) => {
+                Control::Kill { why, now } => {
                     if reason.is_none() {
                         reason = Some(why);
                     }
-                    if kill_at.is_none() {
-                        signal_group(pid, Signal::SIGTERM);
+                    if now && !killed_now {
+                        killed_now = true;
+                        target.kill_now();
+                        // A keeper needs a moment to sweep; a group is gone.
+                        let wait = if target.keeper { Duration::from_secs(1) } else { Duration::ZERO };
+                        let at = tokio::time::Instant::now() + wait;
+                        kill_at = Some(kill_at.map_or(at, |k| k.min(at)));
+                    } else if kill_at.is_none() {
+                        target.terminate();
                         kill_at = Some(tokio::time::Instant::now() + cfg.kill_grace);
                     }
                 }
@@ -639,7 +701,7 @@ async fn lifecycle(mut p: LifecycleParts, worker: Arc<Worker>, cfg: WorkerConfig
                 }
             } => {
                 if kill_at.is_some_and(|k| k <= tokio::time::Instant::now()) {
-                    signal_group(pid, Signal::SIGKILL);
+                    target.force();
                     kill_at = None;
                 } else {
                     channel_closed_at = None;
@@ -647,7 +709,8 @@ async fn lifecycle(mut p: LifecycleParts, worker: Arc<Worker>, cfg: WorkerConfig
                         ErrorKind::ProtocolError,
                         format!("worker {label} closed its channel but kept running"),
                     ));
-                    signal_group(pid, Signal::SIGKILL);
+                    target.kill_now();
+                    kill_at.get_or_insert(tokio::time::Instant::now() + Duration::from_secs(1));
                 }
             }
             _ = heartbeat.tick() => {
@@ -660,7 +723,8 @@ async fn lifecycle(mut p: LifecycleParts, worker: Arc<Worker>, cfg: WorkerConfig
                             cfg.heartbeat_timeout
                         ),
                     ));
-                    signal_group(pid, Signal::SIGKILL);
+                    target.kill_now();
+                    kill_at.get_or_insert(tokio::time::Instant::now() + Duration::from_secs(1));
                 } else if acked >= seq {
                     seq += 1;
                     seq_sent_at = Instant::now();
@@ -672,15 +736,12 @@ async fn lifecycle(mut p: LifecycleParts, worker: Arc<Worker>, cfg: WorkerConfig
     // No new call may start on a dead process.
     worker.lock_pending().dead = true;
     // Sweep the group: a tool's child processes die with their worker.
-    p.guard.kill_now();
+    p.guard.sweep();
     if let Some(t) = p.stderr.take() {
         let _ = tokio::time::timeout(Duration::from_millis(500), t).await;
     }
     let requested = worker.requested.load(Ordering::Acquire);
-    let status_text = match &status {
-        Ok(s) => describe_exit(s),
-        Err(e) => format!("unknown status ({e})"),
-    };
+    let status_text = status;
     let lived = p.started.elapsed();
     if !requested {
         tracing::warn!(worker = %label, pid, "worker ended with {status_text} after {lived:?}");

@@ -53,7 +53,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     });
     let call_args = super::json_object(&args.json, "the arguments", r#"{"text": "hi"}"#)?;
     let mut pool = PoolConfig::for_script(&args.script)?;
-    pool.instances = 1;
+    pool.min_workers = 1;
+    pool.max_workers = 1;
     pool.cancel_grace = args.cancel_grace;
     pool.max_restarts = 0;
     pool.interpreter = args.python;

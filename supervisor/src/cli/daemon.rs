@@ -144,13 +144,17 @@ pub async fn ps(args: PsArgs) -> anyhow::Result<ExitCode> {
             Ok((status, body)) => Err(format!("HTTP {status}: {}", error_text(&body))),
             Err(e) => Err(format!("{e:#}")),
         };
-        out.push((instance, url, runs));
+        let pools = match request(hyper::Method::GET, &url, "/v1/pools", token.as_deref()).await {
+            Ok((200, body)) => body["pools"].as_array().cloned().unwrap_or_default(),
+            _ => Vec::new(), // an older server: no pools to show
+        };
+        out.push((instance, url, runs, pools));
     }
     if args.json {
         let servers: Vec<Value> = out
             .iter()
-            .map(|(i, url, runs)| {
-                let mut v = serde_json::json!({"url": url, "pid": i.as_ref().map(|i| i.pid)});
+            .map(|(i, url, runs, pools)| {
+                let mut v = serde_json::json!({"url": url, "pid": i.as_ref().map(|i| i.pid), "pools": pools});
                 match runs {
                     Ok(r) => v["runs"] = Value::from(r.clone()),
                     Err(e) => v["error"] = Value::from(e.clone()),
@@ -171,12 +175,13 @@ pub async fn ps(args: PsArgs) -> anyhow::Result<ExitCode> {
         println!("no flw server of this user is running");
         return Ok(ExitCode::SUCCESS);
     }
-    for (instance, url, runs) in &out {
+    for (instance, url, runs, pools) in &out {
         let pid = instance
             .as_ref()
             .map_or("?".to_string(), |i| i.pid.to_string());
         let scripts = instance.as_ref().map_or(String::new(), script_names);
         println!("flw serve  pid {pid}  {url}  {scripts}");
+        print_pools(pools);
         match runs {
             Err(e) => println!("  cannot list runs: {e}"),
             Ok(r) if r.is_empty() => {
@@ -208,6 +213,46 @@ pub async fn ps(args: PsArgs) -> anyhow::Result<ExitCode> {
         println!("flw {}  pid {}  {}", i.command, i.pid, script_names(i));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One line per pool: its workers (live, busy, idle, starting, and the
+/// limits), its calls, and how its workers were started.
+fn print_pools(pools: &[Value]) {
+    if pools.is_empty() {
+        return;
+    }
+    println!(
+        "  {:<20}  {:<8}  {:>4}  {:>4}  {:>4}  {:>5}  {:>9}  {:>6}  {:>6}  {:>6}  {:>8}",
+        "POOL",
+        "MODE",
+        "LIVE",
+        "BUSY",
+        "IDLE",
+        "START",
+        "MIN-MAX",
+        "QUEUED",
+        "FORKS",
+        "SPAWNS",
+        "RESTARTS"
+    );
+    for p in pools {
+        let w = &p["workers"];
+        let n = |v: &Value| v.as_u64().unwrap_or(0);
+        println!(
+            "  {:<20}  {:<8}  {:>4}  {:>4}  {:>4}  {:>5}  {:>9}  {:>6}  {:>6}  {:>6}  {:>8}",
+            p["name"].as_str().unwrap_or("?"),
+            p["mode"].as_str().unwrap_or("?"),
+            n(&w["live"]),
+            n(&w["busy"]),
+            n(&w["idle"]),
+            n(&w["starting"]),
+            format!("{}-{}", n(&w["min"]), n(&w["max"])),
+            n(&p["queued"]),
+            n(&p["forks"]),
+            n(&p["spawns"]),
+            n(&p["restarts"]),
+        );
+    }
 }
 
 fn script_names(i: &Instance) -> String {

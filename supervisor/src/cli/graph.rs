@@ -18,7 +18,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     crate::logging::init("warn,flw::pool=off");
     let mut config = super::config_for_target(&args.target)?;
     for pool in &mut config.pools {
-        pool.instances = 1;
+        pool.min_workers = 1;
+        pool.max_workers = 1;
         pool.max_restarts = 0;
     }
     let router = Router::start(config);

@@ -39,9 +39,9 @@ pub struct Args {
     /// Time a cancelled call gets to stop on its own before its worker is killed.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     cancel_grace: Option<Duration>,
-    /// Worker processes per pool (default: the pool's setting, else one per core).
-    #[arg(long, value_name = "N")]
-    instances: Option<usize>,
+    /// Most worker processes per pool (default: the pool's max_workers).
+    #[arg(long, value_name = "N", alias = "instances")]
+    max_workers: Option<usize>,
     /// Set a variable for the workers (KEY=VALUE), or pass one through (KEY).
     #[arg(long = "env", value_name = "KEY[=VALUE]")]
     env: Vec<String>,
@@ -66,8 +66,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         if let Some(g) = args.cancel_grace {
             pool.cancel_grace = g;
         }
-        if let Some(n) = args.instances {
-            pool.instances = n.max(1);
+        if let Some(n) = args.max_workers {
+            pool.max_workers = n.max(1);
+            pool.min_workers = pool.min_workers.min(pool.max_workers);
         }
         super::apply_env(pool, &args.env);
     }

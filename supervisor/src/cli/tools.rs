@@ -25,7 +25,8 @@ pub struct Args {
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     crate::logging::init("warn,flw::pool=off");
     let mut pool = PoolConfig::for_script(&args.script)?;
-    pool.instances = 1;
+    pool.min_workers = 1;
+    pool.max_workers = 1;
     pool.max_restarts = 0;
     pool.interpreter = args.python;
     let router = Router::for_pools(vec![pool]);

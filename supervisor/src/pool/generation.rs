@@ -1,12 +1,30 @@
 //! One generation of a pool: the worker processes that run one version of
 //! the script, with their slots, bounded queue and restarts.
 //!
+//! The pool is elastic. `min_workers` slots start with the generation; more
+//! are added while calls wait, up to `max_workers`, and a slot beyond
+//! `min_workers` whose worker has been idle for `idle_timeout` is stopped.
 //! Each slot has a task that keeps a worker running in it: it starts one,
-//! waits for it to end, and starts the next, with exponential backoff after
-//! crashes and a ceiling (`max_restarts` consecutive failures) after which the
-//! slot gives up. Calls take a [`Lease`] on a slot with free capacity (1 in
+//! waits for it to end, and starts the next (at once after a kill, so a
+//! cancelled call's worker is replaced; with exponential backoff after a
+//! crash). `max_restarts` failures in a row across the generation make it
+//! give up. Calls take a [`Lease`] on a slot with free capacity (1 in
 //! `isolated` mode, `max_concurrency` in `shared` mode) or wait in a bounded
 //! queue; a lease handed back goes straight to the next waiter.
+//!
+//! When to grow: a call that waits adds a slot at once while the
+//! generation has fewer than one per core (or in `shared` mode, where a call
+//! waits only when every worker is full). Beyond that, slots are added
+//! [`GROW_AFTER`] later, if calls still wait and some worker has been busy
+//! with one call for that long: calls that wait on a model get a worker
+//! each, while a stream of quick calls is served by the workers there are
+//! (more processes than cores would not run them sooner).
+//!
+//! Python workers are forked by the generation's fork server
+//! ([`crate::worker::fork_server`]) unless `spawn = "exec"`, the script is
+//! not safe to fork (it started threads while it was imported), or a forked
+//! worker failed to start before any had: then they are exec'd, and a log
+//! line says why.
 //!
 //! A generation started by a reload is a *candidate*: a slot whose first
 //! start fails gives up at once, so that [`Generation::ready`] can report the
@@ -16,6 +34,7 @@
 //! stopped through the kill path with `superseded`.
 
 use std::collections::VecDeque;
+use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -26,10 +45,53 @@ use tokio_util::sync::CancellationToken;
 
 use super::manifest::Manifest;
 use crate::call::CallFailure;
-use crate::config::{Mode, PoolConfig};
+use crate::config::{Mode, PoolConfig, Spawn};
 use crate::sdk;
+use crate::worker::fork_server::{ForkServer, ForkServerError};
 use crate::worker::spawn::SpawnSpec;
-use crate::worker::{Worker, WorkerConfig};
+use crate::worker::{Origin, Worker, WorkerConfig};
+use flw_protocol::fork_server::{ENV_KEEPER, ENV_KILL_GRACE_MS};
+
+/// How long calls wait, beyond one worker per core, before more workers
+/// start for them (see the module docs).
+pub const GROW_AFTER: Duration = Duration::from_millis(2);
+
+/// A fork server that ends this many times in one generation is given up
+/// for exec.
+const MAX_FORK_SERVER_STARTS: u32 = 4;
+
+/// The pool's counters, shared by its generations.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Workers started again after one ended.
+    pub restarts: AtomicU64,
+    /// Workers started with exec.
+    pub spawns: AtomicU64,
+    /// Workers forked by a fork server.
+    pub forks: AtomicU64,
+}
+
+/// A generation's workers at one moment.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Census {
+    /// Workers that passed their handshake and are not stopping.
+    pub live: usize,
+    /// Live workers with a call.
+    pub busy: usize,
+    /// Workers starting.
+    pub starting: usize,
+}
+
+/// How the generation starts its workers.
+#[derive(Default)]
+struct Forking {
+    server: Option<Arc<ForkServer>>,
+    /// Why workers are exec'd, once fork was given up.
+    exec: Option<String>,
+    starts: u32,
+    /// A forked worker passed its handshake.
+    proven: bool,
+}
 
 /// What a generation's tools are, once a worker has started.
 #[derive(Debug, Clone)]
@@ -64,15 +126,30 @@ pub(super) struct Generation {
     /// A deadline for the drain sooner than its own, set by [`Generation::hurry`].
     hurry: Mutex<Option<tokio::time::Instant>>,
     tasks: tokio_util::task::TaskTracker,
-    /// The pool's count of workers started again after one ended.
-    restarts: Arc<AtomicU64>,
+    /// The pool's counters.
+    counters: Arc<Counters>,
     /// How a worker is started, worked out once (off the runtime: it may
     /// unpack an SDK or install the tsx loader) for all slots.
     launch: tokio::sync::OnceCell<Result<Arc<sdk::Launch>, sdk::LaunchError>>,
+    forking: tokio::sync::Mutex<Forking>,
+    /// Slots that report their first start to [`Generation::ready`].
+    initial: usize,
+    cores: usize,
 }
 
 struct State {
+    /// Slots in use and free ones (`active` false), reused by index.
     slots: Vec<Slot>,
+    /// Slots in use.
+    active: usize,
+    /// Slots whose worker is starting.
+    starting: usize,
+    /// Failed starts and early crashes in a row, across the slots.
+    failures: u32,
+    /// `max_restarts` was passed: no slot starts a worker any more.
+    gave_up: bool,
+    /// A check for more workers is due ([`GROW_AFTER`]).
+    grow_armed: bool,
     /// Waiters, with the token that cancels each (a cancelled one no longer
     /// counts against a full queue's bound, even before its future is
     /// dropped).
@@ -89,7 +166,12 @@ struct Slot {
     /// Bumped at each worker change, so that a stale lease hands back nothing.
     epoch: u64,
     in_flight: usize,
-    gave_up: bool,
+    /// A task keeps a worker in it.
+    active: bool,
+    /// Its worker is being stopped for idleness: it takes no calls.
+    retiring: bool,
+    /// Since when it has had no call, or when its current calls began.
+    since: Option<Instant>,
 }
 
 /// The right to run one call on one worker; handed back on drop.
@@ -119,21 +201,26 @@ impl Drop for Lease {
 }
 
 impl Generation {
-    /// Starts the slots; workers come up in the background.
-    /// A worker started in a slot whose worker ended adds one to `restarts`.
+    /// Starts `min_workers` slots (at least one, whose worker announces the
+    /// tools); workers come up in the background.
     pub(super) fn start(
         cfg: PoolConfig,
         number: u64,
         candidate: bool,
-        restarts: Arc<AtomicU64>,
+        counters: Arc<Counters>,
     ) -> Arc<Generation> {
-        let slots = cfg.instances.max(1);
-        let (first_tx, first_rx) = mpsc::channel(slots);
+        let initial = cfg.min_workers.max(1);
+        let (first_tx, first_rx) = mpsc::channel(initial);
         let generation = Arc::new(Generation {
             number,
             candidate,
             state: Mutex::new(State {
-                slots: (0..slots).map(|_| Slot::default()).collect(),
+                slots: Vec::new(),
+                active: 0,
+                starting: 0,
+                failures: 0,
+                gave_up: false,
+                grow_armed: false,
                 queue: VecDeque::new(),
                 closed: false,
                 retired: false,
@@ -147,23 +234,27 @@ impl Generation {
             released: Notify::new(),
             hurry: Mutex::new(None),
             tasks: tokio_util::task::TaskTracker::new(),
-            restarts,
+            counters,
             launch: tokio::sync::OnceCell::new(),
+            forking: tokio::sync::Mutex::new(Forking::default()),
+            initial,
+            cores: std::thread::available_parallelism().map_or(2, NonZeroUsize::get),
             cfg,
         });
-        for i in 0..slots {
-            generation
-                .tasks
-                .spawn(run_slot(generation.clone(), i, first_tx.clone()));
+        {
+            let mut st = generation.lock();
+            for _ in 0..initial {
+                generation.add_slot(&mut st, Some(first_tx.clone()));
+            }
         }
         generation
     }
 
-    /// Waits until every slot has a worker, or one of them failed to start
-    /// (the error has the worker's stderr).
+    /// Waits until the first `min_workers` workers (at least one) are up,
+    /// or one of them failed to start (the error has the worker's stderr).
     pub(super) async fn ready(&self) -> Result<Arc<Manifest>, String> {
         let mut rx = self.first_starts.lock().await;
-        for _ in 0..self.cfg.instances.max(1) {
+        for _ in 0..self.initial {
             match rx.recv().await {
                 Some(Ok(())) => {}
                 Some(Err(e)) => return Err(e),
@@ -174,6 +265,97 @@ impl Generation {
             .get()
             .cloned()
             .ok_or_else(|| "no worker announced its tools".into())
+    }
+
+    /// Takes a free slot (or a new one) and starts its task.
+    fn add_slot(
+        self: &Arc<Self>,
+        st: &mut State,
+        first_start: Option<mpsc::Sender<Result<(), String>>>,
+    ) {
+        let i = match st.slots.iter().position(|s| !s.active) {
+            Some(i) => i,
+            None => {
+                st.slots.push(Slot::default());
+                st.slots.len() - 1
+            }
+        };
+        let s = &mut st.slots[i];
+        s.active = true;
+        s.retiring = false;
+        s.in_flight = 0;
+        s.worker = None;
+        s.since = None;
+        st.active += 1;
+        st.starting += 1;
+        self.tasks.spawn(run_slot(self.clone(), i, first_start));
+    }
+
+    /// Adds slots for the calls that wait, up to `max_workers`: `urgent`
+    /// for as many as needed, else only while fewer than one per core (see
+    /// the module docs); the rest is checked again after [`GROW_AFTER`].
+    fn grow(self: &Arc<Self>, st: &mut State, urgent: bool) {
+        if st.closed || st.gave_up || self.stop.is_cancelled() {
+            return;
+        }
+        let cap = self.capacity();
+        let waiting = st.queue.iter().filter(|(tx, _)| !tx.is_closed()).count();
+        let coming = st.starting * cap;
+        if waiting <= coming {
+            return;
+        }
+        let room = self.cfg.max_workers.saturating_sub(st.active);
+        let needed = (waiting - coming).div_ceil(cap).min(room);
+        let now = match self.cfg.mode {
+            Mode::Shared => needed,
+            Mode::Isolated if urgent => needed,
+            Mode::Isolated => needed.min(self.cores.saturating_sub(st.active)),
+        };
+        if now > 0 {
+            tracing::debug!(
+                pool = %self.cfg.name,
+                generation = self.number,
+                "scale up by {now} to {} workers: {waiting} calls wait{}",
+                st.active + now,
+                if urgent { " and the busy workers have been busy a while" } else { "" }
+            );
+            for _ in 0..now {
+                self.add_slot(st, None);
+            }
+        }
+        if needed > now && !st.grow_armed {
+            st.grow_armed = true;
+            let g = self.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(GROW_AFTER).await;
+                let mut st = g.lock();
+                st.grow_armed = false;
+                let long = st.slots.iter().any(|s| {
+                    s.active
+                        && s.in_flight > 0
+                        && s.since.is_some_and(|t| t.elapsed() >= GROW_AFTER)
+                });
+                g.grow(&mut st, long);
+            });
+        }
+    }
+
+    /// Workers live, busy and starting.
+    pub(super) fn census(&self) -> Census {
+        let st = self.lock();
+        let mut c = Census {
+            starting: st.starting,
+            ..Census::default()
+        };
+        for s in st.slots.iter().filter(|s| s.active && !s.retiring) {
+            if s.worker.as_ref().is_some_and(|(w, _)| !w.is_closing()) {
+                c.live += 1;
+                if s.in_flight > 0 {
+                    c.busy += 1;
+                }
+            }
+        }
+        c
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -195,10 +377,15 @@ impl Generation {
             .iter_mut()
             .enumerate()
             .filter(|(_, s)| {
-                s.in_flight < cap && s.worker.as_ref().is_some_and(|(w, _)| !w.is_closing())
+                s.in_flight < cap
+                    && !s.retiring
+                    && s.worker.as_ref().is_some_and(|(w, _)| !w.is_closing())
             })
             .min_by_key(|(_, s)| s.in_flight)?;
         let (worker, manifest) = s.worker.clone()?;
+        if s.in_flight == 0 {
+            s.since = Some(Instant::now());
+        }
         s.in_flight += 1;
         Some(Lease {
             generation: self.clone(),
@@ -226,7 +413,7 @@ impl Generation {
             if let Some(lease) = self.take(&mut st) {
                 return Ok(lease);
             }
-            if st.slots.iter().all(|s| s.gave_up) {
+            if st.gave_up {
                 return Err(AcquireError::Failed(self.unavailable(&st)));
             }
             st.queue.retain(|(tx, _)| !tx.is_closed()); // callers that gave up
@@ -239,8 +426,10 @@ impl Generation {
                 return Err(AcquireError::Failed(CallFailure::new(
                     ErrorKind::Overloaded,
                     format!(
-                        "pool {} is full: {} calls are already waiting for a worker (queue = {}); retry later, or raise instances or queue in flw.toml",
+                        "pool {} is full: {} workers are busy (max_workers = {}) and {} calls are already waiting (queue = {}); retry later, or raise max_workers or queue in flw.toml",
                         self.cfg.name,
+                        st.active,
+                        self.cfg.max_workers,
                         st.queue.len(),
                         self.cfg.queue
                     ),
@@ -248,6 +437,7 @@ impl Generation {
             }
             let (tx, rx) = oneshot::channel();
             st.queue.push_back((tx, cancel.clone()));
+            self.grow(&mut st, false);
             rx
         };
         rx.await.map_err(|_| {
@@ -279,6 +469,9 @@ impl Generation {
         let s = &mut st.slots[slot];
         if s.epoch == epoch {
             s.in_flight = s.in_flight.saturating_sub(1);
+            if s.in_flight == 0 {
+                s.since = Some(Instant::now());
+            }
         }
         let idle_and_retired = (retired && s.in_flight == 0)
             .then(|| s.worker.as_ref().map(|(w, _)| w.clone()))
@@ -306,6 +499,9 @@ impl Generation {
                 let s = &mut st.slots[back.slot];
                 if s.epoch == back.epoch {
                     s.in_flight -= 1;
+                    if s.in_flight == 0 {
+                        s.since = Some(Instant::now());
+                    }
                 }
             }
         }
@@ -396,6 +592,7 @@ impl Generation {
         self.stop.cancel();
         self.tasks.close();
         self.tasks.wait().await;
+        self.stop_fork_server().await;
     }
 
     /// The launch of this generation's workers, worked out by the first
@@ -420,29 +617,144 @@ impl Generation {
             .clone()
     }
 
-    fn worker_config(&self, launch: &sdk::Launch, label: String) -> WorkerConfig {
+    fn spawn_spec(
+        &self,
+        launch: &sdk::Launch,
+        label: &str,
+        args: Vec<std::ffi::OsString>,
+    ) -> SpawnSpec {
         let cfg = &self.cfg;
         let mut extra = launch.env.clone();
         extra.extend(cfg.env.iter().cloned());
+        if launch.language == sdk::Language::Python {
+            let grace = cfg.kill_grace.as_millis().to_string();
+            extra.push((ENV_KILL_GRACE_MS.into(), grace));
+            extra.push((ENV_KEEPER.into(), "1".into()));
+        }
+        SpawnSpec {
+            program: launch.program.clone(),
+            args,
+            env: SpawnSpec::environment(
+                &extra,
+                &cfg.pass_env,
+                label,
+                cfg.mode.as_str(),
+                flw_protocol::DEFAULT_MAX_LINE_BYTES,
+            ),
+            cwd: None,
+        }
+    }
+
+    fn worker_config(&self, launch: &sdk::Launch, label: String, origin: Origin) -> WorkerConfig {
+        let cfg = &self.cfg;
         WorkerConfig {
-            spawn: SpawnSpec {
-                program: launch.program.clone(),
-                args: launch.args.clone(),
-                env: SpawnSpec::environment(
-                    &extra,
-                    &cfg.pass_env,
-                    &label,
-                    cfg.mode.as_str(),
-                    flw_protocol::DEFAULT_MAX_LINE_BYTES,
-                ),
-                cwd: None,
-            },
+            spawn: self.spawn_spec(launch, &label, launch.args.clone()),
+            keeper: launch.language == sdk::Language::Python,
+            origin,
             label,
             handshake_timeout: cfg.handshake_timeout,
             kill_grace: cfg.kill_grace,
             heartbeat_interval: cfg.heartbeat_interval,
             heartbeat_timeout: cfg.heartbeat_timeout,
             max_line_bytes: flw_protocol::DEFAULT_MAX_LINE_BYTES,
+        }
+    }
+
+    /// Where the next worker comes from: the fork server (started, or
+    /// started again, here), or exec.
+    async fn origin(&self, launch: &sdk::Launch) -> Origin {
+        if self.cfg.spawn == Spawn::Exec || launch.language != sdk::Language::Python {
+            return Origin::Exec;
+        }
+        let mut f = self.forking.lock().await;
+        if f.exec.is_some() {
+            return Origin::Exec;
+        }
+        if let Some(server) = f.server.as_ref().filter(|s| !s.has_ended()) {
+            return Origin::Fork(server.clone());
+        }
+        if f.starts >= MAX_FORK_SERVER_STARTS {
+            let why = format!("its fork server ended {} times", f.starts);
+            self.give_up_fork(&mut f, why);
+            return Origin::Exec;
+        }
+        f.starts += 1;
+        let label = self.label("fork");
+        let mut args = launch.args.clone();
+        // `-u -m flw SCRIPT` becomes `-u -m flw --fork-server SCRIPT`.
+        let at = args.len().saturating_sub(1);
+        args.insert(at, "--fork-server".into());
+        let spec = self.spawn_spec(launch, &label, args);
+        let started = tokio::select! {
+            r = ForkServer::start(&spec, &label, self.cfg.handshake_timeout) => r,
+            _ = self.stop.cancelled() => return Origin::Exec,
+        };
+        match started {
+            Ok(server) => {
+                f.server = Some(server.clone());
+                Origin::Fork(server)
+            }
+            Err(ForkServerError::Unsafe(reason)) => {
+                self.give_up_fork(&mut f, reason);
+                Origin::Exec
+            }
+            Err(ForkServerError::Failed(e)) => {
+                self.give_up_fork(&mut f, format!("its fork server failed: {e}"));
+                Origin::Exec
+            }
+        }
+    }
+
+    fn give_up_fork(&self, f: &mut Forking, why: String) {
+        tracing::warn!(
+            pool = %self.cfg.name,
+            generation = self.number,
+            "workers start with exec, not fork: {why} (set spawn = \"exec\" in flw.toml to skip the fork server)"
+        );
+        f.exec = Some(why);
+        f.server = None;
+    }
+
+    /// A forked worker failed to start: before any forked worker of this
+    /// generation had, fork is given up (the script or a library may not
+    /// survive fork) and the slot tries again with exec at once.
+    async fn forked_start_failed(&self, e: &str) -> bool {
+        let mut f = self.forking.lock().await;
+        if f.proven || f.exec.is_some() {
+            return false;
+        }
+        self.give_up_fork(
+            &mut f,
+            format!("a forked worker failed to start, so the script may not survive fork: {e}"),
+        );
+        true
+    }
+
+    async fn forked_started(&self) {
+        self.forking.lock().await.proven = true;
+    }
+
+    /// The label of worker `n` (or the fork server), e.g. `agent.py#3`,
+    /// `agent.py#fork.g2`.
+    fn label(&self, n: &str) -> String {
+        let script_name = self
+            .cfg
+            .script
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if self.number > 1 {
+            format!("{script_name}#{n}.g{}", self.number)
+        } else {
+            format!("{script_name}#{n}")
+        }
+    }
+
+    /// Stops the fork server, if any (its workers go on).
+    pub(super) async fn stop_fork_server(&self) {
+        let server = self.forking.lock().await.server.take();
+        if let Some(s) = server {
+            s.shutdown().await;
         }
     }
 
@@ -482,73 +794,109 @@ fn shutting_down() -> CallFailure {
     )
 }
 
-/// Keeps a worker running in slot `i` until the generation stops.
+/// What a slot's task does once its worker has ended.
+enum Next {
+    /// Start another at once (a requested end: a kill after a cancel).
+    Refill,
+    /// Start another after a backoff (a crash).
+    Backoff,
+    /// The slot is no longer needed.
+    Leave,
+}
+
+/// Keeps a worker running in slot `i` until the generation stops, the
+/// generation gives up, or the slot is not needed (idle, or beyond
+/// `min_workers` with no call waiting after a crash).
 async fn run_slot(
     generation: Arc<Generation>,
     i: usize,
-    first_start: mpsc::Sender<Result<(), String>>,
+    mut first_start: Option<mpsc::Sender<Result<(), String>>>,
 ) {
     let g = &generation;
-    let script_name = g
-        .cfg
-        .script
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut first_start = Some(first_start);
-    let mut failures: u32 = 0;
-    while !g.stop.is_cancelled() && !g.lock().closed {
+    let mut starting = true; // counted in `State::starting`
+    let mut backoff_failures = 0u32;
+    let mut had_worker = false;
+    loop {
+        if g.stop.is_cancelled() || g.lock().closed {
+            break;
+        }
         let label = {
             let mut st = g.lock();
             let n = st.next_label;
             st.next_label += 1;
-            if g.number > 1 {
-                format!("{script_name}#{n}.g{}", g.number)
-            } else {
-                format!("{script_name}#{n}")
-            }
+            g.label(&n.to_string())
         };
+        if !starting {
+            g.lock().starting += 1;
+            starting = true;
+        }
         let launch = tokio::select! {
             l = g.launch() => l,
-            _ = g.stop.cancelled() => return,
+            _ = g.stop.cancelled() => break,
         };
         let launch = match launch {
             Ok(l) => l,
             Err(e) => {
                 // Starting again cannot help (the cause is outside the
-                // worker, and cached): the slot gives up at once, and the
-                // error was logged once for all slots.
+                // worker, and cached): the generation gives up at once, and
+                // the error was logged once for all slots.
                 let e = e.to_string();
                 if let Some(tx) = first_start.take() {
                     let _ = tx.try_send(Err(e.clone()));
                 }
-                g.tools.send_if_modified(|t| match t {
-                    ToolsState::Starting => {
-                        *t = ToolsState::Failed(e.clone());
-                        true
-                    }
-                    _ => false,
-                });
+                g.fail_tools(&e);
                 let mut st = g.lock();
                 st.last_error = Some(e);
-                st.slots[i].gave_up = true;
-                if st.slots.iter().all(|s| s.gave_up) {
-                    st.queue.clear(); // waiters get `unavailable`
-                }
-                return;
+                st.gave_up = true;
+                st.queue.clear(); // waiters get `unavailable`
+                break;
             }
         };
-        let started = tokio::select! {
-            r = Worker::start(g.worker_config(&launch, label)) => r.map_err(|e| e.message),
-            _ = g.stop.cancelled() => return,
+        let mut origin = tokio::select! {
+            o = g.origin(&launch) => o,
+            _ = g.stop.cancelled() => break,
         };
+        let started = loop {
+            let forked = matches!(origin, Origin::Fork(_));
+            let r = tokio::select! {
+                r = Worker::start(g.worker_config(&launch, label.clone(), origin.clone())) => r.map_err(|e| e.message),
+                _ = g.stop.cancelled() => None.ok_or_else(String::new),
+            };
+            if g.stop.is_cancelled() {
+                break Err(String::new());
+            }
+            match &r {
+                Err(e) if forked && g.forked_start_failed(e).await => {
+                    origin = Origin::Exec;
+                    continue;
+                }
+                Ok(_) if forked => g.forked_started().await,
+                _ => {}
+            }
+            if r.is_ok() {
+                let counter = if forked {
+                    &g.counters.forks
+                } else {
+                    &g.counters.spawns
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                if had_worker {
+                    g.counters.restarts.fetch_add(1, Ordering::Relaxed);
+                }
+                had_worker = true;
+            }
+            break r;
+        };
+        if g.stop.is_cancelled() {
+            break;
+        }
         let outcome = match started {
             Ok(worker) => match g.manifest_for(&worker) {
                 Ok(manifest) => Ok((worker, manifest)),
                 Err(e) => {
                     let e = format!("worker {} announced a bad tool: {e}", worker.label());
                     worker
-                        .kill(CallFailure::new(ErrorKind::Unavailable, e.clone()))
+                        .kill_now(CallFailure::new(ErrorKind::Unavailable, e.clone()))
                         .await;
                     Err(e)
                 }
@@ -556,22 +904,23 @@ async fn run_slot(
             Err(e) => Err(e),
         };
         let is_first = first_start.is_some();
-        if !is_first && outcome.is_ok() {
-            g.restarts.fetch_add(1, Ordering::Relaxed);
-        }
         if let Some(tx) = first_start.take() {
             let _ = tx.try_send(outcome.as_ref().map(|_| ()).map_err(Clone::clone));
         }
-        match outcome {
+        g.lock().starting -= 1;
+        starting = false;
+        let next = match outcome {
             Ok((worker, manifest)) => {
                 let epoch = {
                     let mut st = g.lock();
                     let s = &mut st.slots[i];
                     s.epoch += 1;
                     s.in_flight = 0;
+                    s.since = Some(Instant::now());
                     s.worker = Some((worker.clone(), manifest.clone()));
                     let e = s.epoch;
                     g.dispatch(&mut st);
+                    g.grow(&mut st, false);
                     e
                 };
                 // Publish the tools only once the worker can take calls.
@@ -582,73 +931,193 @@ async fn run_slot(
                         true
                     }
                 });
-                let alive_since = Instant::now();
-                let info = tokio::select! {
-                    info = worker.exited() => info,
-                    _ = g.stop.cancelled() => worker.shutdown(Duration::from_secs(2)).await,
-                };
-                {
-                    let mut st = g.lock();
-                    let s = &mut st.slots[i];
-                    if s.epoch == epoch {
-                        s.worker = None;
-                        s.epoch += 1;
-                        s.in_flight = 0;
-                    }
-                }
-                g.released.notify_waiters();
-                if info.requested {
-                    failures = 0;
-                    continue; // refill the slot at once
-                }
-                if alive_since.elapsed() > Duration::from_secs(30) {
-                    failures = 0;
-                }
-                failures += 1;
-                g.lock().last_error = Some(format!(
-                    "worker {} ended with {}",
-                    worker.label(),
-                    info.status
-                ));
+                g.serve(i, epoch, &worker).await
             }
             Err(e) => {
                 if g.candidate && is_first {
                     // The pool reports it and keeps its current generation.
-                    g.lock().slots[i].gave_up = true;
-                    return;
+                    break;
                 }
-                tracing::error!(pool = %g.cfg.name, "{e}");
-                failures += 1;
-                g.tools.send_if_modified(|t| match t {
-                    ToolsState::Starting => {
-                        *t = ToolsState::Failed(e.clone());
-                        true
-                    }
-                    _ => false,
-                });
+                if !g.stop.is_cancelled() {
+                    tracing::error!(pool = %g.cfg.name, "{e}");
+                }
+                g.fail_tools(&e);
                 g.lock().last_error = Some(e);
+                Next::Backoff
+            }
+        };
+        match next {
+            Next::Leave => break,
+            // A killed worker is replaced at once, even with no call
+            // waiting: the pool needed it a moment ago, and idle_timeout
+            // trims what stays unused.
+            Next::Refill => backoff_failures = 0,
+            Next::Backoff => {
+                backoff_failures += 1;
+                if g.count_failure() {
+                    break;
+                }
+                let backoff = Duration::from_millis(100)
+                    .saturating_mul(1 << (backoff_failures - 1).min(7))
+                    .min(Duration::from_secs(10));
+                tracing::info!(pool = %g.cfg.name, "restarting a worker in {backoff:?}");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = g.stop.cancelled() => break,
+                }
+                if !g.still_needed() {
+                    break;
+                }
             }
         }
-        if failures > g.cfg.max_restarts {
-            let mut st = g.lock();
-            st.slots[i].gave_up = true;
+    }
+    let mut st = g.lock();
+    if starting {
+        st.starting -= 1;
+    }
+    let s = &mut st.slots[i];
+    s.active = false;
+    s.retiring = false;
+    s.worker = None;
+    s.epoch += 1;
+    s.in_flight = 0;
+    st.active -= 1;
+    drop(st);
+    g.released.notify_waiters();
+}
+
+impl Generation {
+    /// Serves with the worker in slot `i` until it ends or is idle too
+    /// long; what the slot does next.
+    async fn serve(&self, i: usize, epoch: u64, worker: &Arc<Worker>) -> Next {
+        let alive_since = Instant::now();
+        let info = loop {
+            let idle_at = self.idle_deadline(i, epoch);
+            tokio::select! {
+                info = worker.exited() => break info,
+                _ = self.stop.cancelled() => break worker.shutdown(Duration::from_secs(2)).await,
+                _ = tokio::time::sleep_until(idle_at) => {
+                    if self.retire_if_idle(i, epoch) {
+                        worker.shutdown(Duration::from_secs(2)).await;
+                        self.clear_slot(i, epoch);
+                        return Next::Leave;
+                    }
+                }
+            }
+        };
+        self.clear_slot(i, epoch);
+        if info.requested {
+            self.lock().failures = 0;
+            return Next::Refill;
+        }
+        if alive_since.elapsed() > Duration::from_secs(30) {
+            self.lock().failures = 0;
+        }
+        self.lock().last_error = Some(format!(
+            "worker {} ended with {}",
+            worker.label(),
+            info.status
+        ));
+        Next::Backoff
+    }
+
+    fn clear_slot(&self, i: usize, epoch: u64) {
+        {
+            let mut st = self.lock();
+            let s = &mut st.slots[i];
+            if s.epoch == epoch {
+                s.worker = None;
+                s.epoch += 1;
+                s.in_flight = 0;
+            }
+        }
+        self.released.notify_waiters();
+    }
+
+    /// When slot `i`'s worker is to be checked for idleness next.
+    fn idle_deadline(&self, i: usize, epoch: u64) -> tokio::time::Instant {
+        let st = self.lock();
+        let s = &st.slots[i];
+        let timeout = self.cfg.idle_timeout.min(crate::config::MAX_DURATION);
+        match s.since {
+            Some(t) if s.epoch == epoch && s.in_flight == 0 => {
+                tokio::time::Instant::from_std(t) + timeout
+            }
+            _ => tokio::time::Instant::now() + timeout,
+        }
+    }
+
+    /// Marks slot `i` retiring if its worker has been idle for
+    /// `idle_timeout`, the generation has more than `min_workers` and no
+    /// call waits.
+    fn retire_if_idle(&self, i: usize, epoch: u64) -> bool {
+        let mut st = self.lock();
+        let serving = st.active - st.slots.iter().filter(|s| s.retiring).count();
+        let live_calls = st.queue.iter().any(|(tx, _)| !tx.is_closed());
+        let s = &st.slots[i];
+        let idle = s.epoch == epoch
+            && s.in_flight == 0
+            && s.since
+                .is_some_and(|t| t.elapsed() >= self.cfg.idle_timeout);
+        if !idle || serving <= self.cfg.min_workers || live_calls || st.closed {
+            return false;
+        }
+        st.slots[i].retiring = true;
+        tracing::debug!(
+            pool = %self.cfg.name,
+            generation = self.number,
+            "scale down to {} workers: a worker was idle for {:?} (min_workers = {})",
+            serving - 1,
+            self.cfg.idle_timeout,
+            self.cfg.min_workers
+        );
+        true
+    }
+
+    /// Whether slot `i` should start another worker: the generation has no
+    /// more than `min_workers`, or calls wait for more than the workers
+    /// there are and starting can take.
+    fn still_needed(&self) -> bool {
+        let st = self.lock();
+        if st.closed || st.gave_up {
+            return false;
+        }
+        let others = st.active - 1;
+        if others < self.cfg.min_workers.max(1) {
+            return true;
+        }
+        let waiting = st.queue.iter().filter(|(tx, _)| !tx.is_closed()).count();
+        waiting > st.starting * self.capacity()
+    }
+
+    /// Counts a failure in a row; whether the generation gave up on it.
+    fn count_failure(&self) -> bool {
+        let mut st = self.lock();
+        st.failures += 1;
+        if st.failures <= self.cfg.max_restarts {
+            return false;
+        }
+        if !st.gave_up {
+            st.gave_up = true;
             tracing::error!(
-                pool = %g.cfg.name,
-                "slot {i} gave up after {failures} failures in a row; last: {}",
+                pool = %self.cfg.name,
+                "gave up after {} failures in a row; last: {}",
+                st.failures,
                 st.last_error.as_deref().unwrap_or("?")
             );
-            if st.slots.iter().all(|s| s.gave_up) {
-                st.queue.clear(); // waiters get `unavailable`
+        }
+        st.queue.clear(); // waiters get `unavailable`
+        true
+    }
+
+    /// Marks the tools failed while no worker has announced them.
+    fn fail_tools(&self, e: &str) {
+        self.tools.send_if_modified(|t| match t {
+            ToolsState::Starting => {
+                *t = ToolsState::Failed(e.to_string());
+                true
             }
-            return;
-        }
-        let backoff = Duration::from_millis(100)
-            .saturating_mul(1 << (failures - 1).min(7))
-            .min(Duration::from_secs(10));
-        tracing::info!(pool = %g.cfg.name, "restarting slot {i} in {backoff:?}");
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = g.stop.cancelled() => return,
-        }
+            _ => false,
+        });
     }
 }

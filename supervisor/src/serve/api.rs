@@ -185,6 +185,39 @@ pub async fn readyz(State(app): State<App>) -> Response {
     (code, Json(json!({"status": status, "pools": pools}))).into_response()
 }
 
+/// `GET /v1/pools`: each pool's workers (live, busy, idle, starting),
+/// calls, limits and how its workers start.
+pub async fn list_pools(State(app): State<App>) -> Response {
+    let pools: Vec<Value> = app
+        .router
+        .pools()
+        .iter()
+        .map(|p| {
+            let cfg = p.config();
+            let c = p.census();
+            json!({
+                "name": cfg.name,
+                "mode": cfg.mode.as_str(),
+                "generation": p.generation(),
+                "workers": {
+                    "live": c.live,
+                    "busy": c.busy,
+                    "idle": c.live - c.busy,
+                    "starting": c.starting,
+                    "min": cfg.min_workers,
+                    "max": cfg.max_workers,
+                },
+                "in_flight": p.in_flight(),
+                "queued": p.queued(),
+                "restarts": p.restarts(),
+                "spawns": p.spawns(),
+                "forks": p.forks(),
+            })
+        })
+        .collect();
+    Json(json!({"pools": pools})).into_response()
+}
+
 /// `GET /metrics`.
 pub async fn metrics(State(app): State<App>) -> Response {
     (

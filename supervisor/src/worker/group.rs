@@ -19,23 +19,88 @@ pub fn signal_group(pgid: u32, signal: Signal) {
     }
 }
 
-/// Kills the group with SIGKILL when dropped, unless disarmed: no worker
-/// outlives the task that owns it, even when that task is dropped.
+/// The process the supervisor signals to stop a worker: the worker itself,
+/// leader of its process group, or (Python) its keeper, which leads its own
+/// group and stops the worker's whole tree when asked (see
+/// `protocol/PROTOCOL.md`, "Keeper").
+#[derive(Debug, Clone, Copy)]
+pub struct Target {
+    /// The pid, which is also the process group id.
+    pub pid: u32,
+    /// Whether it is a keeper.
+    pub keeper: bool,
+}
+
+impl Target {
+    /// Asks for a stop: SIGTERM to the group, or to the keeper (which sends
+    /// it on to the worker's group and, before the kill grace is out,
+    /// SIGKILLs every process of the worker's tree).
+    pub fn terminate(&self) {
+        if self.keeper {
+            signal_pid(self.pid, Signal::SIGTERM);
+        } else {
+            signal_group(self.pid, Signal::SIGTERM);
+        }
+    }
+
+    /// Stops it at once: SIGKILL to the group, or SIGUSR1 to the keeper,
+    /// which SIGKILLs the worker's tree, processes that left its group
+    /// (`setsid`) included, then exits.
+    pub fn kill_now(&self) {
+        if self.keeper {
+            signal_pid(self.pid, Signal::SIGUSR1);
+        } else {
+            signal_group(self.pid, Signal::SIGKILL);
+        }
+    }
+
+    /// The last resort: SIGKILL to the group (a keeper's group is itself).
+    pub fn force(&self) {
+        signal_group(self.pid, Signal::SIGKILL);
+    }
+}
+
+fn signal_pid(pid: u32, signal: Signal) {
+    let Ok(raw) = i32::try_from(pid) else {
+        return;
+    };
+    if raw <= 1 {
+        return;
+    }
+    match nix::sys::signal::kill(Pid::from_raw(raw), signal) {
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+        Err(e) => tracing::warn!(pid, ?signal, "could not signal process: {e}"),
+    }
+}
+
+/// Stops the worker at once when dropped ([`Target::kill_now`]), unless
+/// disarmed: no worker outlives the task that owns it, even when that task
+/// is dropped.
 #[derive(Debug)]
 pub struct GroupGuard {
-    pgid: u32,
+    target: Target,
     armed: bool,
 }
 
 impl GroupGuard {
-    /// Guards process group `pgid`.
-    pub fn new(pgid: u32) -> Self {
-        GroupGuard { pgid, armed: true }
+    /// Guards `target`.
+    pub fn new(target: Target) -> Self {
+        GroupGuard {
+            target,
+            armed: true,
+        }
     }
 
-    /// Kills the group now and disarms the guard.
+    /// After the process has exited: SIGKILLs what is left of its group,
+    /// and disarms the guard.
+    pub fn sweep(&mut self) {
+        self.target.force();
+        self.armed = false;
+    }
+
+    /// Stops the process now and disarms the guard.
     pub fn kill_now(&mut self) {
-        signal_group(self.pgid, Signal::SIGKILL);
+        self.target.kill_now();
         self.armed = false;
     }
 }
@@ -43,7 +108,7 @@ impl GroupGuard {
 impl Drop for GroupGuard {
     fn drop(&mut self) {
         if self.armed {
-            signal_group(self.pgid, Signal::SIGKILL);
+            self.target.kill_now();
         }
     }
 }
