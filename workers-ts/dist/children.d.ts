@@ -1,6 +1,6 @@
 /**
  * Which child processes a call started, so that cancelling the call stops
- * them (`shared` mode).
+ * them (`shared` mode), and the tag every child process carries.
  *
  * In `isolated` mode a cancel kills the worker's whole process group, which
  * takes every process its tool started. In `shared` mode the group also
@@ -12,15 +12,28 @@
  * `detached: true` (it leads one), else the process itself. A child the
  * call starts after the cancel is killed at once.
  *
+ * A process can leave its group: a child's own child that calls `setsid`,
+ * or a daemon that double-forks, is out of reach of a group kill. So every
+ * child process also gets the call's tag in its environment
+ * (`process_tags.ts`), which its descendants inherit. On Linux, a cancelled
+ * call that started any child also sweeps `/proc` for processes with its
+ * tag, with SIGTERM at the cancel and SIGKILL after the grace period, which
+ * takes the ones that left the group unless they dropped the tag from
+ * their environment. The tag is set in both modes: when the worker ends
+ * (watchdog, SIGTERM, exit) it SIGKILLs every process with one of its tags.
+ *
  * The record follows the call through its promises and callbacks in the
  * call's `AsyncLocalStorage` scope (`runInCall` in `context.ts`). Children
  * are seen where every way of starting one goes through:
  * `ChildProcess.prototype.spawn`, which `spawn`, `exec`,
  * `execFile`, `fork` and their promisified forms all call (so ESM named
  * imports of `node:child_process` see it too, with no export replaced).
+ * The tag goes into the environment Node has built for the child there
+ * (`envPairs`, where Node itself adds `NODE_CHANNEL_FD` for `fork`).
  * The synchronous forms (`spawnSync`, `execSync`) block the event loop
  * until their child ends, so there is nothing to kill by the time a cancel
- * is read.
+ * is read; they get no tag, so a background process they leave behind
+ * (`execSync("server &")`) is reached only through the worker's group.
  *
  * A child is signalled only while Node has not reaped it (its `exitCode`
  * and `signalCode` are still `null`), so its pid cannot have been reused.
@@ -30,15 +43,27 @@ import { ChildProcess } from "node:child_process";
 export declare const CHILD_KILL_GRACE_MS = 500;
 /** The child processes of one call. */
 export declare class CallChildren {
+    readonly tag: string;
     private started;
+    /** It started a child: a cancel must sweep for its tag. */
+    private spawned;
     private cancelled;
     private closed;
-    /** Record a child the call started (killed at once if the call was cancelled). */
+    /** `tag`: the tag in its children's environment ({@link callTag} of its id). */
+    constructor(tag: string);
+    /** Record a child the call started (killed at once if the call was cancelled, even after it ended). */
     add(child: ChildProcess, leadsGroup: boolean): void;
     /** The call was cancelled: stop every child it started that still runs. */
     cancel(): void;
-    /** The call ended: record nothing more (children of a call that was not cancelled live on). */
+    /** The call ended: record nothing more (children of a call that was not cancelled live on, until the worker ends). */
     close(): void;
 }
-/** Record the children started inside calls from now on (once; cheap to repeat). */
+/**
+ * Tag every child process started from now on and record the children
+ * started inside calls that have a record (shared mode), once; cheap to
+ * repeat. When this process exits, it SIGKILLs every process that carries
+ * one of its tags (if it started any child).
+ */
 export declare function installChildTracking(): void;
+/** SIGKILL every process that carries one of this worker's tags, if it ever started a child (blocks for the sweep). */
+export declare function killTaggedProcesses(): void;

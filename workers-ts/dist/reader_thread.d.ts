@@ -7,7 +7,8 @@
  * It runs on its own event loop, so neither heartbeats nor the watchdog wait
  * for a tool that blocks the main thread. Lines too long are skipped with a
  * note on stderr. When the channel reaches end-of-file or fails before
- * `shutdown`, the supervisor is gone: the thread SIGKILLs the process group
+ * `shutdown`, the supervisor is gone: the thread SIGKILLs the processes that
+ * carry the worker's tags (`process_tags.ts`) and the process group
  * itself, or, when the process leads no group, asks the main thread to exit
  * 1 (and SIGKILLs the process if the main thread does not within
  * {@link LOST_EXIT_MS}).

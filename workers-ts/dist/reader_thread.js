@@ -7,7 +7,8 @@
  * It runs on its own event loop, so neither heartbeats nor the watchdog wait
  * for a tool that blocks the main thread. Lines too long are skipped with a
  * note on stderr. When the channel reaches end-of-file or fails before
- * `shutdown`, the supervisor is gone: the thread SIGKILLs the process group
+ * `shutdown`, the supervisor is gone: the thread SIGKILLs the processes that
+ * carry the worker's tags (`process_tags.ts`) and the process group
  * itself, or, when the process leads no group, asks the main thread to exit
  * 1 (and SIGKILLs the process if the main thread does not within
  * {@link LOST_EXIT_MS}).
@@ -19,6 +20,7 @@ import { parentPort, workerData } from "node:worker_threads";
 import { LineReader } from "./channel.js";
 import { FdWriter } from "./fd_writer.js";
 import { killOwnGroup, note } from "./process_group.js";
+import { killAllTagged } from "./process_tags.js";
 import { ProtocolError, decode, encodeLine } from "./protocol.js";
 import { STOPPING } from "./shared_state.js";
 /** How long the main thread has to exit after the channel is lost, when there is no group to kill. */
@@ -35,6 +37,7 @@ function lost(reason) {
     lostOnce = true;
     const text = `${reason}; the supervisor is gone, killing the process group`;
     note(data.label, text);
+    killAllTagged(data.workerTag);
     if (killOwnGroup())
         return;
     port.postMessage({ lost: text });

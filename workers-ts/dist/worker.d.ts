@@ -7,7 +7,8 @@
  * `runInCall`), so calls are concurrent in both modes. Every call gets
  * exactly one terminal reply; progress, logs and chunks that come after it
  * are dropped. In `shared` mode, the child processes a call starts are
- * recorded, and killed when the call is cancelled (`children.ts`).
+ * recorded, and killed when the call is cancelled, with the processes
+ * under them that left their group (`children.ts`).
  *
  * The channel is read by a thread of its own (`channel_reader.ts`), which
  * answers heartbeats, so a tool that blocks this thread (a long synchronous
@@ -17,7 +18,10 @@
  * The watchdog: when the channel reaches end-of-file or fails (the
  * supervisor is gone, perhaps killed with SIGKILL) the worker kills its own
  * process group with SIGKILL, which takes every process its tools started
- * with it. SIGTERM does the same.
+ * with it, and the processes that carry its tags (`process_tags.ts`), which
+ * takes most of those that left the group. SIGTERM does the same, but its
+ * handler runs on the event loop: while a tool blocks it, SIGTERM waits,
+ * and the supervisor's SIGKILL of the group comes first.
  */
 import { type Channel } from "./channel.js";
 import { type Graph } from "./graph_manifest.js";
@@ -35,9 +39,10 @@ export interface Settings {
 /** Read `FLW_MODE`, `FLW_MAX_LINE_BYTES` and `FLW_WORKER`. */
 export declare function settingsFromEnv(env: NodeJS.ProcessEnv, defaultLabel: string): Settings;
 /**
- * The watchdog's action: end this worker and everything it started. As a
- * process-group leader the whole group gets SIGKILL; otherwise only this
- * process exits, with status 1.
+ * The watchdog's action: end this worker and everything it started. The
+ * processes that carry one of its tags get SIGKILL (`process_tags.ts`);
+ * as a process-group leader the whole group gets SIGKILL too; otherwise
+ * only this process exits, with status 1.
  */
 export declare function killProcessGroup(label: string, reason: string): never;
 /** Serves tools over one channel until `shutdown` or the channel ends. */

@@ -7,7 +7,8 @@
  * `runInCall`), so calls are concurrent in both modes. Every call gets
  * exactly one terminal reply; progress, logs and chunks that come after it
  * are dropped. In `shared` mode, the child processes a call starts are
- * recorded, and killed when the call is cancelled (`children.ts`).
+ * recorded, and killed when the call is cancelled, with the processes
+ * under them that left their group (`children.ts`).
  *
  * The channel is read by a thread of its own (`channel_reader.ts`), which
  * answers heartbeats, so a tool that blocks this thread (a long synchronous
@@ -17,18 +18,22 @@
  * The watchdog: when the channel reaches end-of-file or fails (the
  * supervisor is gone, perhaps killed with SIGKILL) the worker kills its own
  * process group with SIGKILL, which takes every process its tools started
- * with it. SIGTERM does the same.
+ * with it, and the processes that carry its tags (`process_tags.ts`), which
+ * takes most of those that left the group. SIGTERM does the same, but its
+ * handler runs on the event loop: while a tool blocks it, SIGTERM waits,
+ * and the supervisor's SIGKILL of the group comes first.
  */
 import { fileURLToPath } from "node:url";
 import { LineWriter } from "./channel.js";
 import { startReaderThread } from "./channel_reader.js";
-import { CallChildren, installChildTracking } from "./children.js";
+import { CallChildren, installChildTracking, killTaggedProcesses } from "./children.js";
 import { CallContext, runInCall } from "./context.js";
 import { errorText } from "./error_text.js";
 import { FdWriter } from "./fd_writer.js";
 import { NO_GRAPH } from "./graph_manifest.js";
 import { phasesOf, runPhase } from "./graph_run.js";
 import { killOwnGroup, note } from "./process_group.js";
+import { WORKER_TAG, callTag } from "./process_tags.js";
 import { DEFAULT_MAX_LINE_BYTES, PROTOCOL_VERSIONS, ProtocolError, decode, toJsonText, } from "./protocol.js";
 import { validate } from "./schema.js";
 import { STOPPING, newSharedState } from "./shared_state.js";
@@ -59,12 +64,14 @@ export function settingsFromEnv(env, defaultLabel) {
     return { mode: mode, maxLineBytes, label };
 }
 /**
- * The watchdog's action: end this worker and everything it started. As a
- * process-group leader the whole group gets SIGKILL; otherwise only this
- * process exits, with status 1.
+ * The watchdog's action: end this worker and everything it started. The
+ * processes that carry one of its tags get SIGKILL (`process_tags.ts`);
+ * as a process-group leader the whole group gets SIGKILL too; otherwise
+ * only this process exits, with status 1.
  */
 export function killProcessGroup(label, reason) {
     note(label, reason);
+    killTaggedProcesses();
     killOwnGroup();
     process.exit(1);
 }
@@ -116,8 +123,7 @@ export class Worker {
         this.settings = settings;
         const fdWriter = new FdWriter(channel.outputFd, this.state, (err) => this.channelLost(`writing to the channel failed: ${err.message}`));
         this.writer = new LineWriter((data) => fdWriter.write(data), settings.maxLineBytes);
-        if (settings.mode === "shared")
-            installChildTracking();
+        installChildTracking();
     }
     // -- channel and watchdog ----------------------------------------------
     /** Start the reader thread (reading and guarding the channel); messages wait until `serve`. */
@@ -129,6 +135,7 @@ export class Worker {
             maxLineBytes: this.settings.maxLineBytes,
             label,
             state: this.state,
+            workerTag: WORKER_TAG,
         }, {
             lines: (lines) => this.received(lines),
             lost: () => process.exit(1), // the reader thread wrote the note
@@ -317,7 +324,7 @@ export class Worker {
             what,
             name,
             controller: new AbortController(),
-            children: this.settings.mode === "shared" ? new CallChildren() : undefined,
+            children: this.settings.mode === "shared" ? new CallChildren(callTag(id)) : undefined,
             done: false,
             cancelRequested: false,
         };

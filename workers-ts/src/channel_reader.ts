@@ -21,6 +21,8 @@ export interface ReaderData {
   readonly label: string;
   /** The state shared with the main thread (`shared_state.ts`). */
   readonly state: Int32Array;
+  /** The worker's part of its children's tags (`process_tags.ts`), to kill them when the channel is lost. */
+  readonly workerTag: string;
 }
 
 /** What the reader thread posts to the main thread. */

@@ -7,7 +7,8 @@
  * `runInCall`), so calls are concurrent in both modes. Every call gets
  * exactly one terminal reply; progress, logs and chunks that come after it
  * are dropped. In `shared` mode, the child processes a call starts are
- * recorded, and killed when the call is cancelled (`children.ts`).
+ * recorded, and killed when the call is cancelled, with the processes
+ * under them that left their group (`children.ts`).
  *
  * The channel is read by a thread of its own (`channel_reader.ts`), which
  * answers heartbeats, so a tool that blocks this thread (a long synchronous
@@ -17,13 +18,16 @@
  * The watchdog: when the channel reaches end-of-file or fails (the
  * supervisor is gone, perhaps killed with SIGKILL) the worker kills its own
  * process group with SIGKILL, which takes every process its tools started
- * with it. SIGTERM does the same.
+ * with it, and the processes that carry its tags (`process_tags.ts`), which
+ * takes most of those that left the group. SIGTERM does the same, but its
+ * handler runs on the event loop: while a tool blocks it, SIGTERM waits,
+ * and the supervisor's SIGKILL of the group comes first.
  */
 
 import { fileURLToPath } from "node:url";
 import { type Channel, LineWriter } from "./channel.js";
 import { startReaderThread } from "./channel_reader.js";
-import { CallChildren, installChildTracking } from "./children.js";
+import { CallChildren, installChildTracking, killTaggedProcesses } from "./children.js";
 import { CallContext, type Context, runInCall } from "./context.js";
 import { errorText } from "./error_text.js";
 import { FdWriter } from "./fd_writer.js";
@@ -31,6 +35,7 @@ import type { WorkerNode } from "./graph.js";
 import { type Graph, NO_GRAPH } from "./graph_manifest.js";
 import { type PhaseRequest, phasesOf, runPhase } from "./graph_run.js";
 import { killOwnGroup, note } from "./process_group.js";
+import { WORKER_TAG, callTag } from "./process_tags.js";
 import {
   DEFAULT_MAX_LINE_BYTES,
   type ErrorKind,
@@ -83,12 +88,14 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv, defaultLabel: string): S
 }
 
 /**
- * The watchdog's action: end this worker and everything it started. As a
- * process-group leader the whole group gets SIGKILL; otherwise only this
- * process exits, with status 1.
+ * The watchdog's action: end this worker and everything it started. The
+ * processes that carry one of its tags get SIGKILL (`process_tags.ts`);
+ * as a process-group leader the whole group gets SIGKILL too; otherwise
+ * only this process exits, with status 1.
  */
 export function killProcessGroup(label: string, reason: string): never {
   note(label, reason);
+  killTaggedProcesses();
   killOwnGroup();
   process.exit(1);
 }
@@ -162,7 +169,7 @@ export class Worker {
       this.channelLost(`writing to the channel failed: ${err.message}`),
     );
     this.writer = new LineWriter((data) => fdWriter.write(data), settings.maxLineBytes);
-    if (settings.mode === "shared") installChildTracking();
+    installChildTracking();
   }
 
   // -- channel and watchdog ----------------------------------------------
@@ -177,6 +184,7 @@ export class Worker {
         maxLineBytes: this.settings.maxLineBytes,
         label,
         state: this.state,
+        workerTag: WORKER_TAG,
       },
       {
         lines: (lines) => this.received(lines),
@@ -364,7 +372,7 @@ export class Worker {
       what,
       name,
       controller: new AbortController(),
-      children: this.settings.mode === "shared" ? new CallChildren() : undefined,
+      children: this.settings.mode === "shared" ? new CallChildren(callTag(id)) : undefined,
       done: false,
       cancelRequested: false,
     };

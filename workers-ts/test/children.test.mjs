@@ -37,7 +37,7 @@ describe("shared mode", () => {
     assert.equal((await worker.wait()).code, 0);
   });
 
-  for (const how of ["spawn", "exec", "execFile", "promisified", "fork", "detached", "later"]) {
+  for (const how of ["spawn", "exec", "execFile", "promisified", "fork", "detached", "setsid", "daemon", "later"]) {
     test(`cancel kills the child a call started (${how})`, async () => {
       const id = nextId++;
       const pids = await startChild(worker, id, how);
@@ -76,6 +76,14 @@ describe("shared mode", () => {
     assert.ok(await waitDead(pidB));
   });
 
+  test("each child carries its call's tag, whatever environment the tool gave it", async () => {
+    const first = await worker.result(nextId, "tag");
+    const second = await worker.result(nextId + 1, "tag");
+    assert.match(first, new RegExp(`^[0-9a-f]{16}\\.${nextId}$`));
+    assert.equal(second, `${first.split(".")[0]}.${nextId + 1}`);
+    nextId += 2;
+  });
+
   test("the children of a call that ends normally live on", async () => {
     const pid = await worker.result(nextId++, "start_and_return");
     strays.push(pid);
@@ -84,6 +92,18 @@ describe("shared mode", () => {
     assert.ok(alive(pid), "a finished call's child was killed");
   });
 });
+
+for (const mode of ["isolated", "shared"]) {
+  test(`when the channel ends, the worker kills what left its group (${mode})`, async () => {
+    const worker = spawnWorker("children.mjs", { env: { FLW_MODE: mode } });
+    await worker.handshake();
+    const setsid = await startChild(worker, 1, "setsid");
+    const daemon = await startChild(worker, 2, "daemon");
+    worker.channel.destroy();
+    assert.equal((await worker.wait(5000)).signal, "SIGKILL");
+    for (const pid of [...setsid, ...daemon]) assert.ok(await waitDead(pid, 3000), `pid ${pid} outlived the worker`);
+  });
+}
 
 test("isolated mode leaves children to the supervisor's group kill", async () => {
   const worker = spawnWorker("children.mjs");
