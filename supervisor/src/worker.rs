@@ -50,6 +50,11 @@ pub enum Origin {
     Fork(Arc<ForkServer>),
 }
 
+/// How long a worker without a keeper gets between SIGTERM and SIGKILL when
+/// it is killed at once (after a cancel): enough for its SDK's handler to
+/// kill what its calls started, if its event loop is free.
+const NO_KEEPER_KILL_GRACE: Duration = Duration::from_millis(250);
+
 /// Settings of one worker process.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -679,9 +684,19 @@ async fn lifecycle(mut p: LifecycleParts, worker: Arc<Worker>, cfg: WorkerConfig
                     }
                     if now && !killed_now {
                         killed_now = true;
-                        target.kill_now();
-                        // A keeper needs a moment to sweep; a group is gone.
-                        let wait = if target.keeper { Duration::from_secs(1) } else { Duration::ZERO };
+                        // A keeper SIGKILLs the worker's tree and exits; the
+                        // SIGKILL of its group is for a keeper gone wrong. A
+                        // worker with no keeper (Node) gets SIGTERM and a
+                        // short grace, in which its SDK kills the processes
+                        // its calls started that left the group, if its
+                        // event loop is free.
+                        let wait = if target.keeper {
+                            target.kill_now();
+                            Duration::from_secs(1)
+                        } else {
+                            target.terminate();
+                            cfg.kill_grace.min(NO_KEEPER_KILL_GRACE)
+                        };
                         let at = tokio::time::Instant::now() + wait;
                         kill_at = Some(kill_at.map_or(at, |k| k.min(at)));
                     } else if kill_at.is_none() {
