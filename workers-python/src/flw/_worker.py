@@ -128,6 +128,41 @@ def kill_process_group(label: str, reason: str) -> NoReturn:
     os._exit(1)
 
 
+class Prepared(NamedTuple):
+    """What a worker serves, worked out once: a fork server does it before forking."""
+
+    tools: dict[str, Tool]
+    graph: Graph
+    hello: dict[str, Any]
+    """The ``hello`` message; its ``pid`` is filled in by the worker that sends it."""
+    needs_async: bool
+
+
+def prepare_worker(tools: Sequence[Tool], namespace: Mapping[str, Any] | None = None) -> Prepared:
+    """The tools by name, the graph and the ``hello`` of a script's worker.
+
+    Raises ``ToolDefinitionError`` or ``NodeDefinitionError`` when the
+    script's tools or nodes cannot be announced.
+    """
+    graph = build_graph(namespace or {}, registered_nodes())
+    version = ".".join(str(part) for part in sys.version_info[:3])
+    hello: dict[str, Any] = {
+        "type": "hello",
+        "protocol": list(PROTOCOL_VERSIONS),
+        "sdk": "python",
+        "sdk_version": __version__,
+        "runtime": f"{sys.implementation.name} {version}",
+        "pid": os.getpid(),
+        "tools": [entry.manifest() for entry in tools],
+    }
+    if graph.manifest:
+        hello["nodes"] = graph.manifest
+    if graph.flows:
+        hello["flows"] = graph.flows
+    needs_async = any(entry.is_async for entry in tools) or graph.needs_async
+    return Prepared({entry.name: entry for entry in tools}, graph, hello, needs_async)
+
+
 class _Call:
     """One call in flight. ``lock`` orders its messages and its end."""
 
@@ -347,17 +382,28 @@ class Worker:
         (with the ``@node`` registry) make the graph the worker announces.
         """
         try:
-            self._tools = {entry.name: entry for entry in tools}
-            self._graph = build_graph(namespace or {}, registered_nodes())
-            hello = self._hello(tools)
+            prepared = prepare_worker(tools, namespace)
         except (ToolDefinitionError, NodeDefinitionError) as exc:
             note(self.settings.label, str(exc))
             return 1
-        if any(entry.is_async for entry in tools) or self._graph.needs_async:
+        return self.serve_prepared(prepared)
+
+    def serve_prepared(self, prepared: Prepared, start_reader: bool = False) -> int:
+        """``serve`` with what ``prepare_worker`` worked out (maybe in a fork server).
+
+        ``start_reader``: start reading the channel right after ``hello`` is
+        written (a forked worker, whose script is loaded: the supervisor
+        reads ``hello`` while the reader thread starts).
+        """
+        self._tools = prepared.tools
+        self._graph = prepared.graph
+        hello = dict(prepared.hello)
+        hello["pid"] = os.getpid()
+        if prepared.needs_async:
             self._async = _AsyncRunner(self)
         self._ready.set()
         try:
-            code = self._serve(hello)
+            code = self._serve(hello, start_reader)
         finally:
             self._stopping = True
         if self._abandoned:
@@ -367,29 +413,14 @@ class Worker:
             self._async.close()
         return code
 
-    def _hello(self, tools: Sequence[Tool]) -> dict[str, Any]:
-        version = ".".join(str(part) for part in sys.version_info[:3])
-        hello: dict[str, Any] = {
-            "type": "hello",
-            "protocol": list(PROTOCOL_VERSIONS),
-            "sdk": "python",
-            "sdk_version": __version__,
-            "runtime": f"{sys.implementation.name} {version}",
-            "pid": os.getpid(),
-            "tools": [entry.manifest() for entry in tools],
-        }
-        if self._graph.manifest:
-            hello["nodes"] = self._graph.manifest
-        if self._graph.flows:
-            hello["flows"] = self._graph.flows
-        return hello
-
-    def _serve(self, hello: dict[str, Any]) -> int:
+    def _serve(self, hello: dict[str, Any], start_reader: bool) -> int:
         try:
             self._writer.send(hello)
         except ProtocolError as exc:
             note(self.settings.label, f"cannot send hello: {exc.message}")
             return 1
+        if start_reader:
+            self.start_reader()
         self._handshake.wait()
         answer = self._answer
         if answer["type"] == "shutdown":
