@@ -4,6 +4,10 @@
 imports the user's script (``flw.run()`` does nothing meanwhile) and serves
 its tools and graph nodes (the flows and nodes among the script's module
 globals). ``run`` serves those of a script started by hand.
+
+With ``FLW_KEEPER=1`` (set by the supervisor), ``main`` first forks: the
+parent stays as the worker's keeper (``_keeper.py``), the child goes on as
+the worker.
 """
 
 from __future__ import annotations
@@ -118,6 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     script = args[0]
     settings = Settings.from_env(os.environ, os.path.basename(script))
+    if os.environ.pop("FLW_KEEPER", None) == "1":
+        _become_keeper(settings.label)
     channel = _take_channel(os.environ, settings.label)
     if channel is None:
         return 2
@@ -131,6 +137,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         flush_std_streams()
         os._exit(status)
     return worker.serve(registered_tools(), script_globals())
+
+
+def _become_keeper(label: str) -> None:
+    """Exec mode: fork the worker and stay as its keeper; return in the worker."""
+    from ._keeper import kill_grace_seconds, start_worker
+
+    raw = os.environ.get("FLW_CHANNEL_FD")
+    channel_fd = int(raw) if raw and raw.isdigit() else None
+    grace = kill_grace_seconds(os.environ.pop("FLW_KILL_GRACE_MS", None))
+    start_worker(label, channel_fd, None, grace)
 
 
 def _line_buffer_stdout() -> None:
