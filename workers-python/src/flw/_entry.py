@@ -7,7 +7,8 @@ globals). ``run`` serves those of a script started by hand.
 
 With ``FLW_KEEPER=1`` (set by the supervisor), ``main`` first forks: the
 parent stays as the worker's keeper (``_keeper.py``), the child goes on as
-the worker.
+the worker. ``python -m flw --fork-server SCRIPT`` runs a fork server
+(``_fork_server.py``) instead of a worker.
 """
 
 from __future__ import annotations
@@ -103,10 +104,13 @@ def script_globals() -> Mapping[str, Any]:
 
 _USAGE = """\
 usage: python -m flw SCRIPT [ARGS...]
+       python -m flw --fork-server SCRIPT [ARGS...]
 
 Runs the @tool functions and graph nodes of SCRIPT as an flw worker. The
 supervisor starts this with the protocol channel on FLW_CHANNEL_FD; without
-it the worker speaks the protocol on stdin/stdout.
+it the worker speaks the protocol on stdin/stdout. With --fork-server, SCRIPT
+is imported once and workers are forked from it on the supervisor's request
+(fd 3 is then the control socket, fd 4 the supervisor's lifeline).
 """
 
 
@@ -120,6 +124,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args[0] == "--version":
         sys.stdout.write(f"flw {__version__}\n")
         return 0
+    if args[0] == "--fork-server":
+        if len(args) < 2:
+            sys.stderr.write(_USAGE)
+            return 2
+        from ._fork_server import serve
+
+        _line_buffer_stdout()
+        _serving = True
+        return serve(args[1], args[2:])
     script = args[0]
     settings = Settings.from_env(os.environ, os.path.basename(script))
     if os.environ.pop("FLW_KEEPER", None) == "1":
