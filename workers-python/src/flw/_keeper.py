@@ -65,6 +65,9 @@ DEFAULT_KILL_GRACE_MS = 2000
 _SWEEP_WAIT_MS = 20
 """How long the sweep waits for a SIGCHLD before it looks at ``/proc`` again."""
 
+_SWEEP_ROUNDS_FOR_W = 5
+"""Rounds the sweep waits for W's own group to die before it looks at ``/proc`` anyway."""
+
 _prctl = getattr(ctypes.CDLL(None, use_errno=True), "prctl", None)  # Linux only
 if _prctl is not None:
     _prctl.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong)
@@ -257,45 +260,51 @@ def _reap(worker: int, status: int | None) -> tuple[int | None, bool]:
 
 
 def _sweep(worker: int, status: int | None, wake_r: int) -> int | None:
-    """Kill W's group and every process that comes to K; reap them all. W's status."""
+    """Kill W's group and every process that comes to K; reap them all. W's status.
+
+    Until W is reaped (or a few rounds passed), what is left is W's own
+    group dying: K looks for other children only after that.
+    """
     if status is None:
         _kill_group(worker, signal.SIGKILL)
     me = os.getpid()
     own_group = os.getpgrp()
     poller = select.poll()
     poller.register(wake_r, select.POLLIN)
+    rounds = 0
     while True:
         status, more = _reap(worker, status)
         if not more:
             return status
-        for pid, pgid in _children_of(me):
-            _kill(pid, signal.SIGKILL)
-            if pgid != own_group:
-                _kill_group(pgid, signal.SIGKILL)
+        if status is not None or rounds >= _SWEEP_ROUNDS_FOR_W:
+            for pid, pgid in _children_of(me):
+                _kill(pid, signal.SIGKILL)
+                if pgid != own_group:
+                    _kill_group(pgid, signal.SIGKILL)
+        rounds += 1
         poller.poll(_SWEEP_WAIT_MS)
         drain_wakeup(wake_r)
 
 
 def _children_of(ppid: int) -> list[tuple[int, int]]:
-    """The live (not zombie) children of ``ppid``, as ``(pid, pgid)``, from ``/proc``."""
+    """The live (not zombie) children of ``ppid``, as ``(pid, pgid)``, from ``/proc``.
+
+    ``/proc/PID/task/PID/children`` names them where the kernel has it
+    (``CONFIG_PROC_CHILDREN``); else every ``/proc/*/stat`` is read.
+    """
+    listed = _read(f"/proc/{ppid}/task/{ppid}/children")
+    if listed is not None:
+        candidates = listed.split()
+    else:
+        try:
+            candidates = [name.encode() for name in os.listdir("/proc") if name.isdigit()]
+        except OSError:
+            return []
     found: list[tuple[int, int]] = []
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        return found
-    for name in names:
-        if not name.isdigit():
+    for name in candidates:
+        data = _read(f"/proc/{name.decode()}/stat")
+        if data is None:
             continue
-        try:
-            fd = os.open(f"/proc/{name}/stat", os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            data = os.read(fd, 512)
-        except OSError:
-            continue
-        finally:
-            os.close(fd)
         # pid (comm) state ppid pgrp ...; comm may hold spaces and parentheses.
         fields = data[data.rfind(b")") + 2 :].split(b" ", 3)
         if len(fields) < 3 or fields[0] == b"Z":
@@ -304,6 +313,26 @@ def _children_of(ppid: int) -> list[tuple[int, int]]:
             if int(fields[1]) == ppid:
                 found.append((int(name), int(fields[2])))
     return found
+
+
+def _read(path: str) -> bytes | None:
+    """A small ``/proc`` file's bytes, ``None`` when it cannot be read."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    chunks = []
+    try:
+        while True:
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
 
 
 def _exit_like(status: int | None) -> NoReturn:
