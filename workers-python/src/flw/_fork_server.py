@@ -124,8 +124,11 @@ def _take_descriptors(env: dict[str, str]) -> tuple[socket.socket, int]:
 
 
 def _preload(prepared: Prepared) -> None:
-    """Import what workers would import on their first call, once for all of them."""
+    """Import and work out what workers would on their first call, once for all of them."""
     import traceback  # noqa: F401  (every failed call formats one)
+
+    for entry in prepared.tools.values():
+        entry.plan_binding()
 
     if prepared.needs_async:
         import asyncio  # noqa: F401

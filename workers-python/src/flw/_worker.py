@@ -54,9 +54,11 @@ from ._node import registered_nodes
 from ._node_call import NodeTask, PhaseRefused, prepare
 from ._protocol import (
     DEFAULT_MAX_LINE_BYTES,
+    MAX_ID,
     PROTOCOL_VERSIONS,
     ProtocolError,
     decode_from_supervisor,
+    encode_line,
     result_line,
 )
 from ._tool import InvalidArguments, Tool, ToolDefinitionError
@@ -136,6 +138,8 @@ class Prepared(NamedTuple):
     hello: dict[str, Any]
     """The ``hello`` message; its ``pid`` is filled in by the worker that sends it."""
     needs_async: bool
+    hello_line: tuple[bytes, bytes] | None
+    """The encoded ``hello`` before and after the pid's digits (``None``: it does not encode)."""
 
 
 def prepare_worker(tools: Sequence[Tool], namespace: Mapping[str, Any] | None = None) -> Prepared:
@@ -160,7 +164,26 @@ def prepare_worker(tools: Sequence[Tool], namespace: Mapping[str, Any] | None = 
     if graph.flows:
         hello["flows"] = graph.flows
     needs_async = any(entry.is_async for entry in tools) or graph.needs_async
-    return Prepared({entry.name: entry for entry in tools}, graph, hello, needs_async)
+    tools_by_name = {entry.name: entry for entry in tools}
+    return Prepared(tools_by_name, graph, hello, needs_async, _hello_line(hello))
+
+
+_PID_MARK = b'"pid":%d,' % MAX_ID
+
+
+def _hello_line(hello: dict[str, Any]) -> tuple[bytes, bytes] | None:
+    """``hello``'s line around its pid, so that a forked worker does not encode it again.
+
+    The top-level ``pid`` comes before ``tools`` (and every member that
+    could hold the same text comes after it, or is a string where quotes
+    are escaped), so the first ``"pid":N,`` of the line is that member.
+    """
+    try:
+        line = encode_line({**hello, "pid": MAX_ID})
+    except ProtocolError:
+        return None  # the worker sends it the checked way and reports why
+    at = line.index(_PID_MARK) + len(b'"pid":')
+    return line[:at], line[at + len(str(MAX_ID)) :]
 
 
 class _Call:
@@ -397,8 +420,14 @@ class Worker:
         """
         self._tools = prepared.tools
         self._graph = prepared.graph
-        hello = dict(prepared.hello)
-        hello["pid"] = os.getpid()
+        message = dict(prepared.hello)
+        message["pid"] = os.getpid()
+        hello: dict[str, Any] | bytes = message
+        if prepared.hello_line is not None:
+            head, tail = prepared.hello_line
+            line = b"%b%d%b" % (head, os.getpid(), tail)
+            if len(line) - 1 <= self.settings.max_line_bytes:
+                hello = line
         if prepared.needs_async:
             self._async = _AsyncRunner(self)
         self._ready.set()
@@ -413,9 +442,12 @@ class Worker:
             self._async.close()
         return code
 
-    def _serve(self, hello: dict[str, Any], start_reader: bool) -> int:
+    def _serve(self, hello: dict[str, Any] | bytes, start_reader: bool) -> int:
         try:
-            self._writer.send(hello)
+            if isinstance(hello, bytes):
+                self._writer.write(hello)
+            else:
+                self._writer.send(hello)
         except ProtocolError as exc:
             note(self.settings.label, f"cannot send hello: {exc.message}")
             return 1
