@@ -533,3 +533,44 @@ def test_exec_mode_keeper_sweeps_when_the_supervisor_dies(tmp_path: Path) -> Non
         launcher.kill()
         launcher.communicate()
         parent.close()
+
+
+# -- pieces ----------------------------------------------------------------------------
+
+
+def test_the_prepared_hello_line_is_the_encoded_hello() -> None:
+    from flw import Tool
+    from flw._protocol import MAX_ID, encode_line
+    from flw._worker import prepare_worker
+
+    def tricky(pid: int = MAX_ID) -> int:
+        """Mentions "pid":9007199254740991, in its description."""
+        return pid
+
+    prepared = prepare_worker([Tool(tricky)])
+    assert prepared.hello_line is not None
+    head, tail = prepared.hello_line
+    assert head + b"4242" + tail == encode_line({**prepared.hello, "pid": 4242})
+
+
+def test_children_are_found_with_and_without_the_children_file(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from flw import _keeper
+
+    procs = [
+        subprocess.Popen(["sleep", "10"]),
+        subprocess.Popen(["sleep", "10"], start_new_session=True),
+    ]
+    try:
+        expected = {(proc.pid, os.getpgid(proc.pid)) for proc in procs}
+        assert expected <= set(_keeper._children_of(os.getpid()))
+        read = _keeper._read
+        monkeypatch.setattr(
+            _keeper, "_read", lambda path: None if path.endswith("/children") else read(path)
+        )
+        assert expected <= set(_keeper._children_of(os.getpid()))
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
