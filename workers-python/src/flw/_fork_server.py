@@ -48,11 +48,13 @@ from . import _fork_wire
 from ._channel import open_channel
 from ._graph import NodeDefinitionError
 from ._keeper import (
-    KEEPER_SIGNALS,
+    block_signals,
+    catch_signals,
     drain_wakeup,
     kill_grace_seconds,
     lifeline_closed,
     start_worker,
+    unblock_signals,
 )
 from ._protocol import ProtocolError
 from ._tool import ToolDefinitionError, registered_tools
@@ -195,9 +197,7 @@ class _ForkServer:
 
     def run(self) -> int:
         """Serve until ``shutdown``, EOF, SIGTERM or the lifeline ends; the exit status."""
-        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
-        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, _wake_only)
+        catch_signals((signal.SIGCHLD, signal.SIGTERM, signal.SIGINT), self.wake_w)
         poller = select.poll()
         poller.register(self.control.fileno(), select.POLLIN)
         poller.register(self.lifeline, select.POLLIN)
@@ -300,7 +300,7 @@ class _ForkServer:
     def _fork(self, requests: list[_Request]) -> None:
         """Fork a keeper for each request, then answer them and close their fds."""
         flush_std_streams()
-        signal.pthread_sigmask(signal.SIG_BLOCK, KEEPER_SIGNALS)
+        block_signals()
         outcomes: list[int | str] = []
         for request in requests:
             try:
@@ -311,7 +311,7 @@ class _ForkServer:
             if pid == 0:
                 self._keeper(request, requests)
             outcomes.append(pid)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, KEEPER_SIGNALS)
+        unblock_signals()
         for request, outcome in zip(requests, outcomes):
             _close_all(request.fds)
             if isinstance(outcome, int):
@@ -394,10 +394,6 @@ def _serve_worker(channel_fd: int, settings: Settings, prepared: Prepared) -> in
     worker = Worker(channel, settings)
     worker.install_signal_handlers()
     return worker.serve_prepared(prepared, start_reader=True)
-
-
-def _wake_only(signum: int, frame: object) -> None:
-    """The fork server's handler: the number reaches the loop through the wakeup fd."""
 
 
 def _stop_signal(signals: bytes) -> bool:

@@ -42,13 +42,14 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import importlib
 import os
 import select
 import signal
 import time
 from collections.abc import Iterable
 from types import FrameType
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from ._worker import flush_std_streams, note
 
@@ -67,6 +68,31 @@ _SWEEP_WAIT_MS = 20
 
 _SWEEP_ROUNDS_FOR_W = 5
 """Rounds the sweep waits for W's own group to die before it looks at ``/proc`` anyway."""
+
+# signal.py wraps the C functions of _signal so that they give back enum
+# members: the old handler is looked up as Handlers(handler), which raises
+# and catches a ValueError for a function, and a mask comes back as a set of
+# Signals. In a process just forked, every object that touches is a page to
+# copy, so K, W and the fork server's fork loop call the C functions.
+_C: Any = importlib.import_module("_signal")
+
+
+def block_signals() -> None:
+    """Block ``KEEPER_SIGNALS`` in this thread (around a fork of K or W)."""
+    _C.pthread_sigmask(_C.SIG_BLOCK, KEEPER_SIGNALS)
+
+
+def unblock_signals() -> None:
+    """Unblock ``KEEPER_SIGNALS`` in this thread."""
+    _C.pthread_sigmask(_C.SIG_UNBLOCK, KEEPER_SIGNALS)
+
+
+def catch_signals(signals: Iterable[int], wakeup_fd: int) -> None:
+    """Make ``signals`` write their number to ``wakeup_fd`` (a non-blocking pipe) only."""
+    _C.set_wakeup_fd(wakeup_fd, warn_on_full_buffer=False)
+    for signum in signals:
+        _C.signal(signum, _wake_only)
+
 
 _prctl = getattr(ctypes.CDLL(None, use_errno=True), "prctl", None)  # Linux only
 if _prctl is not None:
@@ -112,7 +138,7 @@ def start_worker(
     W is forked first thing: what K still has to set up runs beside W's start.
     """
     prctl(PR_SET_CHILD_SUBREAPER, 1)
-    signal.pthread_sigmask(signal.SIG_BLOCK, KEEPER_SIGNALS)
+    block_signals()
     parent = os.getppid()
     keeper = os.getpid()
     flush_std_streams()
@@ -126,28 +152,25 @@ def start_worker(
         if os.getppid() != keeper:
             os._exit(1)  # K died before PDEATHSIG was armed
         os.setpgid(0, 0)
-        signal.set_wakeup_fd(-1)
+        _C.set_wakeup_fd(-1)
         for sig in KEEPER_SIGNALS:
-            default = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
-            signal.signal(sig, default)
+            _C.signal(sig, _C.default_int_handler if sig == signal.SIGINT else _C.SIG_DFL)
         for fd in worker_closes:
             os.close(fd)
         if lifeline_fd is not None:
             os.close(lifeline_fd)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, KEEPER_SIGNALS)
+        unblock_signals()
         return
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)
     os.set_blocking(wake_w, False)
-    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
-    for sig in KEEPER_SIGNALS:
-        signal.signal(sig, _wake_only)
+    catch_signals(KEEPER_SIGNALS, wake_w)
     if channel_fd is not None:
         with contextlib.suppress(OSError):
             os.close(channel_fd)
     keep = {wake_r, wake_w} if lifeline_fd is None else {wake_r, wake_w, lifeline_fd}
     _close_fds_except(keep)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, KEEPER_SIGNALS)
+    unblock_signals()
     exec_parent = parent if lifeline_fd is None else None
     _keep(label, worker, wake_r, lifeline_fd, grace_seconds, exec_parent)
 
@@ -344,8 +367,8 @@ def _exit_like(status: int | None) -> NoReturn:
         with contextlib.suppress(OSError):
             prctl(PR_SET_DUMPABLE, 0)
         with contextlib.suppress(OSError, ValueError):
-            signal.signal(signum, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signum})
+            _C.signal(signum, _C.SIG_DFL)
+        _C.pthread_sigmask(_C.SIG_UNBLOCK, {signum})
         os.kill(os.getpid(), signum)
         os._exit(128 + signum)
     os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 1)
