@@ -450,6 +450,21 @@ def test_workers_outlive_a_killed_fork_server(server: ForkServer) -> None:
     assert wait_dead(worker.keeper, 5.0)
 
 
+@pytest.mark.parametrize("how", ["sigterm", "eof"])
+def test_the_fork_server_stops_on_sigterm_or_eof_and_leaves_workers(
+    server: ForkServer, how: str
+) -> None:
+    worker = server.fork(1)
+    pid = worker.handshake()["pid"]
+    if how == "sigterm":
+        server.proc.terminate()
+    else:
+        server.control.shutdown(socket.SHUT_RDWR)
+    assert server.wait() == 0
+    assert only_result(worker.call(1, "echo", {"text": "on"})) == "on"
+    assert stat_of(pid)[0] != "Z"
+
+
 def test_keepers_reap_adopted_orphans_while_the_worker_lives(server: ForkServer) -> None:
     worker = server.fork(1)
     pid = worker.handshake()["pid"]
