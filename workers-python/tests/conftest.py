@@ -57,49 +57,12 @@ def worker_env(**extra: str) -> dict[str, str]:
     return env
 
 
-class WorkerProcess:
-    """A worker started the way the supervisor starts it: fd 3, new session."""
+class ChannelPeer:
+    """The supervisor's end of a worker's protocol channel (a stream socket)."""
 
-    def __init__(
-        self,
-        script: Path | str,
-        *,
-        mode: str = "shared",
-        max_line_bytes: int | None = None,
-        env: dict[str, str] | None = None,
-    ) -> None:
-        parent, child = socket.socketpair()
-        child_fd = child.fileno()
-
-        def put_channel_on_fd_3() -> None:
-            if child_fd == 3:
-                os.set_inheritable(3, True)
-            else:
-                os.dup2(child_fd, 3)  # dup2 makes fd 3 inheritable
-
-        extra = {"FLW_CHANNEL_FD": "3", "FLW_MODE": mode, "FLW_WORKER": "test.py#1"}
-        if max_line_bytes is not None:
-            extra["FLW_MAX_LINE_BYTES"] = str(max_line_bytes)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "flw", str(script)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env={**worker_env(**extra), **(env or {})},
-            start_new_session=True,
-            close_fds=False,
-            preexec_fn=put_channel_on_fd_3,
-        )
-        self.channel_link = f"socket:[{os.fstat(child_fd).st_ino}]"
-        child.close()
-        self.sock = parent
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
         self._buffer = b""
-        self.stdout = b""
-        self.stderr = b""
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
 
     def send(self, message: dict[str, Any]) -> None:
         self.sock.sendall(encode_line(message))
@@ -160,6 +123,50 @@ class WorkerProcess:
             messages.append(message)
             if message["type"] in TERMINAL:
                 return messages
+
+
+class WorkerProcess(ChannelPeer):
+    """A worker started the way the supervisor starts it: fd 3, new session."""
+
+    def __init__(
+        self,
+        script: Path | str,
+        *,
+        mode: str = "shared",
+        max_line_bytes: int | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        parent, child = socket.socketpair()
+        child_fd = child.fileno()
+
+        def put_channel_on_fd_3() -> None:
+            if child_fd == 3:
+                os.set_inheritable(3, True)
+            else:
+                os.dup2(child_fd, 3)  # dup2 makes fd 3 inheritable
+
+        extra = {"FLW_CHANNEL_FD": "3", "FLW_MODE": mode, "FLW_WORKER": "test.py#1"}
+        if max_line_bytes is not None:
+            extra["FLW_MAX_LINE_BYTES"] = str(max_line_bytes)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "flw", str(script)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**worker_env(**extra), **(env or {})},
+            start_new_session=True,
+            close_fds=False,
+            preexec_fn=put_channel_on_fd_3,
+        )
+        self.channel_link = f"socket:[{os.fstat(child_fd).st_ino}]"
+        child.close()
+        super().__init__(parent)
+        self.stdout = b""
+        self.stderr = b""
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
 
     def wait(self, timeout: float = 5.0) -> int:
         out, err = self.proc.communicate(timeout=timeout)

@@ -1,4 +1,5 @@
-"""Every shared test vector of protocol/vectors/vectors.json, decoded and encoded."""
+"""Every shared test vector of protocol/vectors/ (vectors.json, fork_server.json),
+decoded and encoded."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from flw import _fork_wire
 from flw._channel import LineReader
 from flw._protocol import (
     ERROR_CODES,
@@ -155,3 +157,45 @@ def test_all_valid_lines_through_the_line_reader() -> None:
     assert [decode(line, c["from"]) for line, c in zip(lines, VALID)] == [
         c["message"] for c in VALID
     ]
+
+
+# -- the fork server's control datagrams (fork_server.json) --------------------------
+
+FORK_VECTORS = json.loads((VECTORS_FILE.parent / "fork_server.json").read_text(encoding="utf-8"))
+
+
+def _fork_id(case: dict[str, Any]) -> str:
+    return f"{case['direction']}:{case['text'][:60]}"
+
+
+@pytest.mark.parametrize("case", FORK_VECTORS["valid"], ids=_fork_id)
+def test_fork_server_valid_datagram(case: dict[str, Any]) -> None:
+    data = case["text"].encode("utf-8")
+    assert _fork_wire.decode(data, case["direction"]) == case["message"]
+    assert _fork_wire.decode(data + b"\n", case["direction"]) == case["message"]
+    assert _fork_wire.encode(case["message"]) == data
+
+
+@pytest.mark.parametrize("case", FORK_VECTORS["invalid"], ids=_fork_id)
+def test_fork_server_invalid_datagram(case: dict[str, Any]) -> None:
+    with pytest.raises(ProtocolError) as info:
+        _fork_wire.decode(case["text"].encode("utf-8"), case["direction"])
+    assert info.value.code == case["why"].split(":")[0]
+
+
+def test_fork_server_vectors_cover_every_message_type() -> None:
+    covered = {(case["direction"], case["message"]["type"]) for case in FORK_VECTORS["valid"]}
+    assert covered == {
+        *(("supervisor", kind) for kind in _fork_wire.SUPERVISOR_MESSAGES),
+        *(("fork_server", kind) for kind in _fork_wire.FORK_SERVER_MESSAGES),
+    }
+
+
+def test_fork_server_datagram_limit() -> None:
+    reason = "x" * _fork_wire.MAX_DATAGRAM
+    with pytest.raises(ProtocolError) as info:
+        _fork_wire.encode({"type": "unsafe", "reason": reason})
+    assert info.value.code == "line_too_long"
+    with pytest.raises(ProtocolError) as info:
+        _fork_wire.decode(b" " * (_fork_wire.MAX_DATAGRAM + 1), "supervisor")
+    assert info.value.code == "line_too_long"

@@ -4,6 +4,11 @@
 imports the user's script (``flw.run()`` does nothing meanwhile) and serves
 its tools and graph nodes (the flows and nodes among the script's module
 globals). ``run`` serves those of a script started by hand.
+
+With ``FLW_KEEPER=1`` (set by the supervisor), ``main`` first forks: the
+parent stays as the worker's keeper (``_keeper.py``), the child goes on as
+the worker. ``python -m flw --fork-server SCRIPT`` runs a fork server
+(``_fork_server.py``) instead of a worker.
 """
 
 from __future__ import annotations
@@ -99,10 +104,13 @@ def script_globals() -> Mapping[str, Any]:
 
 _USAGE = """\
 usage: python -m flw SCRIPT [ARGS...]
+       python -m flw --fork-server SCRIPT [ARGS...]
 
 Runs the @tool functions and graph nodes of SCRIPT as an flw worker. The
 supervisor starts this with the protocol channel on FLW_CHANNEL_FD; without
-it the worker speaks the protocol on stdin/stdout.
+it the worker speaks the protocol on stdin/stdout. With --fork-server, SCRIPT
+is imported once and workers are forked from it on the supervisor's request
+(fd 3 is then the control socket, fd 4 the supervisor's lifeline).
 """
 
 
@@ -116,8 +124,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args[0] == "--version":
         sys.stdout.write(f"flw {__version__}\n")
         return 0
+    if args[0] == "--fork-server":
+        if len(args) < 2:
+            sys.stderr.write(_USAGE)
+            return 2
+        from ._fork_server import serve
+
+        _line_buffer_stdout()
+        _serving = True
+        return serve(args[1], args[2:])
     script = args[0]
     settings = Settings.from_env(os.environ, os.path.basename(script))
+    if os.environ.pop("FLW_KEEPER", None) == "1":
+        _become_keeper(settings.label)
     channel = _take_channel(os.environ, settings.label)
     if channel is None:
         return 2
@@ -131,6 +150,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         flush_std_streams()
         os._exit(status)
     return worker.serve(registered_tools(), script_globals())
+
+
+def _become_keeper(label: str) -> None:
+    """Exec mode: fork the worker and stay as its keeper; return in the worker."""
+    from ._keeper import kill_grace_seconds, start_worker
+
+    raw = os.environ.get("FLW_CHANNEL_FD")
+    channel_fd = int(raw) if raw and raw.isdigit() else None
+    grace = kill_grace_seconds(os.environ.pop("FLW_KILL_GRACE_MS", None))
+    start_worker(label, channel_fd, None, grace)
 
 
 def _line_buffer_stdout() -> None:

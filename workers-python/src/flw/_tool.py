@@ -158,15 +158,22 @@ class Tool:
         ``ctx`` to the context parameter. Raises :class:`InvalidArguments`
         for missing, unknown or ill-typed arguments.
         """
-        if not self._planned:
-            self._plan = self._make_plan()
-            self._planned = True
-        plan = self._plan
+        plan = self._plan if self._planned else self.plan_binding()
         if plan is not None:
             keywords = _plain_bind(plan, args, ctx)
             if keywords is not None:
                 return [], keywords
         return self._bind(args, ctx)
+
+    def plan_binding(self) -> _Plan | None:
+        """Work out once how arguments bind (the first ``bind`` does it otherwise).
+
+        A fork server does it before it forks, so workers share the result.
+        """
+        if not self._planned:
+            self._plan = self._make_plan()
+            self._planned = True
+        return self._plan
 
     def _make_plan(self) -> _Plan | None:
         params = self._analyzed().params

@@ -54,9 +54,11 @@ from ._node import registered_nodes
 from ._node_call import NodeTask, PhaseRefused, prepare
 from ._protocol import (
     DEFAULT_MAX_LINE_BYTES,
+    MAX_ID,
     PROTOCOL_VERSIONS,
     ProtocolError,
     decode_from_supervisor,
+    encode_line,
     result_line,
 )
 from ._tool import InvalidArguments, Tool, ToolDefinitionError
@@ -126,6 +128,62 @@ def kill_process_group(label: str, reason: str) -> NoReturn:
     except OSError:
         pass
     os._exit(1)
+
+
+class Prepared(NamedTuple):
+    """What a worker serves, worked out once: a fork server does it before forking."""
+
+    tools: dict[str, Tool]
+    graph: Graph
+    hello: dict[str, Any]
+    """The ``hello`` message; its ``pid`` is filled in by the worker that sends it."""
+    needs_async: bool
+    hello_line: tuple[bytes, bytes] | None
+    """The encoded ``hello`` before and after the pid's digits (``None``: it does not encode)."""
+
+
+def prepare_worker(tools: Sequence[Tool], namespace: Mapping[str, Any] | None = None) -> Prepared:
+    """The tools by name, the graph and the ``hello`` of a script's worker.
+
+    Raises ``ToolDefinitionError`` or ``NodeDefinitionError`` when the
+    script's tools or nodes cannot be announced.
+    """
+    graph = build_graph(namespace or {}, registered_nodes())
+    version = ".".join(str(part) for part in sys.version_info[:3])
+    hello: dict[str, Any] = {
+        "type": "hello",
+        "protocol": list(PROTOCOL_VERSIONS),
+        "sdk": "python",
+        "sdk_version": __version__,
+        "runtime": f"{sys.implementation.name} {version}",
+        "pid": os.getpid(),
+        "tools": [entry.manifest() for entry in tools],
+    }
+    if graph.manifest:
+        hello["nodes"] = graph.manifest
+    if graph.flows:
+        hello["flows"] = graph.flows
+    needs_async = any(entry.is_async for entry in tools) or graph.needs_async
+    tools_by_name = {entry.name: entry for entry in tools}
+    return Prepared(tools_by_name, graph, hello, needs_async, _hello_line(hello))
+
+
+_PID_MARK = b'"pid":%d,' % MAX_ID
+
+
+def _hello_line(hello: dict[str, Any]) -> tuple[bytes, bytes] | None:
+    """``hello``'s line around its pid, so that a forked worker does not encode it again.
+
+    The top-level ``pid`` comes before ``tools`` (and every member that
+    could hold the same text comes after it, or is a string where quotes
+    are escaped), so the first ``"pid":N,`` of the line is that member.
+    """
+    try:
+        line = encode_line({**hello, "pid": MAX_ID})
+    except ProtocolError:
+        return None  # the worker sends it the checked way and reports why
+    at = line.index(_PID_MARK) + len(b'"pid":')
+    return line[:at], line[at + len(str(MAX_ID)) :]
 
 
 class _Call:
@@ -347,17 +405,34 @@ class Worker:
         (with the ``@node`` registry) make the graph the worker announces.
         """
         try:
-            self._tools = {entry.name: entry for entry in tools}
-            self._graph = build_graph(namespace or {}, registered_nodes())
-            hello = self._hello(tools)
+            prepared = prepare_worker(tools, namespace)
         except (ToolDefinitionError, NodeDefinitionError) as exc:
             note(self.settings.label, str(exc))
             return 1
-        if any(entry.is_async for entry in tools) or self._graph.needs_async:
+        return self.serve_prepared(prepared)
+
+    def serve_prepared(self, prepared: Prepared, start_reader: bool = False) -> int:
+        """``serve`` with what ``prepare_worker`` worked out (maybe in a fork server).
+
+        ``start_reader``: start reading the channel right after ``hello`` is
+        written (a forked worker, whose script is loaded: the supervisor
+        reads ``hello`` while the reader thread starts).
+        """
+        self._tools = prepared.tools
+        self._graph = prepared.graph
+        message = dict(prepared.hello)
+        message["pid"] = os.getpid()
+        hello: dict[str, Any] | bytes = message
+        if prepared.hello_line is not None:
+            head, tail = prepared.hello_line
+            line = b"%b%d%b" % (head, os.getpid(), tail)
+            if len(line) - 1 <= self.settings.max_line_bytes:
+                hello = line
+        if prepared.needs_async:
             self._async = _AsyncRunner(self)
         self._ready.set()
         try:
-            code = self._serve(hello)
+            code = self._serve(hello, start_reader)
         finally:
             self._stopping = True
         if self._abandoned:
@@ -367,29 +442,17 @@ class Worker:
             self._async.close()
         return code
 
-    def _hello(self, tools: Sequence[Tool]) -> dict[str, Any]:
-        version = ".".join(str(part) for part in sys.version_info[:3])
-        hello: dict[str, Any] = {
-            "type": "hello",
-            "protocol": list(PROTOCOL_VERSIONS),
-            "sdk": "python",
-            "sdk_version": __version__,
-            "runtime": f"{sys.implementation.name} {version}",
-            "pid": os.getpid(),
-            "tools": [entry.manifest() for entry in tools],
-        }
-        if self._graph.manifest:
-            hello["nodes"] = self._graph.manifest
-        if self._graph.flows:
-            hello["flows"] = self._graph.flows
-        return hello
-
-    def _serve(self, hello: dict[str, Any]) -> int:
+    def _serve(self, hello: dict[str, Any] | bytes, start_reader: bool) -> int:
         try:
-            self._writer.send(hello)
+            if isinstance(hello, bytes):
+                self._writer.write(hello)
+            else:
+                self._writer.send(hello)
         except ProtocolError as exc:
             note(self.settings.label, f"cannot send hello: {exc.message}")
             return 1
+        if start_reader:
+            self.start_reader()
         self._handshake.wait()
         answer = self._answer
         if answer["type"] == "shutdown":
