@@ -66,9 +66,11 @@ pub enum FromForkServer {
     Exited {
         /// Its pid.
         pid: u32,
-        /// Its exit status, when it exited.
+        /// Its exit status, when it exited (present, `null` otherwise).
+        #[serde(deserialize_with = "Option::deserialize")]
         code: Option<i32>,
-        /// The signal that ended it, when one did.
+        /// The signal that ended it, when one did (present, `null` otherwise).
+        #[serde(deserialize_with = "Option::deserialize")]
         signal: Option<i32>,
     },
 }
@@ -86,7 +88,17 @@ impl ToForkServer {
 
     /// Parses a datagram.
     pub fn decode(bytes: &[u8]) -> Result<ToForkServer, ForkMessageError> {
-        decode(bytes)
+        let msg: ToForkServer = decode(bytes)?;
+        if let ToForkServer::Fork { id, label } = &msg {
+            check_id(*id)?;
+            if label.is_empty() || label.contains('\0') {
+                return Err(ForkMessageError(
+                    "`label` is a non-empty string with no NUL (it goes into the environment)"
+                        .into(),
+                ));
+            }
+        }
+        Ok(msg)
     }
 }
 
@@ -98,8 +110,42 @@ impl FromForkServer {
 
     /// Parses a datagram.
     pub fn decode(bytes: &[u8]) -> Result<FromForkServer, ForkMessageError> {
-        decode(bytes)
+        let msg: FromForkServer = decode(bytes)?;
+        match &msg {
+            FromForkServer::Ready { pid } | FromForkServer::Exited { pid, .. } if *pid == 0 => {
+                return Err(ForkMessageError("`pid` is 1 or more".into()));
+            }
+            FromForkServer::Forked { id, pid } => {
+                check_id(*id)?;
+                if *pid == 0 {
+                    return Err(ForkMessageError("`pid` is 1 or more".into()));
+                }
+            }
+            FromForkServer::ForkFailed { id, .. } => check_id(*id)?,
+            FromForkServer::Exited { code, signal, .. } => {
+                if code.is_some() == signal.is_some() {
+                    return Err(ForkMessageError(
+                        "exactly one of `code` and `signal` is an integer".into(),
+                    ));
+                }
+                if code.is_some_and(|c| !(0..=255).contains(&c)) {
+                    return Err(ForkMessageError("`code` is 0 to 255".into()));
+                }
+                if signal.is_some_and(|s| !(1..=64).contains(&s)) {
+                    return Err(ForkMessageError("`signal` is 1 to 64".into()));
+                }
+            }
+            _ => {}
+        }
+        Ok(msg)
     }
+}
+
+fn check_id(id: u64) -> Result<(), ForkMessageError> {
+    if id > crate::MAX_CALL_ID {
+        return Err(ForkMessageError("`id` is 0 to 2^53-1".into()));
+    }
+    Ok(())
 }
 
 fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ForkMessageError> {
