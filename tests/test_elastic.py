@@ -5,6 +5,7 @@ flw's own death, hot swap under load, and idle workers stopped."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -206,10 +207,8 @@ async def test_sigkill_of_flw_with_100_busy_forked_workers_leaves_no_process(tmp
             flw_pid = next(p for p, pp in ppid_map().items() if pp == os.getpid() and cmdline(p).startswith(FLW))
 
             async def call(tool: str, args: dict) -> None:
-                try:
+                with contextlib.suppress(Exception):  # flw is killed under it
                     await s.call_tool(tool, args)
-                except Exception:  # noqa: BLE001 - flw was killed under it
-                    pass
 
             with anyio.move_on_after(HANG):
                 async with anyio.create_task_group() as tg:
@@ -246,6 +245,18 @@ async def test_a_script_that_starts_threads_at_import_is_served_by_exec(tmp_path
     log = errlog.read_text()
     assert "workers start with exec, not fork" in log, log
     assert "thread" in log and "warm-cache" in log, log
+
+
+@pytest.mark.anyio
+async def test_a_script_that_does_not_survive_fork_is_served_by_exec(tmp_path):
+    errlog = tmp_path / "stderr"
+    env = {**os.environ, "FLW_LOG": "info"}
+    async with mcp(str(ELASTIC / "dies_after_fork.py"), errlog_path=errlog, env=env) as s:
+        with anyio.fail_after(HANG):
+            r = await s.call_tool("where", {})
+            assert not r.is_error, r.content
+    log = errlog.read_text()
+    assert "a forked worker failed to start, so the script may not survive fork" in log, log
 
 
 @pytest.mark.anyio
@@ -323,6 +334,11 @@ def test_idle_workers_are_stopped_after_idle_timeout(tmp_path):
 
         def live() -> int:
             return srv.get("/v1/pools").json()["pools"][0]["workers"]["live"]
+
+        ps = subprocess.run([FLW, "ps"], capture_output=True, text=True, timeout=HANG)
+        line = next((ln for ln in ps.stdout.splitlines() if ln.split()[:2] == ["tools", "isolated"]), None)
+        assert line is not None, ps.stdout
+        assert int(line.split()[2]) >= 8, line  # LIVE
 
         wait_until(lambda: live() == 1, 20, "the idle workers to be stopped")
         time.sleep(1.5)
