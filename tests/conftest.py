@@ -96,6 +96,73 @@ def children(pid: int) -> list[int]:
     return out
 
 
+def ppid_map() -> dict[int, int]:
+    """Every live process's parent."""
+    out = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] not in ("Z", "X"):
+            out[int(entry)] = int(fields[1])
+    return out
+
+
+def descendants(pid: int) -> set[int]:
+    """Live processes below pid."""
+    parents = ppid_map()
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {p for p, pp in parents.items() if pp in frontier and p not in found}
+        found |= frontier
+    return found
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+def _leads_group(pid: int) -> bool:
+    try:
+        return os.getpgid(pid) == pid
+    except OSError:
+        return False
+
+
+def workers(flw_pid: int) -> list[int]:
+    """The worker processes of a flw process, however they were started:
+
+    - forked: flw -> fork server (`--fork-server` in its command line) ->
+      keeper -> worker;
+    - exec'd Python: flw -> keeper (`-m flw`) -> worker;
+    - Node: flw -> worker.
+
+    A worker leads its own process group; a keeper's other children are
+    processes it adopted."""
+    found: list[int] = []
+    for child in children(flw_pid):
+        cmd = _cmdline(child)
+        if b"--fork-server" in cmd:
+            keepers = children(child)
+        elif b"\0-m\0flw\0" in cmd:
+            keepers = [child]
+        else:
+            found.append(child)
+            continue
+        for keeper in keepers:
+            found.extend(w for w in children(keeper) if _leads_group(w))
+    return found
+
+
 def wait_until(pred: Callable[[], bool], timeout: float, what: str) -> float:
     """Polls pred every 10 ms; returns the seconds it took, fails on timeout."""
     start = time.monotonic()

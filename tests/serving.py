@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conftest import FIXTURES, FLW, alive, children, wait_until
+from conftest import FIXTURES, FLW, alive, wait_until, workers
 
 SERVE_TOOLS = FIXTURES / "serve_tools.py"
 MODERN = "2026-07-28"  # the MCP version without sessions
@@ -175,7 +175,7 @@ class Server:
         wait_until(lambda: self.get("/readyz").status == 200, timeout, "/readyz to answer 200")
 
     def workers(self) -> list[int]:
-        return children(self.proc.pid)
+        return workers(self.proc.pid)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         """Signals flw and waits for it to exit; returns its exit code."""

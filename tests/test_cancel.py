@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import TOOLS, alive, children, read_pids, start_flw, wait_until, write_config
+from conftest import TOOLS, alive, descendants, read_pids, start_flw, wait_until, workers, write_config
 
 GRACE = 0.5  # --cancel-grace used below
 BOUND = 3.0  # SIGTERM->SIGKILL grace (2 s) plus slack for a loaded machine
@@ -83,11 +83,11 @@ def test_supervisor_sigkill_leaves_no_worker_and_no_grandchild(tmp_path):
         proc.stdin.write((json.dumps(msg) + "\n").encode())
     proc.stdin.flush()
     worker, grandchild = read_pids(pidfile)
-    wait_until(lambda: len(children(proc.pid)) >= 2, 20, "both workers to start")
-    workers = children(proc.pid)
-    assert worker in workers
+    wait_until(lambda: worker in workers(proc.pid), 20, "the worker to be seen")
+    below = descendants(proc.pid)
+    assert worker in below and grandchild in below
     proc.kill()
     proc.wait(timeout=10)
     time.sleep(1.0)
-    survivors = [p for p in [*workers, grandchild] if alive(p)]
+    survivors = [p for p in below if alive(p)]
     assert survivors == [], f"alive 1 s after SIGKILL of flw: {survivors}"

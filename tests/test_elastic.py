@@ -19,39 +19,12 @@ import pytest
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-from conftest import FIXTURES, FLW, alive, read_pids, wait_until
+from conftest import FIXTURES, FLW, alive, descendants, ppid_map, read_pids, wait_until
 from serving import Server
 
 ELASTIC = FIXTURES / "elastic"
 TOOLS = ELASTIC / "tools.py"
 HANG = 60.0  # generous bounds: they catch hangs, the benchmark times things
-
-
-def ppid_map() -> dict[int, int]:
-    """Every live process's parent."""
-    out = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] not in ("Z", "X"):
-            out[int(entry)] = int(fields[1])
-    return out
-
-
-def descendants(pid: int) -> set[int]:
-    """Live processes below pid."""
-    parents = ppid_map()
-    found: set[int] = set()
-    frontier = {pid}
-    while frontier:
-        frontier = {p for p, pp in parents.items() if pp in frontier and p not in found}
-        found |= frontier
-    return found
 
 
 def cmdline(pid: int) -> str:

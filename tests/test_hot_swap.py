@@ -22,7 +22,7 @@ import anyio
 import pytest
 from mcp import ClientSession, StdioServerParameters, stdio_client, types
 
-from conftest import FLW, McpPipe, alive, children, group_members, run_flw, wait_until
+from conftest import FLW, McpPipe, alive, children, group_members, run_flw, wait_until, workers
 
 pytestmark = pytest.mark.anyio
 
@@ -254,7 +254,7 @@ async def test_ten_rewrites_under_load_fail_no_call_and_leak_no_process(tmp_path
     async with session(notes, "--config", str(cfg)) as s:
         await wait_for(lambda: version_is(s, "v1"), 30, "v1")
         flw = flw_pid(str(cfg))
-        first_workers = set(children(flw))
+        first_workers = set(workers(flw))
         seen_workers = set(first_workers)
         assert len(first_workers) == 2
 
@@ -322,7 +322,7 @@ async def test_ten_rewrites_under_load_fail_no_call_and_leak_no_process(tmp_path
                     continue
                 await wait_for(lambda n=n: version_is(s, f"v{n}"), 60, f"v{n} to serve")
                 swap_times.append(time.monotonic() - saved)
-                seen_workers |= set(children(flw))
+                seen_workers |= set(workers(flw))
                 if n in (3, 5, 8, 10):  # the tools changed
                     await wait_for(notes.list_changed_since(before_changed), 10, f"tools/list_changed after v{n}")
                     tools = {t.name: t for t in (await s.list_tools()).tools}
@@ -341,10 +341,10 @@ async def test_ten_rewrites_under_load_fail_no_call_and_leak_no_process(tmp_path
 
         # Only the last generation's workers are left; every other worker and its group is gone.
         def settled() -> bool:
-            return len(children(flw)) == 2
+            return len(workers(flw)) == 2
 
         wait_until(settled, 30, "the old generations to exit")
-        last = set(children(flw))
+        last = set(workers(flw))
         assert last.isdisjoint(first_workers)
         for pid in seen_workers - last:
             wait_until(lambda pid=pid: not alive(pid) and not group_members(pid), 10, f"worker {pid} to be gone")
@@ -464,10 +464,10 @@ async def test_flw_reload_and_sighup_reload_a_server_that_does_not_watch(tmp_pat
         # nothing here: a worker still starting when the file is saved
         # loads the new one.)
         server = flw_pid(str(path))
-        workers = set(children(server))
+        before = set(workers(server))
         path.write_text(python_script(2))
         await anyio.sleep(1.0)
-        assert set(children(server)) == workers, "--no-watch: a save alone does not reload"
+        assert set(workers(server)) == before, "--no-watch: a save alone does not reload"
 
         other = tmp_path / "other.py"
         other.write_text(python_script(9))

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import McpPipe, alive, children, group_members, read_pids, wait_until, write_config
+from conftest import McpPipe, alive, group_members, read_pids, wait_until, workers, write_config
 from serving import Reply, serve, write_serve_config
 
 ONE_WORKER = '[pools.tools]\nscript = "tools.py"\ninstances = 1\n'
@@ -26,10 +26,10 @@ def text_of(answer: dict) -> tuple[bool, str]:
 
 
 def no_new_worker_for(pid: int, known: set[int], seconds: float) -> None:
-    """Fails if flw `pid` starts a process that is not in `known` within `seconds`."""
+    """Fails if flw `pid` starts a worker that is not in `known` within `seconds`."""
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        new = set(children(pid)) - known
+        new = set(workers(pid)) - known
         assert not new, f"a new worker started during the drain: {sorted(new)}"
         time.sleep(0.02)
 
@@ -104,7 +104,7 @@ def test_mcp_sighup_during_the_drain_starts_no_new_worker(tmp_path, stop_at_end)
     stop_at_end(client)
     client.call(1, "sleepy", {"seconds": 3, "pidfile": str(tmp_path / "pids")})
     (worker,) = read_pids(tmp_path / "pids")
-    known = set(children(client.proc.pid))
+    known = set(workers(client.proc.pid))
     assert worker in known
     client.proc.send_signal(signal.SIGTERM)
     time.sleep(0.3)
