@@ -298,13 +298,18 @@ impl Generation {
         if st.closed || st.gave_up || self.stop.is_cancelled() {
             return;
         }
+        let room = self.cfg.max_workers.saturating_sub(st.active);
+        if room == 0 {
+            return;
+        }
+        // On the path of every call that waits: the queue's length (callers
+        // that gave up are removed lazily) is close enough, and O(1).
         let cap = self.capacity();
-        let waiting = st.queue.iter().filter(|(tx, _)| !tx.is_closed()).count();
+        let waiting = st.queue.len();
         let coming = st.starting * cap;
         if waiting <= coming {
             return;
         }
-        let room = self.cfg.max_workers.saturating_sub(st.active);
         let needed = (waiting - coming).div_ceil(cap).min(room);
         let now = match self.cfg.mode {
             Mode::Shared => needed,
