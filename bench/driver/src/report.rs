@@ -4,7 +4,9 @@ use std::fmt::Write as _;
 
 use serde_json::{json, Map, Value};
 
-use crate::peers::{Family, FlwVariant, Peer, CANCEL_GRACE_MS, ENV_REMOVED, FLW_VARIANTS};
+use crate::peers::{
+    Family, FlwVariant, Peer, CANCEL_GRACE_MS, DEFAULT_CANCEL_GRACE_MS, ENV_REMOVED, FLW_VARIANTS,
+};
 use crate::sysinfo::SysInfo;
 use crate::workloads::{Fmt, PeerResult, Section, Workload};
 
@@ -431,6 +433,15 @@ fn ms(v: f64) -> String {
 
 /// A variant's line: its label and its pool settings.
 pub fn variant_line(v: &FlwVariant) -> String {
+    if v.defaults {
+        return format!(
+            "`{}`: `flw mcp bench/peers/{}`, no flw.toml and no flags: the pool runs on this \
+             build's defaults (flw's default cancel_grace is {} ms)",
+            v.label(),
+            v.script,
+            DEFAULT_CANCEL_GRACE_MS
+        );
+    }
     format!(
         "`{}`: mode = \"{}\", instances = {}, max_concurrency = {}, queue = {}, cancel_grace = \"{}ms\"",
         v.label(),
@@ -487,9 +498,10 @@ pub fn markdown(run: &Run, targets: &[Target]) -> String {
     );
     let _ = writeln!(
         out,
-        "- **flw**: `target/release/flw mcp --config flw.toml` with the pool \
-         `bench/peers/flw_tools.py` (workers on the system `python3`; the swap workload serves \
-         a copy of `bench/peers/swap_tools.py` instead). Variants:"
+        "- **flw**: `target/release/flw mcp bench/peers/flw_tools.py` on its defaults, and \
+         `target/release/flw mcp --config flw.toml` with the pool `bench/peers/flw_tools.py` \
+         (workers on the system `python3`; the swap workload serves a copy of \
+         `bench/peers/swap_tools.py` instead). Variants:"
     );
     let mut seen: Vec<FlwVariant> = Vec::new();
     for (_, vs) in FLW_VARIANTS {
@@ -584,10 +596,14 @@ fn result_json(r: &PeerResult) -> Value {
         .collect();
     json!({
         "family": r.peer.family.name(),
-        "flw_config": r.peer.variant.map(|v| json!({
-            "mode": v.mode, "instances": v.instances, "max_concurrency": v.max_concurrency,
-            "queue": v.queue, "cancel_grace_ms": CANCEL_GRACE_MS,
-        })),
+        "flw_config": r.peer.variant.map(|v| if v.defaults {
+            json!({"defaults": true, "script": v.script, "cancel_grace_ms": v.cancel_grace_ms()})
+        } else {
+            json!({
+                "mode": v.mode, "instances": v.instances, "max_concurrency": v.max_concurrency,
+                "queue": v.queue, "cancel_grace_ms": v.cancel_grace_ms(),
+            })
+        }),
         "metrics": metrics,
         "never": r.metrics.iter().filter(|(_, v)| v.is_infinite()).map(|(k, _)| k.clone()).collect::<Vec<_>>(),
         "failed_calls": r.failed,
