@@ -94,6 +94,8 @@ const fn defaults(script: &'static str) -> FlwVariant {
 /// `flw mcp bench/peers/flw_tools.py` with no flw.toml and no flags: what a
 /// new user gets.
 pub const DEFAULTS: FlwVariant = defaults("flw_tools.py");
+/// The same for the TypeScript tools, `flw mcp bench/peers/flw_tools.ts`.
+pub const DEFAULTS_TS: FlwVariant = defaults("flw_tools.ts");
 
 /// The default mode with one worker per core on this 2-core machine.
 pub const ISOLATED_2: FlwVariant = variant("isolated", 2, 256);
@@ -119,6 +121,7 @@ pub const FLW_VARIANTS: &[(Workload, &[FlwVariant])] = &[
     (Workload::Cancel, &[ISOLATED_2, SHARED_1]),
     (Workload::Memory, &[DEFAULTS, ISOLATED_2, SHARED_1]),
     (Workload::Swap, &[ISOLATED_2, SHARED_1]),
+    (Workload::Waits, &[DEFAULTS, DEFAULTS_TS, SHARED_1]),
 ];
 
 /// Workloads only flw runs: the peers have no such feature (hot swap, graphs;
@@ -126,13 +129,23 @@ pub const FLW_VARIANTS: &[(Workload, &[FlwVariant])] = &[
 pub const FLW_ONLY: &[Workload] = &[Workload::Swap, Workload::Graph];
 
 impl FlwVariant {
-    /// The column label, e.g. `flw isolated ×2`, `flw defaults`.
+    /// The column label, e.g. `flw isolated ×2`, `flw defaults`, `flw defaults (TS)`.
     pub fn label(&self) -> String {
-        if self.defaults {
+        let base = if self.defaults {
             "flw defaults".to_string()
         } else {
             format!("flw {} ×{}", self.mode, self.instances)
+        };
+        if self.is_ts() {
+            format!("{base} (TS)")
+        } else {
+            base
         }
+    }
+
+    /// Whether the tools are the TypeScript ones (run by Node).
+    pub fn is_ts(&self) -> bool {
+        self.script.ends_with(".ts")
     }
 
     /// The `cancel_grace` this variant runs with, in ms.
@@ -207,6 +220,16 @@ impl Peer {
             }
         }
         out
+    }
+
+    /// The fewest tools its `tools/list` must show (the TypeScript tools
+    /// are fewer than the Python ones).
+    pub fn min_tools(&self) -> usize {
+        if self.variant.is_some_and(|v| v.is_ts()) {
+            2
+        } else {
+            4
+        }
     }
 
     /// A file-name-safe form of the label.

@@ -57,7 +57,10 @@ pub fn thousands(v: f64) -> String {
 /// Formats one value.
 pub fn fmt(v: f64, f: Fmt) -> String {
     if v.is_infinite() {
-        return ">10 s (never)".into();
+        return match f {
+            Fmt::Secs | Fmt::Times => "unfinished".into(),
+            _ => ">10 s (never)".into(),
+        };
     }
     if v.is_nan() {
         return "—".into();
@@ -69,6 +72,8 @@ pub fn fmt(v: f64, f: Fmt) -> String {
         Fmt::Millis => format!("{v:.1}"),
         Fmt::Mb => format!("{:.1}", v / 1e6),
         Fmt::Kb => format!("{:.1}", v / 1e3),
+        Fmt::Secs => format!("{v:.2}"),
+        Fmt::Times => format!("{v:.2}×"),
     }
 }
 
@@ -486,8 +491,8 @@ pub fn markdown(run: &Run, targets: &[Target]) -> String {
          `bench/driver`). Run a subset with e.g. \
          `bash bench/run --peers flw,floor --workloads latency,throughput --quick`. Peers: `flw`, \
          `sdk`, `floor`, `go`; workloads: `latency`, `throughput`, `cpu`, `io`, `coldstart`, \
-         `cancel`, `memory`, `footprint`, `swap`, `graph`, `http` (or `a`..`k`). Raw numbers: \
-         `bench/results.json`.\n"
+         `cancel`, `memory`, `footprint`, `swap`, `graph`, `http`, `waits` (or `a`..`l`). Raw \
+         numbers: `bench/results.json`.\n"
     );
     let _ = writeln!(
         out,
@@ -501,7 +506,8 @@ pub fn markdown(run: &Run, targets: &[Target]) -> String {
         "- **flw**: `target/release/flw mcp bench/peers/flw_tools.py` on its defaults, and \
          `target/release/flw mcp --config flw.toml` with the pool `bench/peers/flw_tools.py` \
          (workers on the system `python3`; the swap workload serves a copy of \
-         `bench/peers/swap_tools.py` instead). Variants:"
+         `bench/peers/swap_tools.py` instead; (l) also serves `bench/peers/flw_tools.ts` on \
+         Node). Variants:"
     );
     let mut seen: Vec<FlwVariant> = Vec::new();
     for (_, vs) in FLW_VARIANTS {
@@ -517,8 +523,9 @@ pub fn markdown(run: &Run, targets: &[Target]) -> String {
         "- **MCP SDK**: `bench/peers/mcp_sdk_server.py`, `MCPServer` of the official Python SDK \
          on stdio, in `bench/.venv-mcp`. Same tool bodies as flw's, byte for byte.\n\
          - **raw floor**: `bench/peers/raw_floor.py`, a stdlib-only Python loop: big reads, \
-         `json.loads`/`json.dumps`, one write per batch; sleeps on a timer heap; no \
-         cancellation. The cost no Python worker behind a pipe can avoid.\n\
+         `json.loads`/`json.dumps`, one write per batch; sleeps on a timer heap (`wait_sync` on \
+         a thread per call); no cancellation. The cost no Python worker behind a pipe can \
+         avoid.\n\
          - **Go**: `bench/peers/go`, a minimal stdlib-only Go server: a goroutine per call, one \
          batching writer, cancellation through a context.\n"
     );
