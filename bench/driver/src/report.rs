@@ -5,7 +5,8 @@ use std::fmt::Write as _;
 use serde_json::{json, Map, Value};
 
 use crate::peers::{
-    Family, FlwVariant, Peer, CANCEL_GRACE_MS, DEFAULT_CANCEL_GRACE_MS, ENV_REMOVED, FLW_VARIANTS,
+    Family, FlwVariant, Peer, CANCEL_GRACE_MS, DEFAULTS, DEFAULTS_TS, DEFAULT_CANCEL_GRACE_MS,
+    ENV_REMOVED, FLW_VARIANTS, SHARED_1,
 };
 use crate::sysinfo::SysInfo;
 use crate::workloads::{Fmt, PeerResult, Section, Workload};
@@ -28,6 +29,8 @@ pub struct Run {
 /// One line of the targets table.
 #[derive(Debug, Clone)]
 pub struct Target {
+    /// The issue that set it (3 or 17).
+    pub issue: u32,
     /// The target, as the issue states it.
     pub name: String,
     /// What was measured.
@@ -234,6 +237,7 @@ fn ratio_target(
     limit: f64,
 ) -> Target {
     let missing = |why: &str| Target {
+        issue: 3,
         name: name.into(),
         measured: format!("not measured ({why})"),
         ok: None,
@@ -258,6 +262,7 @@ fn ratio_target(
     let f = row_fmt(s, key);
     let ok = (if at_least { r >= limit } else { r <= limit }) && fr.failed == 0;
     Target {
+        issue: 3,
         name: name.into(),
         measured: format!(
             "{}: {} vs {}: {}{}",
@@ -345,6 +350,7 @@ pub fn targets(run: &Run) -> Vec<Target> {
                 );
                 t.push(match r.get("both_ms") {
                     Some(v) if r.skipped.is_none() => Target {
+                        issue: 3,
                         name,
                         measured: format!(
                             "{} (grandchild {}, connection {}){}",
@@ -356,6 +362,7 @@ pub fn targets(run: &Run) -> Vec<Target> {
                         ok: Some(v <= limit && r.failed == 0),
                     },
                     _ => Target {
+                        issue: 3,
                         name,
                         measured: "not measured".into(),
                         ok: None,
@@ -364,6 +371,7 @@ pub fn targets(run: &Run) -> Vec<Target> {
             }
         }
         None => t.push(Target {
+            issue: 3,
             name: format!("cancel-to-dead ≤ grace + 20 ms = {limit:.0} ms"),
             measured: "not measured (workload not run)".into(),
             ok: None,
@@ -382,11 +390,13 @@ pub fn targets(run: &Run) -> Vec<Target> {
         .reduce(|a, b| if b.1 > a.1 { b } else { a });
     t.push(match worst_idle {
         Some((r, v)) => Target {
+            issue: 3,
             name: "supervisor idle RSS ≤ 15 MB".into(),
             measured: format!("{} MB (worst variant: {})", fmt(v, Fmt::Mb), r.peer.label),
             ok: Some(v <= 15e6),
         },
         None => Target {
+            issue: 3,
             name: "supervisor idle RSS ≤ 15 MB".into(),
             measured: "not measured".into(),
             ok: None,
@@ -395,6 +405,7 @@ pub fn targets(run: &Run) -> Vec<Target> {
     for r in &flw_mem {
         if let Some(v) = r.get("per_call") {
             t.push(Target {
+                issue: 3,
                 name: format!(
                     "≤ 4 KB per in-flight call at {} ({})",
                     fmt(r.get("in_flight").unwrap_or(f64::NAN), Fmt::Int),
@@ -411,6 +422,7 @@ pub fn targets(run: &Run) -> Vec<Target> {
     }
     if flw_mem.is_empty() {
         t.push(Target {
+            issue: 3,
             name: "≤ 4 KB per in-flight call at 10,000".into(),
             measured: "not measured".into(),
             ok: None,
@@ -420,10 +432,158 @@ pub fn targets(run: &Run) -> Vec<Target> {
         .and_then(|s| s.family(Family::Flw))
         .and_then(|r| r.get("stripped").or(r.get("binary")));
     t.push(Target {
+        issue: 3,
         name: "stripped release binary ≤ 15 MB".into(),
         measured: stripped.map_or("not measured".into(), |v| format!("{} MB", fmt(v, Fmt::Mb))),
         ok: stripped.map(|v| v <= 15e6),
     });
+    t.extend(targets_17(run));
+    t
+}
+
+/// The result of the column `label` in the section of `w`, when measured.
+fn column<'a>(run: &'a Run, w: Workload, label: &str) -> Option<&'a PeerResult> {
+    find(run, w).and_then(|s| s.result(label))
+}
+
+/// A target of issue 17 on one metric of one column: `value <= limit`.
+fn at_most(
+    name: String,
+    r: Option<&PeerResult>,
+    key: &str,
+    limit: f64,
+    show: impl Fn(f64) -> String,
+) -> Target {
+    let Some((r, v)) = r.and_then(|r| r.get(key).map(|v| (r, v))) else {
+        return Target {
+            issue: 17,
+            name,
+            measured: "not measured".into(),
+            ok: None,
+        };
+    };
+    Target {
+        issue: 17,
+        name,
+        measured: format!("{}: {}{}", r.peer.label, show(v), failures(r)),
+        ok: Some(v <= limit && r.failed == 0),
+    }
+}
+
+/// The targets of issue 17 (massive concurrency on the defaults), each a
+/// ratio within this run or a bound.
+fn targets_17(run: &Run) -> Vec<Target> {
+    use crate::workloads::waits::{key, Kind};
+    let defaults = DEFAULTS.label();
+    let defaults_ts = DEFAULTS_TS.label();
+    let mut t = Vec::new();
+    for (kind, label, what) in [
+        (Kind::Async, &defaults, "an async Python tool"),
+        (Kind::Sync, &defaults, "a sync Python tool"),
+        (Kind::Async, &defaults_ts, "an async TypeScript tool"),
+    ] {
+        let r = column(run, Workload::Waits, label);
+        let ideal = r.and_then(|r| r.get(&key(kind, 256, "ideal_ms")));
+        let wall = r.and_then(|r| r.get(&key(kind, 256, "wall_s")));
+        let answered = r.and_then(|r| r.get(&key(kind, 256, "answered")));
+        let show = move |v: f64| match (wall, ideal) {
+            (Some(w), Some(i)) if v.is_finite() => {
+                format!("{w:.2} s vs one call {:.2} s: {v:.2}×", i / 1e3)
+            }
+            _ => format!(
+                "unfinished: {} of 256 answered",
+                answered.map_or("?".into(), thousands)
+            ),
+        };
+        t.push(at_most(
+            format!("256 one-second calls of {what} within 1.3× of one call, on the defaults"),
+            r,
+            &key(kind, 256, "ratio"),
+            1.3,
+            show,
+        ));
+    }
+    let mut echo = ratio_target(
+        run,
+        "echo at 256 in flight on the defaults ≥ 25× the SDK's",
+        Workload::Throughput,
+        "d256.calls_per_s",
+        Some(&defaults),
+        Family::Sdk,
+        true,
+        25.0,
+    );
+    echo.issue = 17;
+    t.push(echo);
+    let mut spawn = ratio_target(
+        run,
+        "spawn to the first tool result on the defaults ≤ the raw floor's",
+        Workload::ColdStart,
+        "first_call_ms",
+        Some(&defaults),
+        Family::Floor,
+        false,
+        1.0,
+    );
+    spawn.issue = 17;
+    t.push(spawn);
+    let d = column(run, Workload::Waits, &defaults);
+    let worst = [Kind::Async, Kind::Sync]
+        .into_iter()
+        .filter_map(|k| d.and_then(|r| r.get(&key(k, 256, "pss")).map(|v| (k, v))))
+        .reduce(|a, b| if b.1 > a.1 { b } else { a });
+    let mb = |v: f64| format!("{} MB", fmt(v, Fmt::Mb));
+    t.push(match worst {
+        Some((k, _)) => at_most(
+            format!(
+                "total PSS with 256 model-like Python calls in flight on the defaults ≤ 1 GB (the \
+                 larger of async and sync: {})",
+                k.name()
+            ),
+            d,
+            &key(k, 256, "pss"),
+            1e9,
+            mb,
+        ),
+        None => at_most(
+            "total PSS with 256 model-like Python calls in flight on the defaults ≤ 1 GB".into(),
+            None,
+            "",
+            1e9,
+            mb,
+        ),
+    });
+    t.push(at_most(
+        format!(
+            "total PSS with 1,000 async calls in flight in a shared pool ≤ 300 MB ({})",
+            SHARED_1.label()
+        ),
+        column(run, Workload::Waits, &SHARED_1.label()),
+        &key(Kind::Async, 1000, "pss"),
+        300e6,
+        mb,
+    ));
+    t.push(at_most(
+        "cancel to the next call's result on a fresh worker, minus cancel_grace, ≤ 10 ms at p50 \
+         (isolated, the defaults)"
+            .into(),
+        d,
+        "repl_p50",
+        10.0,
+        |v| {
+            let p90 = d.and_then(|r| r.get("repl_p90")).unwrap_or(f64::NAN);
+            format!("p50 {} (p90 {})", ms(v), ms(p90))
+        },
+    ));
+    t.push(at_most(
+        "a cancel kills the call's worker within cancel_grace + 20 ms (isolated, the defaults; \
+         the slowest of the cancels above)"
+            .into(),
+        d,
+        "dead_max",
+        20.0,
+        |v| format!("grace + {}", ms(v)),
+    ));
     t
 }
 
@@ -538,20 +698,22 @@ pub fn markdown(run: &Run, targets: &[Target]) -> String {
     for sec in &run.sections {
         section(&mut out, sec);
     }
-    let _ = writeln!(out, "## Targets (issue 3)\n");
-    let _ = writeln!(
-        out,
-        "| target | measured (flw vs peer: ratio) | met |\n| --- | --- | :---: |"
-    );
-    for t in targets {
-        let mark = match t.ok {
-            Some(true) => "✓",
-            Some(false) => "✗",
-            None => "—",
-        };
-        let _ = writeln!(out, "| {} | {} | {mark} |", t.name, t.measured);
+    for issue in [3, 17] {
+        let _ = writeln!(out, "## Targets (issue {issue})\n");
+        let _ = writeln!(
+            out,
+            "| target | measured (flw vs peer: ratio) | met |\n| --- | --- | :---: |"
+        );
+        for t in targets.iter().filter(|t| t.issue == issue) {
+            let mark = match t.ok {
+                Some(true) => "✓",
+                Some(false) => "✗",
+                None => "—",
+            };
+            let _ = writeln!(out, "| {} | {} | {mark} |", t.name, t.measured);
+        }
+        out.push('\n');
     }
-    out.push('\n');
     if targets.iter().any(|t| t.ok.is_some()) {
         let _ = writeln!(
             out,
@@ -642,7 +804,7 @@ pub fn json(run: &Run, targets: &[Target]) -> Value {
         },
         "workloads": workloads,
         "targets": targets.iter().map(|t| json!({
-            "target": t.name, "measured": t.measured, "met": t.ok,
+            "issue": t.issue, "target": t.name, "measured": t.measured, "met": t.ok,
         })).collect::<Vec<_>>(),
     })
 }

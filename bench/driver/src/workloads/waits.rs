@@ -656,6 +656,15 @@ pub fn run(ctx: &Ctx) -> Section {
             crate::peers::DEFAULT_CANCEL_GRACE_MS
         ));
     }
+    about.push(
+        "Targets of issue 17, each a ratio within this run (see \"Targets (issue 17)\" below): \
+         256 one-second calls within 1.3× of one call on flw's defaults, for the async and the \
+         sync Python tool and the async TypeScript tool; total PSS of the whole flw tree with \
+         256 Python calls in flight on the defaults ≤ 1 GB and with 1,000 async calls in a \
+         shared pool ≤ 300 MB; cancel to the next call's result on a fresh worker, minus the \
+         grace, ≤ 10 ms at p50."
+            .into(),
+    );
     Section {
         workload: Workload::Waits,
         title: format!(
