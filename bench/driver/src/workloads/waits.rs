@@ -29,8 +29,11 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(250);
 /// A `block` call that has not started this long after it was sent waits
 /// in the queue: the pool is full.
 const FILL_WAIT: Duration = Duration::from_millis(300);
-/// The most `block` calls sent to fill a pool before giving up.
-const FILL_CAP: usize = 1_024;
+/// The most `block` calls sent to fill a pool before giving up: above the
+/// 256 calls a pool on the defaults is meant to run at once, and few enough
+/// that a pool of Python workers started by exec (about 15 MB each) stays
+/// within a few GB.
+const FILL_CAP: usize = 300;
 /// How long after the cancel grace the next call may take to start.
 const NEXT_LIMIT: Duration = Duration::from_secs(10);
 /// Repetitions in a row that may find the pool grown before giving up.
@@ -643,7 +646,8 @@ pub fn run(ctx: &Ctx) -> Section {
              that connects to the driver and blocks in `recv` until the driver closes the \
              connection, so a cooperative cancel cannot stop it. The driver sends `block` calls \
              one at a time until one has not started {} ms after it was sent: every worker the \
-             pool will run is then busy and that call waits. It sends `notifications/cancelled` \
+             pool will run is then busy and that call waits (a pool that runs {FILL_CAP} at once \
+             is not measured: its next call never waits for a replacement). It sends `notifications/cancelled` \
              for the oldest busy call and polls (poll(2), 5 ms at most) for that call's \
              connection to close (its worker is dead) and for the waiting call to connect (it \
              runs on the replacement); then it closes that call's connection and times the \
