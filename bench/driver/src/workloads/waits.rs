@@ -36,6 +36,9 @@ const FILL_WAIT: Duration = Duration::from_millis(300);
 const FILL_CAP: usize = 300;
 /// How long after the cancel grace the next call may take to start.
 const NEXT_LIMIT: Duration = Duration::from_secs(10);
+/// How long after the next call started the cancelled call's worker may
+/// take to die before the driver stops watching it.
+const DEAD_WAIT: Duration = Duration::from_secs(1);
 /// Repetitions in a row that may find the pool grown before giving up.
 const GREW_LIMIT: usize = 5;
 
@@ -329,12 +332,21 @@ fn one_cancel(
     let deadline = t0 + grace + NEXT_LIMIT;
     let (mut dead, mut started) = (None, None);
     let mut buf = [0u8; 256];
-    while started.is_none() && Instant::now() < deadline {
+    loop {
+        let now = Instant::now();
+        // Done when the next call started and the victim's worker is dead
+        // (or still alive 1 s after the next call started).
+        let waited = started.is_some_and(|at| dead.is_some() || now >= at + DEAD_WAIT);
+        if waited || now >= deadline {
+            break;
+        }
         let fds = [stream.as_raw_fd(), listener.as_raw_fd()];
-        poll_in(
-            if dead.is_none() { &fds } else { &fds[1..] },
-            Duration::from_millis(5),
-        );
+        let watch = match (dead.is_none(), started.is_none()) {
+            (true, true) => &fds[..],
+            (true, false) => &fds[..1],
+            _ => &fds[1..],
+        };
+        poll_in(watch, Duration::from_millis(5));
         let now = Instant::now();
         if dead.is_none() {
             match stream.read(&mut buf) {
@@ -344,27 +356,33 @@ fn one_cancel(
                 Err(_) => dead = Some(now),
             }
         }
-        match listener.accept() {
-            Ok((s, _)) => started = Some((now, s)),
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-            Err(e) => return Err(format!("accept: {e}")),
+        if started.is_none() {
+            match listener.accept() {
+                Ok((s, _)) if now - t0 < grace => {
+                    // Too early for a replacement: the pool grew instead.
+                    busy.push(Blocked {
+                        id: next,
+                        stream: s,
+                    });
+                    return Ok(None);
+                }
+                // Released at once: the call returns, and its result is
+                // the one timed.
+                Ok((s, _)) => {
+                    drop(s);
+                    started = Some(now);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => return Err(format!("accept: {e}")),
+            }
         }
     }
-    let Some((at, next_stream)) = started else {
+    if started.is_none() {
         return Err(format!(
             "the next call did not start within cancel_grace + {} s of the cancel",
             NEXT_LIMIT.as_secs()
         ));
-    };
-    if at - t0 < grace {
-        busy.push(Blocked {
-            id: next,
-            stream: next_stream,
-        });
-        return Ok(None);
     }
-    // Released: the call returns, and its result is the one timed.
-    drop(next_stream);
     let reply = server
         .wait_reply(next, NEXT_LIMIT)?
         .ok_or("the next call did not answer after its release")?;
