@@ -533,17 +533,35 @@ fn targets_17(run: &Run) -> Vec<Target> {
         .filter_map(|k| d.and_then(|r| r.get(&key(k, 256, "pss")).map(|v| (k, v))))
         .reduce(|a, b| if b.1 > a.1 { b } else { a });
     let mb = |v: f64| format!("{} MB", fmt(v, Fmt::Mb));
+    // A bound on memory holds only for a burst that ran: one cut off
+    // unfinished never had its calls in the workers at once.
+    let finished = |mut target: Target, r: Option<&PeerResult>, k: Kind, n: usize| {
+        let wall = r.and_then(|r| r.get(&key(k, n, "wall_s")));
+        if target.ok.is_some() && wall.is_none_or(f64::is_infinite) {
+            target.ok = Some(false);
+            target.measured.push_str(&format!(
+                " (the {} burst of {n} did not finish, so its calls never all ran at once)",
+                k.name()
+            ));
+        }
+        target
+    };
     t.push(match worst {
-        Some((k, _)) => at_most(
-            format!(
+        Some((k, _)) => finished(
+            at_most(
+                format!(
                 "total PSS with 256 model-like Python calls in flight on the defaults ≤ 1 GB (the \
                  larger of async and sync: {})",
                 k.name()
             ),
+                d,
+                &key(k, 256, "pss"),
+                1e9,
+                mb,
+            ),
             d,
-            &key(k, 256, "pss"),
-            1e9,
-            mb,
+            k,
+            256,
         ),
         None => at_most(
             "total PSS with 256 model-like Python calls in flight on the defaults ≤ 1 GB".into(),
@@ -553,15 +571,21 @@ fn targets_17(run: &Run) -> Vec<Target> {
             mb,
         ),
     });
-    t.push(at_most(
-        format!(
-            "total PSS with 1,000 async calls in flight in a shared pool ≤ 300 MB ({})",
-            SHARED_1.label()
+    let shared = column(run, Workload::Waits, &SHARED_1.label());
+    t.push(finished(
+        at_most(
+            format!(
+                "total PSS with 1,000 async calls in flight in a shared pool ≤ 300 MB ({})",
+                SHARED_1.label()
+            ),
+            shared,
+            &key(Kind::Async, 1000, "pss"),
+            300e6,
+            mb,
         ),
-        column(run, Workload::Waits, &SHARED_1.label()),
-        &key(Kind::Async, 1000, "pss"),
-        300e6,
-        mb,
+        shared,
+        Kind::Async,
+        1000,
     ));
     t.push(at_most(
         "cancel to the next call's result on a fresh worker, minus cancel_grace, ≤ 10 ms at p50 \
