@@ -121,7 +121,11 @@ pub const FLW_VARIANTS: &[(Workload, &[FlwVariant])] = &[
     (Workload::Cancel, &[ISOLATED_2, SHARED_1]),
     (Workload::Memory, &[DEFAULTS, ISOLATED_2, SHARED_1]),
     (Workload::Swap, &[ISOLATED_2, SHARED_1]),
-    (Workload::Waits, &[DEFAULTS, DEFAULTS_TS, SHARED_1]),
+    // isolated ×1 runs only the cancel-to-replacement measurement of (l).
+    (
+        Workload::Waits,
+        &[DEFAULTS, DEFAULTS_TS, SHARED_1, ISOLATED_1],
+    ),
 ];
 
 /// Workloads only flw runs: the peers have no such feature (hot swap, graphs;

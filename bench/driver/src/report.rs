@@ -473,7 +473,7 @@ fn at_most(
 /// The targets of issue 17 (massive concurrency on the defaults), each a
 /// ratio within this run or a bound.
 fn targets_17(run: &Run) -> Vec<Target> {
-    use crate::workloads::waits::{key, Kind};
+    use crate::workloads::waits::{key, Kind, REPLACEMENT_ONLY};
     let defaults = DEFAULTS.label();
     let defaults_ts = DEFAULTS_TS.label();
     let mut t = Vec::new();
@@ -587,27 +587,32 @@ fn targets_17(run: &Run) -> Vec<Target> {
         Kind::Async,
         1000,
     ));
-    t.push(at_most(
-        "cancel to the next call's result on a fresh worker, minus cancel_grace, ≤ 10 ms at p50 \
-         (isolated, the defaults)"
-            .into(),
-        d,
-        "repl_p50",
-        10.0,
-        |v| {
-            let p90 = d.and_then(|r| r.get("repl_p90")).unwrap_or(f64::NAN);
-            format!("p50 {} (p90 {})", ms(v), ms(p90))
-        },
-    ));
-    t.push(at_most(
-        "a cancel kills the call's worker within cancel_grace + 20 ms (isolated, the defaults; \
-         the slowest of the cancels above)"
-            .into(),
-        d,
-        "dead_max",
-        20.0,
-        |v| format!("grace + {}", ms(v)),
-    ));
+    for label in [defaults.clone(), REPLACEMENT_ONLY.label()] {
+        let r = column(run, Workload::Waits, &label);
+        t.push(at_most(
+            format!(
+                "cancel to the next call's result on a fresh worker, minus cancel_grace, ≤ 10 ms \
+                 at p50 ({label})"
+            ),
+            r,
+            "repl_p50",
+            10.0,
+            |v| {
+                let p90 = r.and_then(|r| r.get("repl_p90")).unwrap_or(f64::NAN);
+                format!("p50 {} (p90 {})", ms(v), ms(p90))
+            },
+        ));
+        t.push(at_most(
+            format!(
+                "a cancel kills the call's worker within cancel_grace + 20 ms ({label}; the \
+                 slowest of the cancels above)"
+            ),
+            r,
+            "dead_max",
+            20.0,
+            |v| format!("grace + {}", ms(v)),
+        ));
+    }
     t
 }
 

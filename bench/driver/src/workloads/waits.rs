@@ -13,10 +13,16 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::{median, progress, Ctx, Fmt, PeerResult, Ratio, Row, Section, Workload};
-use crate::peers::{Family, Peer};
+use crate::peers::{Family, FlwVariant, Peer, ISOLATED_1};
 use crate::procfs;
 use crate::report::thousands;
 use crate::server::{LoadSpec, Server};
+
+/// A pool of exactly one worker: only the cancel-to-replacement measurement
+/// runs on it (its bursts would only show one call at a time), and there the
+/// next call always needs the replacement, however large the defaults let a
+/// pool grow.
+pub const REPLACEMENT_ONLY: FlwVariant = ISOLATED_1;
 
 /// How long each call waits.
 pub const WAIT_MS: u64 = 1_000;
@@ -263,20 +269,25 @@ fn accept_within(
     }
 }
 
+/// How [`fill`] ended.
+enum Filled {
+    /// Every worker is busy, and the call with this id waits.
+    Waiting(u64),
+    /// [`FILL_CAP`] calls run at once and none waits yet.
+    NeverFull,
+}
+
 /// Sends `block` calls until one does not start within [`FILL_WAIT`]; the
-/// ones that start join `busy`. Returns the id of the one that waits.
+/// ones that start join `busy`.
 fn fill(
     server: &Server,
     listener: &TcpListener,
     port: u16,
     busy: &mut Vec<Blocked>,
-) -> Result<u64, String> {
+) -> Result<Filled, String> {
     loop {
         if busy.len() >= FILL_CAP {
-            return Err(format!(
-                "the pool ran {FILL_CAP} blocking calls at once without queueing one: the next \
-                 call never needs a replacement"
-            ));
+            return Ok(Filled::NeverFull);
         }
         let id = server.send_request(
             "tools/call",
@@ -297,7 +308,7 @@ fn fill(
                     wait.as_secs()
                 ))
             }
-            None => return Ok(id),
+            None => return Ok(Filled::Waiting(id)),
         }
     }
 }
@@ -434,12 +445,25 @@ fn replacement(ctx: &Ctx, peer: &Peer, reps: usize, r: &mut PeerResult) {
     };
     let mut busy = Vec::new();
     let (mut done, mut grew, mut workers) = (Vec::new(), 0, 0);
-    let mut failure = None;
+    // Why the cancels stopped early, and whether that is a failure (or only
+    // a pool that never needs a replacement).
+    let mut stopped: Option<(String, bool)> = None;
     while done.len() < reps {
         let next = match fill(&server, &listener, port, &mut busy) {
-            Ok(id) => id,
+            Ok(Filled::Waiting(id)) => id,
+            Ok(Filled::NeverFull) => {
+                workers = busy.len();
+                stopped = Some((
+                    format!(
+                        "not measured: the pool ran {FILL_CAP} blocking calls at once without \
+                         queueing one, so its next call never waits for a replacement"
+                    ),
+                    false,
+                ));
+                break;
+            }
             Err(e) => {
-                failure = Some(e);
+                stopped = Some((e, true));
                 break;
             }
         };
@@ -455,15 +479,19 @@ fn replacement(ctx: &Ctx, peer: &Peer, reps: usize, r: &mut PeerResult) {
             Ok(None) => {
                 grew += 1;
                 if grew >= GREW_LIMIT {
-                    failure = Some(format!(
-                        "{GREW_LIMIT} times in a row the next call started before the cancel \
-                         grace ended: the pool grew instead of waiting for the replacement"
+                    stopped = Some((
+                        format!(
+                            "{GREW_LIMIT} times in a row the next call started before the \
+                             cancel grace ended: the pool grew instead of waiting for the \
+                             replacement"
+                        ),
+                        false,
                     ));
                     break;
                 }
             }
             Err(e) => {
-                failure = Some(e);
+                stopped = Some((e, true));
                 break;
             }
         }
@@ -497,8 +525,8 @@ fn replacement(ctx: &Ctx, peer: &Peer, reps: usize, r: &mut PeerResult) {
             done.len()
         ));
     }
-    if let Some(e) = failure {
-        r.failed += 1;
+    if let Some((e, failed)) = stopped {
+        r.failed += u64::from(failed);
         r.notes.push(format!(
             "cancel to replacement: stopped after {} cancels: {e}",
             done.len()
@@ -527,7 +555,8 @@ pub fn run(ctx: &Ctx) -> Section {
     for peer in ctx.peers(Workload::Waits) {
         progress(&format!("waits: {}", peer.label));
         let mut r = PeerResult::new(&peer);
-        for &kind in kinds(&peer) {
+        let bursts = peer.variant != Some(REPLACEMENT_ONLY);
+        for &kind in kinds(&peer).iter().filter(|_| bursts) {
             for n in COUNTS {
                 phase(ctx, &peer, kind, n, limit, &mut r);
             }
@@ -673,9 +702,12 @@ pub fn run(ctx: &Ctx) -> Section {
              pool's cancel_grace (flw's default {} ms for `flw defaults`, the configured one \
              otherwise), since flw waits the grace before it kills an isolated worker; \"worker \
              dead → next call's result\" needs no grace. {reps} cancels; a cancel whose next \
-             call started before the grace ended (the pool grew instead) is not counted.",
+             call started before the grace ended (the pool grew instead) is not counted. `{}` \
+             runs only this measurement: a pool of one worker, whose next call always needs the \
+             replacement.",
             FILL_WAIT.as_millis(),
-            crate::peers::DEFAULT_CANCEL_GRACE_MS
+            crate::peers::DEFAULT_CANCEL_GRACE_MS,
+            REPLACEMENT_ONLY.label()
         ));
     }
     about.push(
