@@ -6,7 +6,6 @@
 use std::io::{ErrorKind, Read};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -28,9 +27,13 @@ pub const REPLACEMENT_ONLY: FlwVariant = ISOLATED_1;
 pub const WAIT_MS: u64 = 1_000;
 /// The calls sent at once.
 pub const COUNTS: [usize; 2] = [256, 1_000];
-/// The total PSS is first sampled this long after the first send...
-const SAMPLE_FIRST: Duration = Duration::from_millis(250);
-/// ...then every this long until the last reply.
+/// Each call of the memory burst (after the timed one) waits this long...
+const HOLD_MS: u64 = 4_000;
+/// ...and the total PSS is sampled from this long after the first send...
+const SAMPLE_FROM: Duration = Duration::from_millis(500);
+/// ...until this long after it, every [`SAMPLE_EVERY`].
+const SAMPLE_UNTIL: Duration = Duration::from_millis(3_500);
+/// The pause between two samples.
 const SAMPLE_EVERY: Duration = Duration::from_millis(250);
 /// A `block` call that has not started this long after it was sent waits
 /// in the queue: the pool is full.
@@ -98,30 +101,35 @@ struct Peak {
     slowest: Duration,
 }
 
-/// Samples the total PSS of `pid`'s tree until `stop`; returns the largest.
-fn sample_peak(pid: i32, stop: &AtomicBool) -> Peak {
-    let mut peak = Peak::default();
-    let mut next = Instant::now() + SAMPLE_FIRST;
-    loop {
-        while Instant::now() < next {
-            if stop.load(Ordering::Relaxed) {
-                return peak;
-            }
-            thread::sleep(Duration::from_millis(5));
-        }
+impl Peak {
+    /// Samples the total PSS of `pid`'s tree once more.
+    fn sample(&mut self, pid: i32) {
         let t = Instant::now();
         let (pss, procs) = procfs::tree_pss(pid);
-        peak.samples += 1;
-        peak.slowest = peak.slowest.max(t.elapsed());
-        if pss > peak.pss {
-            peak.pss = pss;
-            peak.procs = procs;
+        self.samples += 1;
+        self.slowest = self.slowest.max(t.elapsed());
+        if pss > self.pss {
+            self.pss = pss;
+            self.procs = procs;
         }
-        next = Instant::now() + SAMPLE_EVERY;
     }
 }
 
-/// One call alone, then `n` calls at once, on a fresh server.
+/// Samples the total PSS of `pid`'s tree from `start + SAMPLE_FROM` until
+/// `start + SAMPLE_UNTIL`; returns the largest.
+fn sample_window(pid: i32, start: Instant) -> Peak {
+    let mut peak = Peak::default();
+    let mut next = start + SAMPLE_FROM;
+    while next < start + SAMPLE_UNTIL {
+        thread::sleep(next.saturating_duration_since(Instant::now()));
+        peak.sample(pid);
+        next = Instant::now() + SAMPLE_EVERY;
+    }
+    peak
+}
+
+/// On a fresh server: one call alone, then `n` calls at once, timed; then
+/// `n` calls of [`HOLD_MS`] at once, to sample the memory they hold.
 fn phase(ctx: &Ctx, peer: &Peer, kind: Kind, n: usize, limit: Duration, r: &mut PeerResult) {
     let k = |what: &str| key(kind, n, what);
     let server = match ctx.start(peer) {
@@ -144,8 +152,7 @@ fn phase(ctx: &Ctx, peer: &Peer, kind: Kind, n: usize, limit: Duration, r: &mut 
         ));
         return;
     }
-    let args = json!({"ms": WAIT_MS});
-    let call = json!({"name": kind.tool(), "arguments": args});
+    let call = json!({"name": kind.tool(), "arguments": {"ms": WAIT_MS}});
     let t0 = Instant::now();
     let ideal = match server.request("tools/call", call, limit) {
         Ok(reply) => reply.at - t0,
@@ -158,43 +165,58 @@ fn phase(ctx: &Ctx, peer: &Peer, kind: Kind, n: usize, limit: Duration, r: &mut 
         }
     };
     r.set(k("ideal_ms"), ideal.as_secs_f64() * 1e3);
-    let stop = AtomicBool::new(false);
-    let (burst, peak) = thread::scope(|s| {
-        let sampler = s.spawn(|| sample_peak(server.pid, &stop));
-        server.start_burst(&LoadSpec {
-            tool: kind.tool(),
-            args,
-            depth: n,
-            total: Some(n as u64),
-            latencies: false,
-        });
-        let burst = server.finish_burst(Instant::now() + limit);
-        stop.store(true, Ordering::Relaxed);
-        (burst, sampler.join().unwrap_or_default())
-    });
-    let wall = burst.wall.map_or(f64::INFINITY, |w| w.as_secs_f64());
+    let burst = |ms: u64| LoadSpec {
+        tool: kind.tool(),
+        args: json!({"ms": ms}),
+        depth: n,
+        total: Some(n as u64),
+        latencies: false,
+    };
+    // The timed burst, with nothing else running in the driver.
+    server.start_burst(&burst(WAIT_MS));
+    let timed = server.finish_burst(Instant::now() + limit);
+    let wall = timed.wall.map_or(f64::INFINITY, |w| w.as_secs_f64());
     r.set(k("wall_s"), wall);
     r.set(k("ratio"), wall / ideal.as_secs_f64());
-    r.set(k("answered"), burst.answered as f64);
-    r.set(k("unanswered"), burst.unanswered as f64);
-    if peak.samples > 0 {
-        r.set(k("pss"), peak.pss as f64);
-        r.set(k("procs"), peak.procs as f64);
-    }
-    r.failed += burst.errors;
-    if let Some(e) = &burst.first_error {
+    r.set(k("answered"), timed.answered as f64);
+    r.failed += timed.errors;
+    if let Some(e) = &timed.first_error {
         r.notes
             .push(format!("{} ×{n}: first failure: {e}", kind.name()));
     }
     let closed = server.closed();
-    if burst.unanswered > 0 && closed {
+    if timed.unanswered > 0 && closed {
         // Lost, not slow (a slow burst shows in the "answered" row).
-        r.failed += burst.unanswered;
+        r.failed += timed.unanswered;
         r.notes.push(format!(
             "{} ×{n}: the server exited with {} of {n} calls unanswered",
             kind.name(),
-            burst.unanswered
+            timed.unanswered
         ));
+    }
+    // The memory: after a finished burst, n calls of HOLD_MS at once,
+    // sampled while they wait; after a cut-off one, whose calls are still
+    // in flight, one sample now.
+    let mut peak = Peak::default();
+    if !closed {
+        if timed.unanswered == 0 {
+            server.start_burst(&burst(HOLD_MS));
+            peak = sample_window(server.pid, Instant::now());
+            let (_, failed, first) = server.burst_status();
+            if failed > 0 {
+                r.notes.push(format!(
+                    "{} ×{n}: {failed} calls of the memory burst failed{}",
+                    kind.name(),
+                    first.map_or(String::new(), |e| format!("; first failure: {e}"))
+                ));
+            }
+        } else {
+            peak.sample(server.pid);
+        }
+    }
+    if peak.samples > 0 {
+        r.set(k("pss"), peak.pss as f64);
+        r.set(k("procs"), peak.procs as f64);
     }
     progress(&format!(
         "  {} ×{n}: one call {:.0} ms; all {n}: {}; {} answered, {} failed; peak PSS {:.1} MB \
@@ -206,18 +228,15 @@ fn phase(ctx: &Ctx, peer: &Peer, kind: Kind, n: usize, limit: Duration, r: &mut 
         } else {
             format!("unfinished after {} s", limit.as_secs())
         },
-        burst.answered,
-        burst.errors,
+        timed.answered,
+        timed.errors,
         peak.pss as f64 / 1e6,
         peak.procs,
         peak.samples,
         peak.slowest.as_secs_f64() * 1e3
     ));
-    if closed || burst.unanswered > 0 {
-        server.kill();
-    } else {
-        server.shutdown(Duration::from_secs(5));
-    }
+    // Neither the memory burst's calls nor a cut-off burst's are waited for.
+    server.kill();
 }
 
 /// A `block` call that has started: the driver holds its connection.
@@ -678,13 +697,18 @@ pub fn run(ctx: &Ctx) -> Section {
              {WAIT_MS} ms alone (the ideal), then N calls of {WAIT_MS} ms written at once; \
              \"all N at once\" runs from queueing the first request to the last reply, and the \
              ratio divides it by the single call's time on the same server. A burst not \
-             answered within {} s is cut off (\"unfinished\", and the server killed); calls \
-             answered with an error count as failed calls. \"Total PSS at the peak\" is the \
-             largest sum of `Pss` (`/proc/PID/smaps_rollup`) over the server and all its \
-             descendants, sampled {} ms after the first send and then every {} ms until the \
-             last reply. `flw defaults (TS)` serves `bench/peers/flw_tools.ts` (async wait only).",
+             answered within {} s is cut off (\"unfinished\"); calls answered with an error \
+             count as failed calls. \"Total PSS at the peak\" is the largest sum of `Pss` \
+             (`/proc/PID/smaps_rollup`) over the server and all its descendants while N calls \
+             are in flight, read outside the timed burst (reading 1,000 processes takes a core \
+             for a second): after it, the driver sends N calls of {HOLD_MS} ms at once and \
+             samples from {} ms to {} ms after the first send, every {} ms; after a burst cut \
+             off unfinished, it samples once while those calls are still in flight. The server \
+             is then killed. `flw defaults (TS)` serves `bench/peers/flw_tools.ts` (async wait \
+             only).",
         limit.as_secs(),
-        SAMPLE_FIRST.as_millis(),
+        SAMPLE_FROM.as_millis(),
+        SAMPLE_UNTIL.as_millis(),
         SAMPLE_EVERY.as_millis()
     )];
     if flw_ran {
