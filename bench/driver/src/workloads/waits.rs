@@ -546,10 +546,12 @@ fn replacement(ctx: &Ctx, peer: &Peer, reps: usize, r: &mut PeerResult) {
     }
     if let Some((e, failed)) = stopped {
         r.failed += u64::from(failed);
-        r.notes.push(format!(
-            "cancel to replacement: stopped after {} cancels: {e}",
-            done.len()
-        ));
+        let after = if done.is_empty() {
+            String::new()
+        } else {
+            format!("stopped after {} cancels: ", done.len())
+        };
+        r.notes.push(format!("cancel to replacement: {after}{e}"));
         progress(&format!("    stopped: {e}"));
     }
     progress(&format!(
