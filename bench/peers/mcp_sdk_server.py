@@ -5,6 +5,8 @@ comparison measures the servers, not the tools. Only the decorator differs.
 """
 
 import asyncio
+import socket
+import time
 
 from mcp.server.mcpserver import MCPServer
 
@@ -42,6 +44,29 @@ async def hold(port: int) -> str:
     await writer.drain()
     body = await reader.read()
     return body.decode()
+
+
+@mcp.tool()
+async def wait_async(ms: int) -> str:
+    """Wait ms milliseconds like a model call awaited on the event loop."""
+    await asyncio.sleep(ms / 1000)
+    return "ok"
+
+
+@mcp.tool()
+def wait_sync(ms: int) -> str:
+    """Wait ms milliseconds like a blocking model call (time.sleep holds the thread)."""
+    time.sleep(ms / 1000)
+    return "ok"
+
+
+@mcp.tool()
+def block(port: int) -> str:
+    """Connect to 127.0.0.1:port, then block (sync) until the other end closes the connection."""
+    with socket.create_connection(("127.0.0.1", port)) as conn:
+        while conn.recv(4096):
+            pass
+    return "released"
 
 
 if __name__ == "__main__":

@@ -3,13 +3,16 @@
 A plain loop, stdlib only (no MCP library, no asyncio): read newline-delimited
 JSON-RPC from stdin in big chunks, decode each complete line, encode a reply,
 and write every reply of a batch with one os.write. It answers `initialize`,
-`ping`, `tools/list` and `tools/call` for the four benchmark tools; it ignores
+`ping`, `tools/list` and `tools/call` for the benchmark tools; it ignores
 notifications, including `notifications/cancelled` (cancellation is not
 implemented: the benchmark reports what is observed).
 
 - echo and cpu run inline (the cpu body is the same loop as the other peers');
-- sleep goes on a timer heap, and select() wakes up for the earliest one, so
-  calls overlap like on an async server;
+- sleep and wait_async go on a timer heap, and select() wakes up for the
+  earliest one, so calls overlap like on an async server;
+- wait_sync runs time.sleep on a thread of its own per call (a sync tool needs
+  a thread to wait in); the thread queues its reply and wakes select() through
+  a pipe;
 - hold starts `sleep 300`, connects to 127.0.0.1:port, sends the request and
   waits for the socket to close (then answers with what it read).
 
@@ -22,7 +25,9 @@ import os
 import select
 import socket
 import subprocess
+import threading
 import time
+from collections import deque
 
 PROTOCOL_VERSIONS = ("2025-06-18", "2025-11-25", "2026-07-28")
 
@@ -36,6 +41,8 @@ TOOLS = [
     {"name": "cpu", "description": "Spin a pure-Python loop n times.", "inputSchema": _schema("n", "integer")},
     {"name": "sleep", "description": "Wait ms milliseconds.", "inputSchema": _schema("ms", "integer")},
     {"name": "hold", "description": "Start `sleep 300`, hold a request.", "inputSchema": _schema("port", "integer")},
+    {"name": "wait_async", "description": "Wait ms milliseconds (timers).", "inputSchema": _schema("ms", "integer")},
+    {"name": "wait_sync", "description": "Wait ms milliseconds (a thread).", "inputSchema": _schema("ms", "integer")},
 ]
 
 
@@ -64,6 +71,13 @@ def _tool_error(rid, message: str) -> bytes:
     return json.dumps({"jsonrpc": "2.0", "id": rid, "result": result}).encode() + b"\n"
 
 
+def _wait_sync(rid, ms: int, done: deque, wake: int) -> None:
+    """The body of a wait_sync call, on its own thread."""
+    time.sleep(ms / 1000)
+    done.append(_text(rid, "ok"))
+    os.write(wake, b"x")
+
+
 def _write_all(data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -77,13 +91,19 @@ def main() -> None:
     out: list = []
     buf = b""
     stdin = 0
+    done: deque = deque()  # replies of wait_sync threads
+    wake_r, wake_w = os.pipe()
     while True:
         timeout = None
         if timers:
             timeout = max(0.0, timers[0][0] - time.monotonic())
-        readable, _, _ = select.select([stdin, *held], [], [], timeout)
+        readable, _, _ = select.select([stdin, wake_r, *held], [], [], timeout)
         for fd in readable:
-            if fd == stdin:
+            if fd == wake_r:
+                os.read(wake_r, 1 << 16)
+                while done:
+                    out.append(done.popleft())
+            elif fd == stdin:
                 chunk = os.read(stdin, 1 << 20)
                 if not chunk:
                     return
@@ -110,9 +130,12 @@ def main() -> None:
                                 out.append(_text(rid, args["text"]))
                             elif name == "cpu":
                                 out.append(_text(rid, str(cpu(args["n"]))))
-                            elif name == "sleep":
+                            elif name in ("sleep", "wait_async"):
                                 seq += 1
                                 heapq.heappush(timers, (time.monotonic() + args["ms"] / 1000, seq, rid))
+                            elif name == "wait_sync":
+                                call = (rid, args["ms"], done, wake_w)
+                                threading.Thread(target=_wait_sync, args=call, daemon=True).start()
                             elif name == "hold":
                                 child = subprocess.Popen(["sleep", "300"])
                                 sock = socket.create_connection(("127.0.0.1", args["port"]))

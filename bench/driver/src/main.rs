@@ -40,7 +40,7 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "flw,sdk,floor,go")]
     peers: Vec<String>,
     /// Workloads to run: latency, throughput, cpu, io, coldstart, cancel, memory,
-    /// footprint, swap, graph, http (or a..k), or all.
+    /// footprint, swap, graph, http, waits (or a..l), or all.
     #[arg(long, value_delimiter = ',', default_value = "all")]
     workloads: Vec<String>,
     /// Shorter windows and fewer repetitions, for a smoke run.
@@ -135,6 +135,7 @@ fn main() -> ExitCode {
             Workload::Swap => workloads::swap::run(&ctx),
             Workload::Graph => workloads::graph::run(&ctx),
             Workload::Http => workloads::http::run(&ctx),
+            Workload::Waits => workloads::waits::run(&ctx),
         });
     }
     let command = args.command.clone().unwrap_or_else(|| {

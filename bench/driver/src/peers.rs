@@ -47,6 +47,11 @@ impl Family {
 /// How flw runs the pool: one line of the variant table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlwVariant {
+    /// flw's defaults: `flw mcp SCRIPT`, no flw.toml and no flags. The pool
+    /// fields below are then not written anywhere (see [`FlwVariant::config`]).
+    pub defaults: bool,
+    /// The tool script in bench/peers.
+    pub script: &'static str,
     /// `isolated` or `shared`.
     pub mode: &'static str,
     /// Worker processes.
@@ -57,17 +62,40 @@ pub struct FlwVariant {
     pub queue: u32,
 }
 
-/// The cancel grace every flw variant is configured with.
+/// The cancel grace every tuned flw variant is configured with.
 pub const CANCEL_GRACE_MS: u64 = 100;
+
+/// flw's own default `cancel_grace` (supervisor/src/config.rs), which the
+/// defaults variants run with. Keep it in step with the supervisor.
+pub const DEFAULT_CANCEL_GRACE_MS: u64 = 1_000;
 
 const fn variant(mode: &'static str, instances: u32, max_concurrency: u32) -> FlwVariant {
     FlwVariant {
+        defaults: false,
+        script: "flw_tools.py",
         mode,
         instances,
         max_concurrency,
         queue: 20_000,
     }
 }
+
+const fn defaults(script: &'static str) -> FlwVariant {
+    FlwVariant {
+        defaults: true,
+        script,
+        mode: "",
+        instances: 0,
+        max_concurrency: 0,
+        queue: 0,
+    }
+}
+
+/// `flw mcp bench/peers/flw_tools.py` with no flw.toml and no flags: what a
+/// new user gets.
+pub const DEFAULTS: FlwVariant = defaults("flw_tools.py");
+/// The same for the TypeScript tools, `flw mcp bench/peers/flw_tools.ts`.
+pub const DEFAULTS_TS: FlwVariant = defaults("flw_tools.ts");
 
 /// The default mode with one worker per core on this 2-core machine.
 pub const ISOLATED_2: FlwVariant = variant("isolated", 2, 256);
@@ -80,15 +108,24 @@ pub const SHARED_2: FlwVariant = variant("shared", 2, 10_000);
 
 /// The flw variants each workload runs. Edit this table to change them; the
 /// SDK, the raw floor and Go run every workload (subject to `--peers`).
+/// flw's defaults come first wherever they run, so the README can quote them.
 pub const FLW_VARIANTS: &[(Workload, &[FlwVariant])] = &[
-    (Workload::Latency, &[ISOLATED_2, SHARED_1]),
-    (Workload::Throughput, &[ISOLATED_2, SHARED_1, SHARED_2]),
+    (Workload::Latency, &[DEFAULTS, ISOLATED_2, SHARED_1]),
+    (
+        Workload::Throughput,
+        &[DEFAULTS, ISOLATED_2, SHARED_1, SHARED_2],
+    ),
     (Workload::Cpu, &[ISOLATED_1, ISOLATED_2]),
     (Workload::Io, &[SHARED_1, SHARED_2]),
-    (Workload::ColdStart, &[ISOLATED_2, SHARED_1]),
+    (Workload::ColdStart, &[DEFAULTS, ISOLATED_2, SHARED_1]),
     (Workload::Cancel, &[ISOLATED_2, SHARED_1]),
-    (Workload::Memory, &[ISOLATED_2, SHARED_1]),
+    (Workload::Memory, &[DEFAULTS, ISOLATED_2, SHARED_1]),
     (Workload::Swap, &[ISOLATED_2, SHARED_1]),
+    // isolated ×1 runs only the cancel-to-replacement measurement of (l).
+    (
+        Workload::Waits,
+        &[DEFAULTS, DEFAULTS_TS, SHARED_1, ISOLATED_1],
+    ),
 ];
 
 /// Workloads only flw runs: the peers have no such feature (hot swap, graphs;
@@ -96,12 +133,35 @@ pub const FLW_VARIANTS: &[(Workload, &[FlwVariant])] = &[
 pub const FLW_ONLY: &[Workload] = &[Workload::Swap, Workload::Graph];
 
 impl FlwVariant {
-    /// The column label, e.g. `flw isolated ×2`.
+    /// The column label, e.g. `flw isolated ×2`, `flw defaults`, `flw defaults (TS)`.
     pub fn label(&self) -> String {
-        format!("flw {} ×{}", self.mode, self.instances)
+        let base = if self.defaults {
+            "flw defaults".to_string()
+        } else {
+            format!("flw {} ×{}", self.mode, self.instances)
+        };
+        if self.is_ts() {
+            format!("{base} (TS)")
+        } else {
+            base
+        }
     }
 
-    /// The `flw.toml` for this variant.
+    /// Whether the tools are the TypeScript ones (run by Node).
+    pub fn is_ts(&self) -> bool {
+        self.script.ends_with(".ts")
+    }
+
+    /// The `cancel_grace` this variant runs with, in ms.
+    pub fn cancel_grace_ms(&self) -> u64 {
+        if self.defaults {
+            DEFAULT_CANCEL_GRACE_MS
+        } else {
+            CANCEL_GRACE_MS
+        }
+    }
+
+    /// The `flw.toml` for a tuned variant (a defaults variant has none).
     pub fn config(&self, script: &Path) -> String {
         let mut s = String::new();
         let _ = writeln!(s, "[pools.bench]");
@@ -166,6 +226,16 @@ impl Peer {
         out
     }
 
+    /// The fewest tools its `tools/list` must show (the TypeScript tools
+    /// are fewer than the Python ones).
+    pub fn min_tools(&self) -> usize {
+        if self.variant.is_some_and(|v| v.is_ts()) {
+            2
+        } else {
+            4
+        }
+    }
+
     /// A file-name-safe form of the label.
     pub fn slug(&self) -> String {
         self.label
@@ -227,7 +297,7 @@ impl Paths {
             Family::Flw => {
                 let variant = peer.variant.unwrap_or(ISOLATED_2);
                 let cfg = self.tmp.join(format!("{}.toml", peer.slug()));
-                let script = need(self.script("flw_tools.py"), "part of the repo")?;
+                let script = need(self.script(variant.script), "part of the repo")?;
                 self.flw_launch(&variant, &script, &cfg)
             }
             Family::Sdk => Ok(Launch {
@@ -253,7 +323,8 @@ impl Paths {
     }
 
     /// How to start `flw mcp` with `variant` serving `script`; writes the
-    /// config to `cfg`.
+    /// config to `cfg`, except for a defaults variant, which gets the script
+    /// on the command line and nothing else.
     pub fn flw_launch(
         &self,
         variant: &FlwVariant,
@@ -267,11 +338,16 @@ impl Paths {
                 self.rel(&flw)
             ));
         }
-        std::fs::write(cfg, variant.config(script))
-            .map_err(|e| format!("cannot write {}: {e}", cfg.display()))?;
+        let args = if variant.defaults {
+            vec!["mcp".into(), script.display().to_string()]
+        } else {
+            std::fs::write(cfg, variant.config(script))
+                .map_err(|e| format!("cannot write {}: {e}", cfg.display()))?;
+            vec!["mcp".into(), "--config".into(), cfg.display().to_string()]
+        };
         Ok(Launch {
             program: flw,
-            args: vec!["mcp".into(), "--config".into(), cfg.display().to_string()],
+            args,
             env: vec![],
             env_remove: removed(),
         })

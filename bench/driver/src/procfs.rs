@@ -126,6 +126,26 @@ pub fn tree_rss_bytes(root: i32) -> u64 {
     tree(root).iter().filter_map(|s| rss_bytes(s.pid)).sum()
 }
 
+/// `Pss` of one process (from `/proc/PID/smaps_rollup`), in bytes; `None`
+/// when it is gone or cannot be read. Shared pages count once over all the
+/// processes that map them, so PSS sums over a tree of forked processes
+/// without counting their shared pages again and again as RSS would.
+pub fn pss_bytes(pid: i32) -> Option<u64> {
+    let text = fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    let line = text.lines().find(|l| l.starts_with("Pss:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// The sum of `Pss` over `root` and its descendants, in bytes, and the
+/// number of processes it was read from.
+pub fn tree_pss(root: i32) -> (u64, usize) {
+    tree(root)
+        .iter()
+        .filter_map(|s| pss_bytes(s.pid))
+        .fold((0, 0), |(sum, n), b| (sum + b, n + 1))
+}
+
 /// True when `pid` no longer runs: it does not exist, or it is a zombie.
 pub fn is_dead(pid: i32) -> bool {
     // SAFETY: signal 0 only checks for existence.

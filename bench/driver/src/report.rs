@@ -4,7 +4,10 @@ use std::fmt::Write as _;
 
 use serde_json::{json, Map, Value};
 
-use crate::peers::{Family, FlwVariant, Peer, CANCEL_GRACE_MS, ENV_REMOVED, FLW_VARIANTS};
+use crate::peers::{
+    Family, FlwVariant, Peer, CANCEL_GRACE_MS, DEFAULTS, DEFAULTS_TS, DEFAULT_CANCEL_GRACE_MS,
+    ENV_REMOVED, FLW_VARIANTS, SHARED_1,
+};
 use crate::sysinfo::SysInfo;
 use crate::workloads::{Fmt, PeerResult, Section, Workload};
 
@@ -26,6 +29,8 @@ pub struct Run {
 /// One line of the targets table.
 #[derive(Debug, Clone)]
 pub struct Target {
+    /// The issue that set it (3 or 17).
+    pub issue: u32,
     /// The target, as the issue states it.
     pub name: String,
     /// What was measured.
@@ -55,7 +60,10 @@ pub fn thousands(v: f64) -> String {
 /// Formats one value.
 pub fn fmt(v: f64, f: Fmt) -> String {
     if v.is_infinite() {
-        return ">10 s (never)".into();
+        return match f {
+            Fmt::Secs | Fmt::Times => "unfinished".into(),
+            _ => ">10 s (never)".into(),
+        };
     }
     if v.is_nan() {
         return "—".into();
@@ -67,6 +75,8 @@ pub fn fmt(v: f64, f: Fmt) -> String {
         Fmt::Millis => format!("{v:.1}"),
         Fmt::Mb => format!("{:.1}", v / 1e6),
         Fmt::Kb => format!("{:.1}", v / 1e3),
+        Fmt::Secs => format!("{v:.2}"),
+        Fmt::Times => format!("{v:.2}×"),
     }
 }
 
@@ -227,6 +237,7 @@ fn ratio_target(
     limit: f64,
 ) -> Target {
     let missing = |why: &str| Target {
+        issue: 3,
         name: name.into(),
         measured: format!("not measured ({why})"),
         ok: None,
@@ -251,6 +262,7 @@ fn ratio_target(
     let f = row_fmt(s, key);
     let ok = (if at_least { r >= limit } else { r <= limit }) && fr.failed == 0;
     Target {
+        issue: 3,
         name: name.into(),
         measured: format!(
             "{}: {} vs {}: {}{}",
@@ -338,6 +350,7 @@ pub fn targets(run: &Run) -> Vec<Target> {
                 );
                 t.push(match r.get("both_ms") {
                     Some(v) if r.skipped.is_none() => Target {
+                        issue: 3,
                         name,
                         measured: format!(
                             "{} (grandchild {}, connection {}){}",
@@ -349,6 +362,7 @@ pub fn targets(run: &Run) -> Vec<Target> {
                         ok: Some(v <= limit && r.failed == 0),
                     },
                     _ => Target {
+                        issue: 3,
                         name,
                         measured: "not measured".into(),
                         ok: None,
@@ -357,6 +371,7 @@ pub fn targets(run: &Run) -> Vec<Target> {
             }
         }
         None => t.push(Target {
+            issue: 3,
             name: format!("cancel-to-dead ≤ grace + 20 ms = {limit:.0} ms"),
             measured: "not measured (workload not run)".into(),
             ok: None,
@@ -375,11 +390,13 @@ pub fn targets(run: &Run) -> Vec<Target> {
         .reduce(|a, b| if b.1 > a.1 { b } else { a });
     t.push(match worst_idle {
         Some((r, v)) => Target {
+            issue: 3,
             name: "supervisor idle RSS ≤ 15 MB".into(),
             measured: format!("{} MB (worst variant: {})", fmt(v, Fmt::Mb), r.peer.label),
             ok: Some(v <= 15e6),
         },
         None => Target {
+            issue: 3,
             name: "supervisor idle RSS ≤ 15 MB".into(),
             measured: "not measured".into(),
             ok: None,
@@ -388,6 +405,7 @@ pub fn targets(run: &Run) -> Vec<Target> {
     for r in &flw_mem {
         if let Some(v) = r.get("per_call") {
             t.push(Target {
+                issue: 3,
                 name: format!(
                     "≤ 4 KB per in-flight call at {} ({})",
                     fmt(r.get("in_flight").unwrap_or(f64::NAN), Fmt::Int),
@@ -404,6 +422,7 @@ pub fn targets(run: &Run) -> Vec<Target> {
     }
     if flw_mem.is_empty() {
         t.push(Target {
+            issue: 3,
             name: "≤ 4 KB per in-flight call at 10,000".into(),
             measured: "not measured".into(),
             ok: None,
@@ -413,10 +432,187 @@ pub fn targets(run: &Run) -> Vec<Target> {
         .and_then(|s| s.family(Family::Flw))
         .and_then(|r| r.get("stripped").or(r.get("binary")));
     t.push(Target {
+        issue: 3,
         name: "stripped release binary ≤ 15 MB".into(),
         measured: stripped.map_or("not measured".into(), |v| format!("{} MB", fmt(v, Fmt::Mb))),
         ok: stripped.map(|v| v <= 15e6),
     });
+    t.extend(targets_17(run));
+    t
+}
+
+/// The result of the column `label` in the section of `w`, when measured.
+fn column<'a>(run: &'a Run, w: Workload, label: &str) -> Option<&'a PeerResult> {
+    find(run, w).and_then(|s| s.result(label))
+}
+
+/// A target of issue 17 on one metric of one column: `value <= limit`.
+fn at_most(
+    name: String,
+    r: Option<&PeerResult>,
+    key: &str,
+    limit: f64,
+    show: impl Fn(f64) -> String,
+) -> Target {
+    let Some((r, v)) = r.and_then(|r| r.get(key).map(|v| (r, v))) else {
+        return Target {
+            issue: 17,
+            name,
+            measured: "not measured".into(),
+            ok: None,
+        };
+    };
+    Target {
+        issue: 17,
+        name,
+        measured: format!("{}: {}{}", r.peer.label, show(v), failures(r)),
+        ok: Some(v <= limit && r.failed == 0),
+    }
+}
+
+/// The targets of issue 17 (massive concurrency on the defaults), each a
+/// ratio within this run or a bound.
+fn targets_17(run: &Run) -> Vec<Target> {
+    use crate::workloads::waits::{key, Kind, REPLACEMENT_ONLY};
+    let defaults = DEFAULTS.label();
+    let defaults_ts = DEFAULTS_TS.label();
+    let mut t = Vec::new();
+    for (kind, label, what) in [
+        (Kind::Async, &defaults, "an async Python tool"),
+        (Kind::Sync, &defaults, "a sync Python tool"),
+        (Kind::Async, &defaults_ts, "an async TypeScript tool"),
+    ] {
+        let r = column(run, Workload::Waits, label);
+        let ideal = r.and_then(|r| r.get(&key(kind, 256, "ideal_ms")));
+        let wall = r.and_then(|r| r.get(&key(kind, 256, "wall_s")));
+        let answered = r.and_then(|r| r.get(&key(kind, 256, "answered")));
+        let show = move |v: f64| match (wall, ideal) {
+            (Some(w), Some(i)) if v.is_finite() => {
+                format!("{w:.2} s vs one call {:.2} s: {v:.2}×", i / 1e3)
+            }
+            _ => format!(
+                "unfinished: {} of 256 answered",
+                answered.map_or("?".into(), thousands)
+            ),
+        };
+        t.push(at_most(
+            format!("256 one-second calls of {what} within 1.3× of one call, on the defaults"),
+            r,
+            &key(kind, 256, "ratio"),
+            1.3,
+            show,
+        ));
+    }
+    let mut echo = ratio_target(
+        run,
+        "echo at 256 in flight on the defaults ≥ 25× the SDK's",
+        Workload::Throughput,
+        "d256.calls_per_s",
+        Some(&defaults),
+        Family::Sdk,
+        true,
+        25.0,
+    );
+    echo.issue = 17;
+    t.push(echo);
+    let mut spawn = ratio_target(
+        run,
+        "spawn to the first tool result on the defaults ≤ the raw floor's",
+        Workload::ColdStart,
+        "first_call_ms",
+        Some(&defaults),
+        Family::Floor,
+        false,
+        1.0,
+    );
+    spawn.issue = 17;
+    t.push(spawn);
+    let d = column(run, Workload::Waits, &defaults);
+    let worst = [Kind::Async, Kind::Sync]
+        .into_iter()
+        .filter_map(|k| d.and_then(|r| r.get(&key(k, 256, "pss")).map(|v| (k, v))))
+        .reduce(|a, b| if b.1 > a.1 { b } else { a });
+    let mb = |v: f64| format!("{} MB", fmt(v, Fmt::Mb));
+    // A bound on memory holds only for a burst that ran: one cut off
+    // unfinished never had its calls in the workers at once.
+    let finished = |mut target: Target, r: Option<&PeerResult>, k: Kind, n: usize| {
+        let wall = r.and_then(|r| r.get(&key(k, n, "wall_s")));
+        if target.ok.is_some() && wall.is_none_or(f64::is_infinite) {
+            target.ok = Some(false);
+            target.measured.push_str(&format!(
+                " (the {} burst of {n} did not finish, so its calls never all ran at once)",
+                k.name()
+            ));
+        }
+        target
+    };
+    t.push(match worst {
+        Some((k, _)) => finished(
+            at_most(
+                format!(
+                "total PSS with 256 model-like Python calls in flight on the defaults ≤ 1 GB (the \
+                 larger of async and sync: {})",
+                k.name()
+            ),
+                d,
+                &key(k, 256, "pss"),
+                1e9,
+                mb,
+            ),
+            d,
+            k,
+            256,
+        ),
+        None => at_most(
+            "total PSS with 256 model-like Python calls in flight on the defaults ≤ 1 GB".into(),
+            None,
+            "",
+            1e9,
+            mb,
+        ),
+    });
+    let shared = column(run, Workload::Waits, &SHARED_1.label());
+    t.push(finished(
+        at_most(
+            format!(
+                "total PSS with 1,000 async calls in flight in a shared pool ≤ 300 MB ({})",
+                SHARED_1.label()
+            ),
+            shared,
+            &key(Kind::Async, 1000, "pss"),
+            300e6,
+            mb,
+        ),
+        shared,
+        Kind::Async,
+        1000,
+    ));
+    for label in [defaults.clone(), REPLACEMENT_ONLY.label()] {
+        let r = column(run, Workload::Waits, &label);
+        t.push(at_most(
+            format!(
+                "cancel to the next call's result on a fresh worker, minus cancel_grace, ≤ 10 ms \
+                 at p50 ({label})"
+            ),
+            r,
+            "repl_p50",
+            10.0,
+            |v| {
+                let p90 = r.and_then(|r| r.get("repl_p90")).unwrap_or(f64::NAN);
+                format!("p50 {} (p90 {})", ms(v), ms(p90))
+            },
+        ));
+        t.push(at_most(
+            format!(
+                "a cancel kills the call's worker within cancel_grace + 20 ms ({label}; the \
+                 slowest of the cancels above)"
+            ),
+            r,
+            "dead_max",
+            20.0,
+            |v| format!("grace + {}", ms(v)),
+        ));
+    }
     t
 }
 
@@ -431,6 +627,15 @@ fn ms(v: f64) -> String {
 
 /// A variant's line: its label and its pool settings.
 pub fn variant_line(v: &FlwVariant) -> String {
+    if v.defaults {
+        return format!(
+            "`{}`: `flw mcp bench/peers/{}`, no flw.toml and no flags: the pool runs on this \
+             build's defaults (flw's default cancel_grace is {} ms)",
+            v.label(),
+            v.script,
+            DEFAULT_CANCEL_GRACE_MS
+        );
+    }
     format!(
         "`{}`: mode = \"{}\", instances = {}, max_concurrency = {}, queue = {}, cancel_grace = \"{}ms\"",
         v.label(),
@@ -475,8 +680,8 @@ pub fn markdown(run: &Run, targets: &[Target]) -> String {
          `bench/driver`). Run a subset with e.g. \
          `bash bench/run --peers flw,floor --workloads latency,throughput --quick`. Peers: `flw`, \
          `sdk`, `floor`, `go`; workloads: `latency`, `throughput`, `cpu`, `io`, `coldstart`, \
-         `cancel`, `memory`, `footprint`, `swap`, `graph`, `http` (or `a`..`k`). Raw numbers: \
-         `bench/results.json`.\n"
+         `cancel`, `memory`, `footprint`, `swap`, `graph`, `http`, `waits` (or `a`..`l`). Raw \
+         numbers: `bench/results.json`.\n"
     );
     let _ = writeln!(
         out,
@@ -487,9 +692,11 @@ pub fn markdown(run: &Run, targets: &[Target]) -> String {
     );
     let _ = writeln!(
         out,
-        "- **flw**: `target/release/flw mcp --config flw.toml` with the pool \
-         `bench/peers/flw_tools.py` (workers on the system `python3`; the swap workload serves \
-         a copy of `bench/peers/swap_tools.py` instead). Variants:"
+        "- **flw**: `target/release/flw mcp bench/peers/flw_tools.py` on its defaults, and \
+         `target/release/flw mcp --config flw.toml` with the pool `bench/peers/flw_tools.py` \
+         (workers on the system `python3`; the swap workload serves a copy of \
+         `bench/peers/swap_tools.py` instead; (l) also serves `bench/peers/flw_tools.ts` on \
+         Node). Variants:"
     );
     let mut seen: Vec<FlwVariant> = Vec::new();
     for (_, vs) in FLW_VARIANTS {
@@ -505,8 +712,9 @@ pub fn markdown(run: &Run, targets: &[Target]) -> String {
         "- **MCP SDK**: `bench/peers/mcp_sdk_server.py`, `MCPServer` of the official Python SDK \
          on stdio, in `bench/.venv-mcp`. Same tool bodies as flw's, byte for byte.\n\
          - **raw floor**: `bench/peers/raw_floor.py`, a stdlib-only Python loop: big reads, \
-         `json.loads`/`json.dumps`, one write per batch; sleeps on a timer heap; no \
-         cancellation. The cost no Python worker behind a pipe can avoid.\n\
+         `json.loads`/`json.dumps`, one write per batch; sleeps on a timer heap (`wait_sync` on \
+         a thread per call); no cancellation. The cost no Python worker behind a pipe can \
+         avoid.\n\
          - **Go**: `bench/peers/go`, a minimal stdlib-only Go server: a goroutine per call, one \
          batching writer, cancellation through a context.\n"
     );
@@ -519,20 +727,22 @@ pub fn markdown(run: &Run, targets: &[Target]) -> String {
     for sec in &run.sections {
         section(&mut out, sec);
     }
-    let _ = writeln!(out, "## Targets (issue 3)\n");
-    let _ = writeln!(
-        out,
-        "| target | measured (flw vs peer: ratio) | met |\n| --- | --- | :---: |"
-    );
-    for t in targets {
-        let mark = match t.ok {
-            Some(true) => "✓",
-            Some(false) => "✗",
-            None => "—",
-        };
-        let _ = writeln!(out, "| {} | {} | {mark} |", t.name, t.measured);
+    for issue in [3, 17] {
+        let _ = writeln!(out, "## Targets (issue {issue})\n");
+        let _ = writeln!(
+            out,
+            "| target | measured (flw vs peer: ratio) | met |\n| --- | --- | :---: |"
+        );
+        for t in targets.iter().filter(|t| t.issue == issue) {
+            let mark = match t.ok {
+                Some(true) => "✓",
+                Some(false) => "✗",
+                None => "—",
+            };
+            let _ = writeln!(out, "| {} | {} | {mark} |", t.name, t.measured);
+        }
+        out.push('\n');
     }
-    out.push('\n');
     if targets.iter().any(|t| t.ok.is_some()) {
         let _ = writeln!(
             out,
@@ -584,10 +794,14 @@ fn result_json(r: &PeerResult) -> Value {
         .collect();
     json!({
         "family": r.peer.family.name(),
-        "flw_config": r.peer.variant.map(|v| json!({
-            "mode": v.mode, "instances": v.instances, "max_concurrency": v.max_concurrency,
-            "queue": v.queue, "cancel_grace_ms": CANCEL_GRACE_MS,
-        })),
+        "flw_config": r.peer.variant.map(|v| if v.defaults {
+            json!({"defaults": true, "script": v.script, "cancel_grace_ms": v.cancel_grace_ms()})
+        } else {
+            json!({
+                "mode": v.mode, "instances": v.instances, "max_concurrency": v.max_concurrency,
+                "queue": v.queue, "cancel_grace_ms": v.cancel_grace_ms(),
+            })
+        }),
         "metrics": metrics,
         "never": r.metrics.iter().filter(|(_, v)| v.is_infinite()).map(|(k, _)| k.clone()).collect::<Vec<_>>(),
         "failed_calls": r.failed,
@@ -619,7 +833,7 @@ pub fn json(run: &Run, targets: &[Target]) -> Value {
         },
         "workloads": workloads,
         "targets": targets.iter().map(|t| json!({
-            "target": t.name, "measured": t.measured, "met": t.ok,
+            "issue": t.issue, "target": t.name, "measured": t.measured, "met": t.ok,
         })).collect::<Vec<_>>(),
     })
 }

@@ -137,6 +137,22 @@ pub struct LoadStats {
     pub driver_cpu: f64,
 }
 
+/// What a burst measured ([`Server::finish_burst`]).
+#[derive(Debug, Clone, Default)]
+pub struct Burst {
+    /// Calls answered (successes and failures).
+    pub answered: u64,
+    /// Calls still unanswered when the wait ended.
+    pub unanswered: u64,
+    /// Failed calls (JSON-RPC errors and `isError` results).
+    pub errors: u64,
+    /// The first failure's message.
+    pub first_error: Option<String>,
+    /// From queueing the first call for writing to the last reply; `None`
+    /// unless every call was answered.
+    pub wall: Option<Duration>,
+}
+
 impl LoadStats {
     /// Completed calls per second in the window.
     pub fn rate(&self) -> f64 {
@@ -155,6 +171,10 @@ impl LoadStats {
 struct Load {
     /// The bytes after the id: `,"method":"tools/call","params":{...}}\n`.
     suffix: Vec<u8>,
+    /// When the first calls were queued for writing.
+    started: Instant,
+    /// When the last reply so far arrived.
+    last_reply: Option<Instant>,
     in_flight: HashMap<u64, Instant>,
     unsent: u64,
     stop: bool,
@@ -376,6 +396,8 @@ impl Server {
         suffix.extend_from_slice(b"}\n");
         let mut load = Load {
             suffix,
+            started: Instant::now(),
+            last_reply: None,
             in_flight: HashMap::with_capacity(first as usize),
             unsent: total - first,
             stop: burst,
@@ -394,6 +416,7 @@ impl Server {
         // see a reply to a call it does not know yet.
         let mut st = self.shared.lock();
         let now = Instant::now();
+        load.started = now;
         let mut batch = Vec::new();
         for _ in 0..first {
             let id = self.shared.id();
@@ -460,6 +483,26 @@ impl Server {
     /// Sends `spec.total` calls at once and returns without waiting.
     pub fn start_burst(&self, spec: &LoadSpec) {
         self.start_load(spec, None, true, false);
+    }
+
+    /// Waits until every call of the burst is answered, the server closes
+    /// its stdout, or `deadline`; then ends the burst and reports it.
+    pub fn finish_burst(&self, deadline: Instant) -> Burst {
+        self.wait_until(deadline, |l| l.in_flight.is_empty());
+        let Some(load) = self.shared.lock().load.take() else {
+            return Burst::default();
+        };
+        let unanswered = load.in_flight.len() as u64;
+        Burst {
+            answered: load.total_done,
+            unanswered,
+            errors: load.errors,
+            first_error: load.first_error,
+            wall: load
+                .last_reply
+                .filter(|_| unanswered == 0)
+                .map(|last| last - load.started),
+        }
     }
 
     /// For a burst: (replies so far, failed calls, first failure).
@@ -685,6 +728,7 @@ fn on_load_reply(
     at: Instant,
 ) {
     load.total_done += 1;
+    load.last_reply = Some(at);
     if let Err(e) = outcome(value) {
         load.errors += 1;
         load.first_error.get_or_insert(e);

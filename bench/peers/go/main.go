@@ -1,5 +1,7 @@
-// Command flw-bench-go is a minimal stdio MCP server in Go serving the four
-// benchmark tools (echo, cpu, sleep, hold), standard library only.
+// Command flw-bench-go is a minimal stdio MCP server in Go serving the
+// benchmark tools (echo, cpu, sleep, hold, wait_async, wait_sync), standard
+// library only. wait_async and wait_sync are the same code: a goroutine that
+// sleeps is both.
 //
 // A bufio reader takes newline-delimited JSON-RPC from stdin; every
 // tools/call runs in its own goroutine with a context that
@@ -70,6 +72,8 @@ var tools = []map[string]any{
 	{"name": "cpu", "description": "Spin a loop n times.", "inputSchema": schema("n", "integer")},
 	{"name": "sleep", "description": "Wait ms milliseconds.", "inputSchema": schema("ms", "integer")},
 	{"name": "hold", "description": "Start `sleep 300` and hold a request open.", "inputSchema": schema("port", "integer")},
+	{"name": "wait_async", "description": "Wait ms milliseconds.", "inputSchema": schema("ms", "integer")},
+	{"name": "wait_sync", "description": "Wait ms milliseconds.", "inputSchema": schema("ms", "integer")},
 }
 
 func main() {
@@ -209,7 +213,7 @@ func call(ctx context.Context, params json.RawMessage) (string, error) {
 			x = (x*31 + i) % 1000003
 		}
 		return strconv.FormatInt(x, 10), nil
-	case "sleep":
+	case "sleep", "wait_async", "wait_sync":
 		time.Sleep(time.Duration(a.Ms) * time.Millisecond)
 		return "ok", nil
 	case "hold":

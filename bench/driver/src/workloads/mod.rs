@@ -15,6 +15,7 @@ pub mod latency;
 pub mod memory;
 pub mod swap;
 pub mod throughput;
+pub mod waits;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -47,11 +48,14 @@ pub enum Workload {
     Graph,
     /// (k) echo over HTTP with 256 connections: flw serve and the SDK's HTTP server.
     Http,
+    /// (l) model-like waits: 256 and 1,000 calls of 1 s at once, and the
+    /// cancel-to-replacement time.
+    Waits,
 }
 
 impl Workload {
     /// Every workload, in report order.
-    pub const ALL: [Workload; 11] = [
+    pub const ALL: [Workload; 12] = [
         Workload::Latency,
         Workload::Throughput,
         Workload::Cpu,
@@ -63,6 +67,7 @@ impl Workload {
         Workload::Swap,
         Workload::Graph,
         Workload::Http,
+        Workload::Waits,
     ];
 
     /// The name used by `--workloads`.
@@ -79,12 +84,13 @@ impl Workload {
             Workload::Swap => "swap",
             Workload::Graph => "graph",
             Workload::Http => "http",
+            Workload::Waits => "waits",
         }
     }
 
-    /// Parses a `--workloads` name or its letter (`a`..`k`).
+    /// Parses a `--workloads` name or its letter (`a`..`l`).
     pub fn parse(s: &str) -> Option<Workload> {
-        let letters = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k"];
+        let letters = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l"];
         Workload::ALL
             .into_iter()
             .zip(letters)
@@ -128,7 +134,7 @@ impl Ctx {
         let launch = self.paths.launch(peer)?;
         let log = self.paths.tmp.join(format!("{n:03}-{}.log", peer.slug()));
         let server = Server::spawn(&peer.label, &launch, &log)?;
-        match server.handshake(Duration::from_secs(30)) {
+        match server.handshake_expecting(Duration::from_secs(30), peer.min_tools()) {
             Ok(_) => Ok(server),
             Err(e) => Err(self.failed(server, &e)),
         }
@@ -178,6 +184,10 @@ pub enum Fmt {
     Mb,
     /// Bytes shown as KB (10^3) with one decimal.
     Kb,
+    /// Seconds, two decimals; infinity is "unfinished".
+    Secs,
+    /// A ratio such as `1.04×`; infinity is "unfinished".
+    Times,
 }
 
 /// One row of a section's table.
