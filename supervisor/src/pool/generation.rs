@@ -15,10 +15,10 @@
 //! When to grow: a call that waits adds a slot at once while the
 //! generation has fewer than one per core (or in `shared` mode, where a call
 //! waits only when every worker is full). Beyond that, slots are added
-//! [`GROW_AFTER`] later, if calls still wait and some worker has been busy
-//! with one call for that long: calls that wait on a model get a worker
-//! each, while a stream of quick calls is served by the workers there are
-//! (more processes than cores would not run them sooner).
+//! [`GROW_AFTER`] later, if calls still wait and every busy worker has been
+//! on its call for that long: calls that wait on a model get a worker each,
+//! while a stream of quick calls is served by the workers there are (more
+//! processes than cores would not run them sooner).
 //!
 //! Python workers are forked by the generation's fork server
 //! ([`crate::worker::fork_server`]) unless `spawn = "exec"`, the script is
@@ -54,7 +54,7 @@ use flw_protocol::fork_server::{ENV_KEEPER, ENV_KILL_GRACE_MS};
 
 /// How long calls wait, beyond one worker per core, before more workers
 /// start for them (see the module docs).
-pub const GROW_AFTER: Duration = Duration::from_millis(2);
+pub const GROW_AFTER: Duration = Duration::from_millis(5);
 
 /// A fork server that ends this many times in one generation is given up
 /// for exec.
@@ -335,12 +335,18 @@ impl Generation {
                 tokio::time::sleep(GROW_AFTER).await;
                 let mut st = g.lock();
                 st.grow_armed = false;
-                let long = st.slots.iter().any(|s| {
-                    s.active
-                        && s.in_flight > 0
-                        && s.since.is_some_and(|t| t.elapsed() >= GROW_AFTER)
-                });
-                g.grow(&mut st, long);
+                // Every busy worker has been on its call a while: calls
+                // wait on something slow, not on a worker busy with quick
+                // calls (where more processes than cores would not help).
+                let busy = st.slots.iter().filter(|s| s.active && s.in_flight > 0);
+                let (mut n, mut long) = (0, 0);
+                for s in busy {
+                    n += 1;
+                    if s.since.is_some_and(|t| t.elapsed() >= GROW_AFTER) {
+                        long += 1;
+                    }
+                }
+                g.grow(&mut st, n > 0 && long == n);
             });
         }
     }
