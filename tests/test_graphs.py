@@ -71,7 +71,7 @@ def test_map_reduce_over_a_batch_of_100_items():
 
 
 def test_batch_items_are_spread_across_the_pools_processes():
-    code, store, _, stderr = run_flow(FLOWS, "spread", {"n": 12}, "--instances", "3")
+    code, store, _, stderr = run_flow(FLOWS, "spread", {"n": 12}, "--max-workers", "3")
     assert code == 0, stderr
     assert store["items"] == list(range(12))  # results in item order
     assert len(store["pids"]) >= 2, store
