@@ -13,6 +13,7 @@ pub mod instances;
 pub mod logging;
 pub mod mcp;
 pub mod metrics;
+pub mod nofile;
 pub mod pool;
 pub mod private_fs;
 pub mod router;

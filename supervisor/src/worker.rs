@@ -86,6 +86,9 @@ pub struct WorkerConfig {
 pub struct StartError {
     /// What happened, where, and the worker's last stderr lines.
     pub message: String,
+    /// Whether the process was started (and then failed its handshake), as
+    /// opposed to not started at all.
+    pub started: bool,
 }
 
 /// How a worker process ended.
@@ -158,6 +161,7 @@ impl Worker {
         let (mut child, channel, stdout, stderr) = match &cfg.origin {
             Origin::Exec => {
                 let mut spawned = cfg.spawn.spawn().map_err(|e| StartError {
+                    started: false,
                     message: format!(
                         "worker {label} failed to start: could not run {program}: {e}{}",
                         if e.kind() == std::io::ErrorKind::NotFound {
@@ -180,9 +184,13 @@ impl Worker {
                 (Process::Exec(spawned.child), spawned.channel, out, err)
             }
             Origin::Fork(server) => {
-                let mut forked = server.fork(&label).await.map_err(|e| StartError {
-                    message: format!("worker {label} failed to start: {e}"),
-                })?;
+                let mut forked = server
+                    .fork(&label, cfg.handshake_timeout)
+                    .await
+                    .map_err(|e| StartError {
+                        started: false,
+                        message: format!("worker {label} failed to start: {e}"),
+                    })?;
                 let (channel, out, err) = forked.take_io();
                 (
                     Process::Forked(forked),
@@ -231,7 +239,13 @@ impl Worker {
             Ok(hv) => hv,
             Err(why) => {
                 guard.kill_now();
-                let _ = child.wait().await;
+                if tokio::time::timeout(Duration::from_secs(2), child.wait())
+                    .await
+                    .is_err()
+                {
+                    target.force(); // a keeper that did not sweep in time
+                    let _ = child.wait().await;
+                }
                 if let Some(t) = stderr {
                     let _ = tokio::time::timeout(Duration::from_millis(500), t).await;
                 }
@@ -239,6 +253,7 @@ impl Worker {
                     t.abort();
                 }
                 return Err(StartError {
+                    started: true,
                     message: format!("worker {label} failed to start: {why}{}", tail.render()),
                 });
             }
@@ -716,8 +731,18 @@ async fn lifecycle(mut p: LifecycleParts, worker: Arc<Worker>, cfg: WorkerConfig
                 }
             } => {
                 if kill_at.is_some_and(|k| k <= tokio::time::Instant::now()) {
-                    target.force();
-                    kill_at = None;
+                    if target.keeper && !killed_now {
+                        // The grace is out: the keeper SIGKILLs the tree
+                        // (it would by itself, 50 ms before); SIGKILL of
+                        // the keeper, which would leave what escaped the
+                        // worker's group, only if it has not within 1 s.
+                        killed_now = true;
+                        target.kill_now();
+                        kill_at = Some(tokio::time::Instant::now() + Duration::from_secs(1));
+                    } else {
+                        target.force();
+                        kill_at = None;
+                    }
                 } else {
                     channel_closed_at = None;
                     reason.get_or_insert_with(|| CallFailure::new(

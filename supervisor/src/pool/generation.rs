@@ -144,8 +144,6 @@ struct State {
     active: usize,
     /// Slots whose worker is starting.
     starting: usize,
-    /// Failed starts and early crashes in a row, across the slots.
-    failures: u32,
     /// `max_restarts` was passed: no slot starts a worker any more.
     gave_up: bool,
     /// A check for more workers is due ([`GROW_AFTER`]).
@@ -218,7 +216,6 @@ impl Generation {
                 slots: Vec::new(),
                 active: 0,
                 starting: 0,
-                failures: 0,
                 gave_up: false,
                 grow_armed: false,
                 queue: VecDeque::new(),
@@ -428,12 +425,15 @@ impl Generation {
                 return Err(AcquireError::Failed(self.unavailable(&st)));
             }
             st.queue.retain(|(tx, _)| !tx.is_closed()); // callers that gave up
-            if st.queue.len() >= self.cfg.queue {
+                                                        // Calls the workers the pool may still start will take wait too.
+            let room = self.cfg.max_workers.saturating_sub(st.active) * self.capacity();
+            let bound = self.cfg.queue.saturating_add(room);
+            if st.queue.len() >= bound {
                 // Callers cancelled but not yet dropped count as gone too;
                 // checked only here, as each check takes the token's lock.
                 st.queue.retain(|(_, c)| !c.is_cancelled());
             }
-            if st.queue.len() >= self.cfg.queue {
+            if st.queue.len() >= bound {
                 return Err(AcquireError::Failed(CallFailure::new(
                     ErrorKind::Overloaded,
                     format!(
@@ -717,6 +717,10 @@ impl Generation {
     }
 
     fn give_up_fork(&self, f: &mut Forking, why: String) {
+        if let Some(server) = f.server.take() {
+            // Its workers go on; it would only hold the script in memory.
+            tokio::spawn(async move { server.shutdown().await });
+        }
         tracing::warn!(
             pool = %self.cfg.name,
             generation = self.number,
@@ -809,8 +813,10 @@ fn shutting_down() -> CallFailure {
 enum Next {
     /// Start another at once (a requested end: a kill after a cancel).
     Refill,
-    /// Start another after a backoff (a crash).
-    Backoff,
+    /// Start another after a backoff (a crash, or a failed start);
+    /// `lived_long` when the worker had served a while (30 s), which ends a
+    /// run of failures.
+    Backoff { lived_long: bool },
     /// The slot is no longer needed.
     Leave,
 }
@@ -870,14 +876,20 @@ async fn run_slot(
         let started = loop {
             let forked = matches!(origin, Origin::Fork(_));
             let r = tokio::select! {
-                r = Worker::start(g.worker_config(&launch, label.clone(), origin.clone())) => r.map_err(|e| e.message),
-                _ = g.stop.cancelled() => None.ok_or_else(String::new),
+                r = Worker::start(g.worker_config(&launch, label.clone(), origin.clone())) => r,
+                _ = g.stop.cancelled() => break Err(String::new()),
             };
-            if g.stop.is_cancelled() {
-                break Err(String::new());
-            }
+            // A forked worker that started and died before its handshake,
+            // while its fork server lives: the script may not survive fork.
+            // (A fork server that ended, or a fork that failed, is not the
+            // script's doing: the slot tries again.)
+            let died_forked = match (&r, &origin) {
+                (Err(e), Origin::Fork(server)) => e.started && !server.has_ended(),
+                _ => false,
+            };
+            let r = r.map_err(|e| e.message);
             match &r {
-                Err(e) if forked && g.forked_start_failed(e).await => {
+                Err(e) if died_forked && g.forked_start_failed(e).await => {
                     origin = Origin::Exec;
                     continue;
                 }
@@ -954,7 +966,7 @@ async fn run_slot(
                 }
                 g.fail_tools(&e);
                 g.lock().last_error = Some(e);
-                Next::Backoff
+                Next::Backoff { lived_long: false }
             }
         };
         match next {
@@ -963,9 +975,13 @@ async fn run_slot(
             // waiting: the pool needed it a moment ago, and idle_timeout
             // trims what stays unused.
             Next::Refill => backoff_failures = 0,
-            Next::Backoff => {
+            Next::Backoff { lived_long } => {
+                if lived_long {
+                    backoff_failures = 0;
+                }
                 backoff_failures += 1;
-                if g.count_failure() {
+                if backoff_failures > g.cfg.max_restarts {
+                    g.slot_gave_up(backoff_failures);
                     break;
                 }
                 let backoff = Duration::from_millis(100)
@@ -977,6 +993,11 @@ async fn run_slot(
                     _ = g.stop.cancelled() => break,
                 }
                 if !g.still_needed() {
+                    tracing::debug!(
+                        pool = %g.cfg.name,
+                        generation = g.number,
+                        "scale down: a worker that ended is not replaced (no call waits, and the pool has min_workers)"
+                    );
                     break;
                 }
             }
@@ -1018,18 +1039,16 @@ impl Generation {
         };
         self.clear_slot(i, epoch);
         if info.requested {
-            self.lock().failures = 0;
             return Next::Refill;
-        }
-        if alive_since.elapsed() > Duration::from_secs(30) {
-            self.lock().failures = 0;
         }
         self.lock().last_error = Some(format!(
             "worker {} ended with {}",
             worker.label(),
             info.status
         ));
-        Next::Backoff
+        Next::Backoff {
+            lived_long: alive_since.elapsed() > Duration::from_secs(30),
+        }
     }
 
     fn clear_slot(&self, i: usize, epoch: u64) {
@@ -1054,7 +1073,8 @@ impl Generation {
             Some(t) if s.epoch == epoch && s.in_flight == 0 => {
                 tokio::time::Instant::from_std(t) + timeout
             }
-            _ => tokio::time::Instant::now() + timeout,
+            // Busy: look again later, at most once a second.
+            _ => tokio::time::Instant::now() + timeout.max(Duration::from_secs(1)),
         }
     }
 
@@ -1101,24 +1121,23 @@ impl Generation {
         waiting > st.starting * self.capacity()
     }
 
-    /// Counts a failure in a row; whether the generation gave up on it.
-    fn count_failure(&self) -> bool {
+    /// Slot gave up after `failures` failures in a row: if it was the last
+    /// slot, the generation gives up (calls fail `unavailable` until a
+    /// reload); otherwise the others serve on, and calls that wait may
+    /// start new slots.
+    fn slot_gave_up(&self, failures: u32) {
         let mut st = self.lock();
-        st.failures += 1;
-        if st.failures <= self.cfg.max_restarts {
-            return false;
-        }
-        if !st.gave_up {
+        let last = st.active <= 1;
+        tracing::error!(
+            pool = %self.cfg.name,
+            "a worker slot gave up after {failures} failures in a row{}; last: {}",
+            if last { ", and it was the pool's last" } else { "" },
+            st.last_error.as_deref().unwrap_or("?")
+        );
+        if last {
             st.gave_up = true;
-            tracing::error!(
-                pool = %self.cfg.name,
-                "gave up after {} failures in a row; last: {}",
-                st.failures,
-                st.last_error.as_deref().unwrap_or("?")
-            );
+            st.queue.clear(); // waiters get `unavailable`
         }
-        st.queue.clear(); // waiters get `unavailable`
-        true
     }
 
     /// Marks the tools failed while no worker has announced them.

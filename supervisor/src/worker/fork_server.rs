@@ -162,13 +162,21 @@ struct Shared {
 pub struct ForkServer {
     label: Arc<str>,
     pid: u32,
-    control: AsyncFd<OwnedFd>,
+    control: Arc<AsyncFd<OwnedFd>>,
     /// The write end of the lifeline (never written; closed when dropped).
     _lifeline: OwnedFd,
     shared: Mutex<Shared>,
     next_id: AtomicU64,
     ended: CancellationToken,
     forks: AtomicU64,
+}
+
+impl Drop for ForkServer {
+    fn drop(&mut self) {
+        // Ends the read loop, which then drops the control socket: the fork
+        // server reads its end and exits.
+        self.ended.cancel();
+    }
 }
 
 impl std::fmt::Debug for ForkServer {
@@ -226,6 +234,7 @@ impl ForkServer {
                 if libc::setsid() < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
+                crate::nofile::restore_in_child();
                 // The fork server dies with the supervisor; its workers
                 // follow through the lifeline, not through it.
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) < 0 {
@@ -272,7 +281,7 @@ impl ForkServer {
             Ok(Ok(Some(FromForkServer::Ready { .. }))) => Arc::new(ForkServer {
                 label: label.clone(),
                 pid,
-                control,
+                control: Arc::new(control),
                 _lifeline: life_w,
                 shared: Mutex::new(Shared::default()),
                 next_id: AtomicU64::new(1),
@@ -280,7 +289,15 @@ impl ForkServer {
                 forks: AtomicU64::new(0),
             }),
             Ok(Ok(Some(FromForkServer::Unsafe { reason }))) => {
-                let _ = child.wait().await;
+                // It exits by itself; one whose script left a thread that
+                // keeps it alive is killed.
+                if tokio::time::timeout(Duration::from_secs(1), child.wait())
+                    .await
+                    .is_err()
+                {
+                    let _ = child.start_kill();
+                    let _ = child.wait().await;
+                }
                 return Err(ForkServerError::Unsafe(reason));
             }
             other => {
@@ -298,7 +315,11 @@ impl ForkServer {
                 return Err(failed(format!("{why}{}", tail.render())));
             }
         };
-        tokio::spawn(read_loop(Arc::downgrade(&server), server.ended.clone()));
+        tokio::spawn(read_loop(
+            server.control.clone(),
+            Arc::downgrade(&server),
+            server.ended.clone(),
+        ));
         tokio::spawn(watch_exit(child, server.clone()));
         tracing::debug!(fork_server = %label, pid, "fork server ready");
         Ok(server)
@@ -316,7 +337,9 @@ impl ForkServer {
 
     /// Forks a worker labelled `label`; it then does its handshake on the
     /// channel like any other.
-    pub async fn fork(self: &Arc<Self>, label: &str) -> Result<Forked, String> {
+    /// A fork server that has not answered within `timeout` is ended and
+    /// killed (the next worker starts a new one).
+    pub async fn fork(self: &Arc<Self>, label: &str, timeout: Duration) -> Result<Forked, String> {
         let io = |what: &str, e: std::io::Error| format!("cannot {what} for a forked worker: {e}");
         let (ours, theirs) = UnixStream::pair().map_err(|e| io("make a channel", e))?;
         ours.set_nonblocking(true)
@@ -346,9 +369,26 @@ impl ForkServer {
             ));
         }
         drop((theirs, out_w, err_w));
-        let (pid, exit) = match rx.await {
-            Ok(r) => r?,
-            Err(_) => return Err(format!("fork server {} ended", self.label)),
+        let (pid, exit) = match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(r)) => r?,
+            Ok(Err(_)) => return Err(format!("fork server {} ended", self.label)),
+            Err(_) => {
+                let why = format!(
+                    "fork server {} did not fork a worker within {timeout:?}; it was killed",
+                    self.label
+                );
+                tracing::warn!(fork_server = %self.label, "{why}");
+                self.end(why.clone());
+                if let Ok(pid) = i32::try_from(self.pid) {
+                    if pid > 1 {
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                    }
+                }
+                return Err(why);
+            }
         };
         self.forks.fetch_add(1, Ordering::Relaxed);
         let pidfd = pidfd_open(pid).and_then(|fd| register(fd).ok());
@@ -440,14 +480,20 @@ impl ForkServer {
     }
 }
 
-/// Reads the fork server's messages until its channel ends.
-async fn read_loop(server: std::sync::Weak<ForkServer>, ended: CancellationToken) {
+/// Reads the fork server's messages until its channel ends, or until
+/// every handle is gone (it then holds no strong reference while it waits,
+/// so a dropped fork server sees its channel close and exits).
+async fn read_loop(
+    control: Arc<AsyncFd<OwnedFd>>,
+    server: std::sync::Weak<ForkServer>,
+    ended: CancellationToken,
+) {
     loop {
-        let Some(s) = server.upgrade() else { return };
         let msg = tokio::select! {
-            m = recv(&s.control) => m,
+            m = recv(&control) => m,
             _ = ended.cancelled() => return,
         };
+        let Some(s) = server.upgrade() else { return };
         match msg {
             Ok(Some(m)) => s.route(m),
             Ok(None) => {

@@ -92,9 +92,13 @@ impl GroupGuard {
     }
 
     /// After the process has exited: SIGKILLs what is left of its group,
-    /// and disarms the guard.
+    /// and disarms the guard. A keeper's group is the keeper alone, and it
+    /// left nothing behind (it exits last), so it gets no signal: its pid
+    /// may already be another process's.
     pub fn sweep(&mut self) {
-        self.target.force();
+        if !self.target.keeper {
+            self.target.force();
+        }
         self.armed = false;
     }
 

@@ -135,6 +135,7 @@ impl SpawnSpec {
                 if libc::setsid() < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
+                crate::nofile::restore_in_child();
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }

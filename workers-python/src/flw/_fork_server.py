@@ -104,7 +104,10 @@ def serve(script: str, args: Sequence[str]) -> int:
     reason = _threads_started()
     if reason is not None:
         server.send({"type": "unsafe", "reason": reason})
-        return 0
+        # Not a return: a thread the script left running (not a daemon)
+        # would keep this process alive after main.
+        flush_std_streams()
+        os._exit(0)
     gc.collect()
     gc.freeze()
     return server.run()

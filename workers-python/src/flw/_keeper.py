@@ -66,6 +66,9 @@ DEFAULT_KILL_GRACE_MS = 2000
 _SWEEP_WAIT_MS = 20
 """How long the sweep waits for a SIGCHLD before it looks at ``/proc`` again."""
 
+_SWEEP_ROUNDS_MAX = 500
+"""Rounds (of ``_SWEEP_WAIT_MS``) after which a sweep gives up on what it cannot kill."""
+
 _SWEEP_ROUNDS_FOR_W = 5
 """Rounds the sweep waits for W's own group to die before it looks at ``/proc`` anyway."""
 
@@ -300,6 +303,10 @@ def _sweep(worker: int, status: int | None, wake_r: int) -> int | None:
         if not more:
             return status
         if status is not None or rounds >= _SWEEP_ROUNDS_FOR_W:
+            if rounds >= _SWEEP_ROUNDS_MAX:
+                # A child SIGKILL cannot reach (a set-user-ID program):
+                # K stops looking and leaves it to init rather than spin.
+                return status
             for pid, pgid in _children_of(me):
                 _kill(pid, signal.SIGKILL)
                 if pgid != own_group:
