@@ -14,8 +14,8 @@ tests check that
   deaf to its signal, cannot stop on request, so flw kills its worker after
   `cancel_grace` and the other calls on that worker fail with
   `worker_killed`; the slot gets a new worker. A blocked loop also holds off
-  the SDK's SIGTERM handler, so that worker dies at the SIGKILL
-  `kill_grace` later; a free loop runs the handler at once, and it kills
+  the SDK's SIGTERM handler, so that worker dies at the SIGKILL 250 ms
+  later (or kill_grace, if shorter); a free loop runs the handler at once, and it kills
   the processes that left the group by their tag.
 """
 
