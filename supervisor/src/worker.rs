@@ -163,12 +163,8 @@ impl Worker {
                 let mut spawned = cfg.spawn.spawn().map_err(|e| StartError {
                     started: false,
                     message: format!(
-                        "worker {label} failed to start: could not run {program}: {e}{}",
-                        if e.kind() == std::io::ErrorKind::NotFound {
-                            " (is it installed and on PATH?)"
-                        } else {
-                            ""
-                        }
+                        "worker {label} failed to start: {}",
+                        cfg.spawn.could_not_run(&e)
                     ),
                 })?;
                 let out = spawned

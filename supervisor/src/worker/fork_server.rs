@@ -21,7 +21,6 @@ use std::collections::HashMap;
 use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -34,7 +33,7 @@ use nix::sys::socket::{
     recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType,
 };
 use tokio::io::unix::AsyncFd;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
@@ -214,19 +213,9 @@ impl ForkServer {
         let life_hi = dup_high(&life_r).map_err(|e| failed(e.to_string()))?;
         drop((theirs, life_r));
         let (a, b) = (theirs_hi.as_raw_fd(), life_hi.as_raw_fd());
-        let mut cmd = Command::new(&spec.program);
-        cmd.args(&spec.args)
-            .env_clear()
-            .envs(spec.env.iter().map(|(k, v)| (k, v)))
-            .env(ENV_FORK_SERVER, "1")
-            .env(ENV_LIFELINE_FD, LIFELINE_FD.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        if let Some(cwd) = &spec.cwd {
-            cmd.current_dir(cwd);
-        }
+        let mut cmd = spec.command();
+        cmd.env(ENV_FORK_SERVER, "1")
+            .env(ENV_LIFELINE_FD, LIFELINE_FD.to_string());
         // SAFETY: only async-signal-safe calls (setsid, prctl, dup2) between
         // fork and exec.
         unsafe {
@@ -246,16 +235,7 @@ impl ForkServer {
                 Ok(())
             });
         }
-        let mut child = cmd.spawn().map_err(|e| {
-            failed(format!(
-                "could not run {program}: {e}{}",
-                if e.kind() == std::io::ErrorKind::NotFound {
-                    " (is it installed and on PATH?)"
-                } else {
-                    ""
-                }
-            ))
-        })?;
+        let mut child = cmd.spawn().map_err(|e| failed(spec.could_not_run(&e)))?;
         drop((theirs_hi, life_hi));
         let pid = child.id().unwrap_or(0);
         let tail = StderrTail::default();

@@ -105,6 +105,36 @@ impl SpawnSpec {
         env
     }
 
+    /// The command line with its environment (nothing else inherited),
+    /// stdin from /dev/null, stdout and stderr piped, killed when dropped.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args)
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(cwd) = &self.cwd {
+            cmd.current_dir(cwd);
+        }
+        cmd
+    }
+
+    /// Why the program could not be run, with a hint when it is missing.
+    pub fn could_not_run(&self, e: &std::io::Error) -> String {
+        format!(
+            "could not run {}: {e}{}",
+            self.program.display(),
+            if e.kind() == std::io::ErrorKind::NotFound {
+                " (is it installed and on PATH?)"
+            } else {
+                ""
+            }
+        )
+    }
+
     /// Starts the process in a new session with the channel on fd 3,
     /// stdin from /dev/null and stdout/stderr piped.
     ///
@@ -117,17 +147,7 @@ impl SpawnSpec {
         ours.set_nonblocking(true)?;
         let theirs: OwnedFd = theirs.into();
         let fd = theirs.as_raw_fd();
-        let mut cmd = Command::new(&self.program);
-        cmd.args(&self.args)
-            .env_clear()
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        if let Some(cwd) = &self.cwd {
-            cmd.current_dir(cwd);
-        }
+        let mut cmd = self.command();
         // SAFETY: only async-signal-safe calls (setsid, prctl, dup2, fcntl)
         // between fork and exec.
         unsafe {
