@@ -55,6 +55,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut pool = PoolConfig::for_script(&args.script)?;
     pool.min_workers = 1;
     pool.max_workers = 1;
+    // One worker for one command: a fork server would only add a process.
+    pool.spawn = crate::config::Spawn::Exec;
     pool.cancel_grace = args.cancel_grace;
     pool.max_restarts = 0;
     pool.interpreter = args.python;

@@ -20,6 +20,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     for pool in &mut config.pools {
         pool.min_workers = 1;
         pool.max_workers = 1;
+        // One worker for one command: a fork server would only add a process.
+        pool.spawn = crate::config::Spawn::Exec;
         pool.max_restarts = 0;
     }
     let router = Router::start(config);
