@@ -68,9 +68,10 @@ def alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-def group_members(pgid: int) -> list[int]:
-    """Live processes whose process group is pgid."""
-    out = []
+def live_stats() -> dict[int, list[str]]:
+    """Each live (not zombie) process's /proc/PID/stat fields after its
+    name: state, ppid, pgrp, ..."""
+    out: dict[int, list[str]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -79,9 +80,14 @@ def group_members(pgid: int) -> list[int]:
                 fields = f.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            out.append(int(entry))
+        if fields[0] not in ("Z", "X"):
+            out[int(entry)] = fields
     return out
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live processes whose process group is pgid."""
+    return [pid for pid, fields in live_stats().items() if int(fields[2]) == pgid]
 
 
 def children(pid: int) -> list[int]:
@@ -98,18 +104,7 @@ def children(pid: int) -> list[int]:
 
 def ppid_map() -> dict[int, int]:
     """Every live process's parent."""
-    out = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] not in ("Z", "X"):
-            out[int(entry)] = int(fields[1])
-    return out
+    return {pid: int(fields[1]) for pid, fields in live_stats().items()}
 
 
 def descendants(pid: int) -> set[int]:
