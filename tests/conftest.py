@@ -118,6 +118,11 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
+def cmdline(pid: int) -> str:
+    """A process's command line, its arguments joined by spaces ("" when gone)."""
+    return _cmdline(pid).replace(b"\0", b" ").decode(errors="replace")
+
+
 def _cmdline(pid: int) -> bytes:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:

@@ -19,20 +19,12 @@ import pytest
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-from conftest import FIXTURES, FLW, alive, descendants, ppid_map, read_pids, wait_until
+from conftest import FIXTURES, FLW, alive, cmdline, descendants, ppid_map, read_pids, wait_until
 from serving import Server
 
 ELASTIC = FIXTURES / "elastic"
 TOOLS = ELASTIC / "tools.py"
 HANG = 60.0  # generous bounds: they catch hangs, the benchmark times things
-
-
-def cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
 
 
 def fork_servers(flw_pid: int) -> list[int]:

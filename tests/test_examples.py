@@ -14,7 +14,7 @@ import nbclient
 import nbformat
 from openai_server import OpenAIServer
 
-from conftest import FLW, ROOT, McpPipe, StderrReader, alive, flw_on_path, needs_node, run_flw, wait_until
+from conftest import FLW, ROOT, McpPipe, StderrReader, alive, cmdline, flw_on_path, needs_node, run_flw, wait_until
 
 HELLO = str(ROOT / "examples" / "hello-python" / "agent.py")
 
@@ -168,14 +168,6 @@ def test_runaway_mcp_cancel_stops_model_and_helper():
 
 def all_pids() -> list[int]:
     return [int(p) for p in os.listdir("/proc") if p.isdigit()]
-
-
-def cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
 
 
 def test_notebook_runs_headless():
