@@ -17,7 +17,10 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
+use flw_protocol::ErrorKind;
+
 use crate::call::CallOutcome;
+use crate::graph::RunStatus;
 use crate::pool::Pool;
 
 /// Upper bounds of the latency buckets, in seconds: 250 µs to 15 min.
@@ -132,11 +135,13 @@ impl Metrics {
     pub fn call(&self, tool: &str, outcome: &CallOutcome, took: Duration) {
         let kind = match outcome {
             Ok(_) => "ok",
-            Err(f) => f.kind.as_str(),
+            Err(f) => {
+                if f.kind == ErrorKind::Cancelled {
+                    self.cancels.inc();
+                }
+                f.kind.as_str()
+            }
         };
-        if kind == "cancelled" {
-            self.cancels.inc();
-        }
         self.calls
             .get_or_create(&CallLabels {
                 tool: tool.to_string(),
@@ -151,14 +156,14 @@ impl Metrics {
     }
 
     /// Counts one flow run's end (`succeeded`, `failed`, `cancelled`).
-    pub fn run(&self, flow: &str, status: &'static str) {
-        if status == "cancelled" {
+    pub fn run(&self, flow: &str, status: RunStatus) {
+        if status == RunStatus::Cancelled {
             self.cancels.inc();
         }
         self.runs
             .get_or_create(&RunLabels {
                 flow: flow.to_string(),
-                status,
+                status: status.as_str(),
             })
             .inc();
     }

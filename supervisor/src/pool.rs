@@ -15,6 +15,7 @@
 //! has been killed (SIGTERM, grace, SIGKILL) and reaped; the slot then starts
 //! a fresh worker.
 
+mod errors;
 mod generation;
 mod manifest;
 pub mod manifest_cache;
@@ -32,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::call::{CallFailure, CallOutcome, EventSink, Job, NodeJob};
 use crate::config::{Mode, PoolConfig};
+pub use errors::{ReloadError, StartFailure};
 use flw_protocol::ToolSpec;
 pub use generation::Census;
 pub use generation::Lease;
@@ -266,11 +268,13 @@ impl Pool {
     /// handshake, makes it current; the old one drains in the background.
     /// On failure the old generation keeps serving. Returns the number of
     /// the generation that serves afterwards.
-    pub async fn reload(&self, reason: &str) -> Result<u64, String> {
+    pub async fn reload(&self, reason: &str) -> Result<u64, ReloadError> {
         let s = &self.inner;
         let _one = s.swap.lock().await;
         if s.closed.load(Ordering::Acquire) || s.no_reloads.is_cancelled() {
-            return Err(format!("pool {} is shutting down", s.cfg.name));
+            return Err(ReloadError::PoolClosing {
+                pool: s.cfg.name.clone(),
+            });
         }
         let number = s.next_generation.fetch_add(1, Ordering::Relaxed);
         let began = Instant::now();
@@ -278,27 +282,28 @@ impl Pool {
         let candidate = Generation::start(s.cfg.clone(), number, true, s.counters.clone());
         let ready = tokio::select! {
             r = candidate.ready() => r,
-            _ = s.no_reloads.cancelled() => Err("flw is shutting down".to_string()),
+            _ = s.no_reloads.cancelled() => Err(StartFailure::Stopped),
         };
         let manifest = match ready {
             Ok(m) => m,
-            Err(e) if s.no_reloads.is_cancelled() => {
+            Err(_) if s.no_reloads.is_cancelled() => {
                 candidate.close(false);
                 candidate.stop(Duration::ZERO, None).await;
-                return Err(e);
+                return Err(ReloadError::Stopping);
             }
             Err(e) => {
                 candidate.close(false);
                 candidate.stop(Duration::ZERO, None).await;
                 let serving = s.current.load().number;
-                let error = format!(
-                    "reload of pool {} failed; generation {serving} keeps serving: {e}",
-                    s.cfg.name
-                );
+                let error = ReloadError::Failed {
+                    pool: s.cfg.name.clone(),
+                    serving,
+                    cause: e,
+                };
                 tracing::error!(pool = %s.cfg.name, "{error}");
                 let _ = s.events.send(PoolEvent::ReloadFailed {
                     pool: s.cfg.name.clone(),
-                    error: error.clone(),
+                    error: error.to_string(),
                 });
                 return Err(error);
             }

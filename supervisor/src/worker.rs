@@ -14,6 +14,7 @@
 
 pub mod fork_server;
 pub mod group;
+pub mod handshake;
 pub mod lines;
 pub mod output;
 mod process;
@@ -27,7 +28,6 @@ use std::time::{Duration, Instant};
 use flw_protocol::{
     decode_worker_line, negotiate, Call, Cancel, DecodeErrorCode, ErrorKind, Heartbeat, Hello,
     LogLevel, NodeCall, Shutdown, SupervisorMessage, Welcome, WorkerMessage, MAX_CALL_ID,
-    SUPPORTED_VERSIONS,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
@@ -36,6 +36,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::call::{CallEvent, CallFailure, CallOutcome, EventSink, Job};
 use fork_server::ForkServer;
 use group::{GroupGuard, Target};
+use handshake::HandshakeError;
 use lines::{Line, LineReader};
 use output::{pump, StderrTail, Stream};
 use process::Process;
@@ -211,22 +212,18 @@ impl Worker {
 
         let hello = tokio::select! {
             r = tokio::time::timeout(cfg.handshake_timeout, read_hello(&mut reader, cfg.max_line_bytes)) => match r {
-                Ok(Ok(hello)) => Ok(hello),
-                Ok(Err(why)) => Err(why),
-                Err(_) => Err(format!(
-                    "sent no hello within the handshake timeout of {:?} (raise handshake_timeout in flw.toml if its imports are slow)",
-                    cfg.handshake_timeout
-                )),
+                Ok(r) => r,
+                Err(_) => Err(HandshakeError::Timeout(cfg.handshake_timeout)),
             },
-            status = child.wait() => Err(exited_early(&program, &status)),
+            status = child.wait() => Err(exited_early(&program, status)),
         };
         // A worker that dies closes its channel just before it exits: report
         // the exit status rather than the closed channel when there is one.
         let hello = match hello {
-            Err(why) if why.starts_with("closed its channel") => {
+            Err(HandshakeError::ChannelClosed) => {
                 match tokio::time::timeout(Duration::from_secs(1), child.wait()).await {
-                    Ok(status) => Err(exited_early(&program, &status)),
-                    Err(_) => Err(why),
+                    Ok(status) => Err(exited_early(&program, status)),
+                    Err(_) => Err(HandshakeError::ChannelClosed),
                 }
             }
             other => other,
@@ -577,34 +574,34 @@ impl Worker {
     }
 }
 
-async fn read_hello(reader: &mut LineReader<OwnedReadHalf>, max: usize) -> Result<Hello, String> {
+async fn read_hello(
+    reader: &mut LineReader<OwnedReadHalf>,
+    max: usize,
+) -> Result<Hello, HandshakeError> {
     match reader.next().await {
-        None => Err("closed its channel before its handshake".into()),
-        Some(Line::TooLong) => Err(format!("sent a hello over the {max}-byte line limit")),
+        None => Err(HandshakeError::ChannelClosed),
+        Some(Line::TooLong) => Err(HandshakeError::TooLong(max)),
         Some(Line::Text(line)) => match decode_worker_line(&line, max) {
             Ok(WorkerMessage::Hello(h)) => Ok(h),
-            Ok(other) => Err(format!(
-                "sent {:?} before hello",
-                other.encode().chars().take(80).collect::<String>()
+            Ok(other) => Err(HandshakeError::NotHello(
+                other.encode().chars().take(80).collect(),
             )),
-            Err(e) => Err(format!("sent a bad hello: {e}")),
+            Err(e) => Err(HandshakeError::Bad(e)),
         },
     }
 }
 
-fn exited_early(program: &str, status: &str) -> String {
-    format!("{program} exited with {status} before its handshake")
+fn exited_early(program: &str, status: String) -> HandshakeError {
+    HandshakeError::ExitedEarly {
+        program: program.to_string(),
+        status,
+    }
 }
 
 /// The protocol version to speak with a worker, or why there is none.
 /// (Duplicate tool names are already refused by the decoder.)
-fn negotiate_hello(hello: &Hello) -> Result<u32, String> {
-    negotiate(&hello.protocol).ok_or_else(|| {
-        format!(
-            "no common protocol version: the worker ({} SDK {}) speaks {:?}, this flw speaks {:?}; upgrade the older side",
-            hello.sdk, hello.sdk_version, hello.protocol, SUPPORTED_VERSIONS
-        )
-    })
+fn negotiate_hello(hello: &Hello) -> Result<u32, HandshakeError> {
+    negotiate(&hello.protocol).ok_or_else(|| HandshakeError::no_common_version(hello))
 }
 
 async fn write_loop(mut w: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Vec<u8>>) {

@@ -55,7 +55,7 @@ pub async fn call_flow(
     };
     let result = run(router, Arc::clone(&plan), shared, opts).await;
     if let Some(m) = router.metrics() {
-        m.run(name, result.status.as_str());
+        m.run(name, result.status);
     }
     if let Some(task) = forward {
         let _ = task.await; // progress before the result

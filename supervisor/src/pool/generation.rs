@@ -50,6 +50,8 @@ use crate::sdk;
 use crate::worker::fork_server::{ForkServer, ForkServerError};
 use crate::worker::spawn::SpawnSpec;
 use crate::worker::{Origin, Worker, WorkerConfig};
+
+use super::errors::StartFailure;
 use flw_protocol::fork_server::{ENV_KEEPER, ENV_KILL_GRACE_MS};
 
 /// How long calls wait, beyond one worker per core, before more workers
@@ -120,7 +122,7 @@ pub(super) struct Generation {
     manifest: OnceLock<Arc<Manifest>>,
     pub(super) tools: watch::Sender<ToolsState>,
     /// Each slot reports the outcome of its first start here.
-    first_starts: tokio::sync::Mutex<mpsc::Receiver<Result<(), String>>>,
+    first_starts: tokio::sync::Mutex<mpsc::Receiver<Result<(), StartFailure>>>,
     stop: CancellationToken,
     released: Notify,
     /// A deadline for the drain sooner than its own, set by [`Generation::hurry`].
@@ -249,26 +251,23 @@ impl Generation {
 
     /// Waits until the first `min_workers` workers (at least one) are up,
     /// or one of them failed to start (the error has the worker's stderr).
-    pub(super) async fn ready(&self) -> Result<Arc<Manifest>, String> {
+    pub(super) async fn ready(&self) -> Result<Arc<Manifest>, StartFailure> {
         let mut rx = self.first_starts.lock().await;
         for _ in 0..self.initial {
             match rx.recv().await {
                 Some(Ok(())) => {}
                 Some(Err(e)) => return Err(e),
-                None => return Err("the generation stopped while it started".into()),
+                None => return Err(StartFailure::Stopped),
             }
         }
-        self.manifest
-            .get()
-            .cloned()
-            .ok_or_else(|| "no worker announced its tools".into())
+        self.manifest.get().cloned().ok_or(StartFailure::NoManifest)
     }
 
     /// Takes a free slot (or a new one) and starts its task.
     fn add_slot(
         self: &Arc<Self>,
         st: &mut State,
-        first_start: Option<mpsc::Sender<Result<(), String>>>,
+        first_start: Option<mpsc::Sender<Result<(), StartFailure>>>,
     ) {
         let i = match st.slots.iter().position(|s| !s.active) {
             Some(i) => i,
@@ -827,7 +826,7 @@ enum Next {
 async fn run_slot(
     generation: Arc<Generation>,
     i: usize,
-    mut first_start: Option<mpsc::Sender<Result<(), String>>>,
+    mut first_start: Option<mpsc::Sender<Result<(), StartFailure>>>,
 ) {
     let g = &generation;
     let mut starting = true; // counted in `State::starting`
@@ -857,9 +856,10 @@ async fn run_slot(
                 // Starting again cannot help (the cause is outside the
                 // worker, and cached): the generation gives up at once, and
                 // the error was logged once for all slots.
-                let e = e.to_string();
+                let failure = StartFailure::Launch(Arc::new(e));
+                let e = failure.to_string();
                 if let Some(tx) = first_start.take() {
-                    let _ = tx.try_send(Err(e.clone()));
+                    let _ = tx.try_send(Err(failure));
                 }
                 g.fail_tools(&e);
                 let mut st = g.lock();
@@ -877,7 +877,7 @@ async fn run_slot(
             let forked = matches!(origin, Origin::Fork(_));
             let r = tokio::select! {
                 r = Worker::start(g.worker_config(&launch, label.clone(), origin.clone())) => r,
-                _ = g.stop.cancelled() => break Err(String::new()),
+                _ = g.stop.cancelled() => break Err(StartFailure::Stopped),
             };
             // A forked worker that started and died before its handshake,
             // while its fork server lives: the script may not survive fork.
@@ -887,9 +887,9 @@ async fn run_slot(
                 (Err(e), Origin::Fork(server)) => e.started && !server.has_ended(),
                 _ => false,
             };
-            let r = r.map_err(|e| e.message);
+            let r = r.map_err(StartFailure::Worker);
             match &r {
-                Err(e) if died_forked && g.forked_start_failed(e).await => {
+                Err(e) if died_forked && g.forked_start_failed(&e.to_string()).await => {
                     origin = Origin::Exec;
                     continue;
                 }
@@ -916,10 +916,13 @@ async fn run_slot(
         let outcome = match started {
             Ok(worker) => match g.manifest_for(&worker) {
                 Ok(manifest) => Ok((worker, manifest)),
-                Err(e) => {
-                    let e = format!("worker {} announced a bad tool: {e}", worker.label());
+                Err(error) => {
+                    let e = StartFailure::BadTool {
+                        label: worker.label().to_string(),
+                        error,
+                    };
                     worker
-                        .kill_now(CallFailure::new(ErrorKind::Unavailable, e.clone()))
+                        .kill_now(CallFailure::new(ErrorKind::Unavailable, e.to_string()))
                         .await;
                     Err(e)
                 }
@@ -961,6 +964,7 @@ async fn run_slot(
                     // The pool reports it and keeps its current generation.
                     break;
                 }
+                let e = e.to_string();
                 if !g.stop.is_cancelled() {
                     tracing::error!(pool = %g.cfg.name, "{e}");
                 }

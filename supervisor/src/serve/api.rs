@@ -630,7 +630,7 @@ pub async fn start_flow(
             };
             let result = run_flow(&router, plan, shared, opts).await;
             let _ = forward.await;
-            metrics.run(&run.name, result.status.as_str());
+            metrics.run(&run.name, result.status);
             let status = match result.status {
                 RunStatus::Succeeded => Status::Succeeded,
                 RunStatus::Failed => Status::Failed,

@@ -76,6 +76,46 @@ pub enum ForkServerError {
     Failed(String),
 }
 
+/// Why a fork server gave no worker for one request.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ForkError {
+    /// The supervisor's side failed: a socket or pipe could not be made.
+    #[error("cannot {what} for a forked worker: {error}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The OS error, in words.
+        error: String,
+    },
+    /// The fork server has ended (crashed, shut down, or was killed).
+    #[error("{0}")]
+    Ended(String),
+    /// The request could not be sent.
+    #[error("cannot ask fork server {label} for a worker: {error}")]
+    Send {
+        /// The fork server's label.
+        label: Arc<str>,
+        /// The OS error, in words.
+        error: String,
+    },
+    /// The fork server answered `fork_failed`.
+    #[error("fork server {label} could not fork: {error}")]
+    Refused {
+        /// The fork server's label.
+        label: Arc<str>,
+        /// Its reason.
+        error: String,
+    },
+    /// No answer within the timeout: the fork server was killed.
+    #[error("fork server {label} did not fork a worker within {timeout:?}; it was killed")]
+    Timeout {
+        /// The fork server's label.
+        label: Arc<str>,
+        /// How long it had.
+        timeout: Duration,
+    },
+}
+
 /// A worker forked by a fork server.
 pub struct Forked {
     /// The keeper's pid (leader of its own session and group).
@@ -148,7 +188,7 @@ impl Forked {
 }
 
 /// A fork's answer: the keeper's pid and where its end will be reported.
-type ForkAnswer = Result<(u32, oneshot::Receiver<ExitReport>), String>;
+type ForkAnswer = Result<(u32, oneshot::Receiver<ExitReport>), ForkError>;
 
 #[derive(Default)]
 struct Shared {
@@ -319,8 +359,15 @@ impl ForkServer {
     /// channel like any other.
     /// A fork server that has not answered within `timeout` is ended and
     /// killed (the next worker starts a new one).
-    pub async fn fork(self: &Arc<Self>, label: &str, timeout: Duration) -> Result<Forked, String> {
-        let io = |what: &str, e: std::io::Error| format!("cannot {what} for a forked worker: {e}");
+    pub async fn fork(
+        self: &Arc<Self>,
+        label: &str,
+        timeout: Duration,
+    ) -> Result<Forked, ForkError> {
+        let io = |what: &'static str, e: std::io::Error| ForkError::Io {
+            what,
+            error: e.to_string(),
+        };
         let (ours, theirs) = UnixStream::pair().map_err(|e| io("make a channel", e))?;
         ours.set_nonblocking(true)
             .map_err(|e| io("make a channel", e))?;
@@ -331,7 +378,7 @@ impl ForkServer {
         {
             let mut sh = self.lock();
             if let Some(why) = &sh.ended {
-                return Err(why.clone());
+                return Err(ForkError::Ended(why.clone()));
             }
             sh.forks.insert(id, tx);
         }
@@ -343,22 +390,27 @@ impl ForkServer {
         let fds = [theirs.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()];
         if let Err(e) = self.send(&msg, &fds).await {
             self.lock().forks.remove(&id);
-            return Err(format!(
-                "cannot ask fork server {} for a worker: {e}",
-                self.label
-            ));
+            return Err(ForkError::Send {
+                label: self.label.clone(),
+                error: e.to_string(),
+            });
         }
         drop((theirs, out_w, err_w));
         let (pid, exit) = match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(r)) => r?,
-            Ok(Err(_)) => return Err(format!("fork server {} ended", self.label)),
-            Err(_) => {
-                let why = format!(
-                    "fork server {} did not fork a worker within {timeout:?}; it was killed",
+            Ok(Err(_)) => {
+                return Err(ForkError::Ended(format!(
+                    "fork server {} ended",
                     self.label
-                );
+                )))
+            }
+            Err(_) => {
+                let why = ForkError::Timeout {
+                    label: self.label.clone(),
+                    timeout,
+                };
                 tracing::warn!(fork_server = %self.label, "{why}");
-                self.end(why.clone());
+                self.end(why.to_string());
                 if let Ok(pid) = i32::try_from(self.pid) {
                     if pid > 1 {
                         let _ = nix::sys::signal::kill(
@@ -431,10 +483,10 @@ impl ForkServer {
             }
             FromForkServer::ForkFailed { id, error } => {
                 if let Some(waiter) = sh.forks.remove(&id) {
-                    let _ = waiter.send(Err(format!(
-                        "fork server {} could not fork: {error}",
-                        self.label
-                    )));
+                    let _ = waiter.send(Err(ForkError::Refused {
+                        label: self.label.clone(),
+                        error,
+                    }));
                 }
             }
             FromForkServer::Exited { pid, code, signal } => {
@@ -451,7 +503,7 @@ impl ForkServer {
     fn end(&self, why: String) {
         let mut sh = self.lock();
         for (_, w) in sh.forks.drain() {
-            let _ = w.send(Err(why.clone()));
+            let _ = w.send(Err(ForkError::Ended(why.clone())));
         }
         sh.exits.clear();
         sh.ended.get_or_insert(why);
