@@ -1,6 +1,6 @@
 """Probe of the Python fork server alone: fork-to-hello, kill-to-ready, bursts, memory.
 
-    python3 bench/fork_server_probe.py [SCRIPT] [--forks 100] [--burst 256] [--alive 16]
+    python3 bench/fork_server_probe.py [SCRIPT] [--forks 100] [--burst 256] [--alive 16] [--keeper target/release/flw]
 
 Drives ``python -m flw --fork-server SCRIPT`` as the supervisor does (a
 SOCK_SEQPACKET control socket on fd 3, a lifeline pipe on fd 4) and prints:
@@ -69,7 +69,7 @@ class Worker:
 
 
 class ForkServer:
-    def __init__(self, script: str) -> None:
+    def __init__(self, script: str, keeper_exe: str = "") -> None:
         self.control, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         lifeline_r, self.lifeline = os.pipe()
         control_fd = fcntl.fcntl(child.fileno(), fcntl.F_DUPFD_CLOEXEC, 10)
@@ -85,6 +85,7 @@ class ForkServer:
             FLW_FORK_SERVER="1",
             FLW_KILL_GRACE_MS="1000",
             FLW_WORKER="probe#fork",
+            FLW_KEEPER_EXE=keeper_exe,
         )
         started = time.perf_counter()
         self.proc = subprocess.Popen(
@@ -293,10 +294,17 @@ def main() -> None:
     parser.add_argument("--forks", type=int, default=100)
     parser.add_argument("--burst", type=int, default=256)
     parser.add_argument("--alive", type=int, default=16)
+    parser.add_argument(
+        "--keeper",
+        default="",
+        metavar="FLW",
+        help="the flw binary the keepers exec (flw __keeper), as flw serves; default: Python keepers",
+    )
     args = parser.parse_args()
-    server = ForkServer(args.script)
+    server = ForkServer(args.script, args.keeper)
     try:
-        print(f"{args.script}: fork server ready in {server.ready_seconds * 1000:.0f} ms, on {os.cpu_count()} cores")
+        keeper = f"keepers: {args.keeper} __keeper" if args.keeper else "keepers: Python"
+        print(f"{args.script}: fork server ready in {server.ready_seconds * 1000:.0f} ms, on {os.cpu_count()} cores; {keeper}")
         print(f"load average at start: {os.getloadavg()[0]:.2f} (timings mean little on a busy machine)")
         one_at_a_time(server, args.forks)
         kill_to_ready(server, args.forks)

@@ -12,6 +12,10 @@ pub const ENV_LIFELINE_FD: &str = "FLW_LIFELINE_FD";
 pub const ENV_KILL_GRACE_MS: &str = "FLW_KILL_GRACE_MS";
 /// Names the environment variable that asks `python -m flw` for a keeper.
 pub const ENV_KEEPER: &str = "FLW_KEEPER";
+/// The fork server's variable naming the keeper program its children exec
+/// (`flw`, run as `flw __keeper PID FD GRACE_MS LABEL`); without it they
+/// stay Python keepers.
+pub const ENV_KEEPER_EXE: &str = "FLW_KEEPER_EXE";
 /// The descriptor a fork server finds the lifeline's read end on.
 pub const LIFELINE_FD: i32 = 4;
 /// Largest datagram either side sends.

@@ -10,6 +10,7 @@ pub mod excerpt;
 pub mod fault;
 pub mod graph;
 pub mod instances;
+pub mod keeper;
 pub mod logging;
 pub mod mcp;
 pub mod metrics;

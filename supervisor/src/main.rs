@@ -9,6 +9,11 @@ use std::process::ExitCode;
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
+    // A forked Python worker's keeper (`flw::keeper`): before anything else.
+    let mut args = std::env::args_os();
+    if args.nth(1).as_deref() == Some(std::ffi::OsStr::new(flw::keeper::ARG)) {
+        flw::keeper::main(&args.collect::<Vec<_>>());
+    }
     match flw::cli::run() {
         Ok(code) => code,
         Err(e) => {

@@ -30,6 +30,12 @@ from flw import _fork_wire
 TOOLS = FIXTURES / "fork_tools.py"
 LABEL = "fork_tools.py#fork"
 
+# The keeper a forked child becomes: the Python one, or flw's (``flw
+# __keeper``, supervisor/src/keeper.rs), which flw itself asks for. The
+# second needs the debug build that scripts/test.sh makes first.
+FLW = Path(os.environ.get("FLW_BIN") or Path(__file__).resolve().parents[2] / "target/debug/flw")
+KEEPERS = ["python", "flw"]
+
 
 def gone(pid: int, timeout: float = 5.0) -> bool:
     """The process has exited and was reaped: no zombie left behind."""
@@ -112,7 +118,14 @@ class Forked(ChannelPeer):
 class ForkServer:
     """``python -m flw --fork-server SCRIPT`` with the descriptors the supervisor gives it."""
 
-    def __init__(self, script: Path | str, *, grace_ms: int = 400, mode: str = "isolated") -> None:
+    def __init__(
+        self,
+        script: Path | str,
+        *,
+        grace_ms: int = 400,
+        mode: str = "isolated",
+        keeper: str = "python",
+    ) -> None:
         self.control, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         lifeline_r, self.lifeline = os.pipe()
         control_fd = fcntl.fcntl(child.fileno(), fcntl.F_DUPFD_CLOEXEC, 10)
@@ -131,6 +144,7 @@ class ForkServer:
             FLW_KILL_GRACE_MS=str(grace_ms),
             FLW_MODE=mode,
             FLW_WORKER=LABEL,
+            FLW_KEEPER_EXE=str(FLW) if keeper == "flw" else "",
         )
         self.proc = subprocess.Popen(
             [sys.executable, "-u", "-m", "flw", "--fork-server", str(script)],
@@ -145,6 +159,7 @@ class ForkServer:
         for fd in (lifeline_r, control_fd, lifeline_fd):
             os.close(fd)
         child.close()
+        self.keeper_kind = keeper
         self.backlog: list[dict[str, Any]] = []
         self.keepers: list[int] = []
         self.workers: list[Forked] = []
@@ -223,12 +238,14 @@ class ForkServer:
             worker.close()
 
 
-@pytest.fixture
-def start() -> Iterator[Callable[..., ForkServer]]:
+@pytest.fixture(params=KEEPERS)
+def start(request: pytest.FixtureRequest) -> Iterator[Callable[..., ForkServer]]:
     servers: list[ForkServer] = []
+    if request.param == "flw":
+        assert FLW.is_file(), f"{FLW} is missing: build flw (cargo build) first, or set FLW_BIN"
 
     def make(script: Path | str = TOOLS, **kwargs: Any) -> ForkServer:
-        server = ForkServer(script, **kwargs)
+        server = ForkServer(script, keeper=request.param, **kwargs)
         servers.append(server)
         return server
 
@@ -263,6 +280,10 @@ def test_a_forked_worker_serves_and_its_keeper_reports_the_exit(server: ForkServ
     assert who["label"] == "fork_tools.py#1"
     assert who["flw_env"] == ["FLW_MODE", "FLW_WORKER"]
     assert who["modules"] == ["traceback"]  # preloaded; no asyncio for a script of sync tools
+
+    # The keeper is the program asked for: flw's, or the fork server's Python.
+    keeper_exe = os.readlink(f"/proc/{worker.keeper}/exe")
+    assert (keeper_exe == str(FLW.resolve())) == (server.keeper_kind == "flw"), keeper_exe
 
     # The worker holds neither the control socket nor the lifeline; the
     # keeper holds the lifeline but not the worker's channel.

@@ -26,7 +26,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use flw_protocol::fork_server::{
-    FromForkServer, ToForkServer, ENV_FORK_SERVER, ENV_LIFELINE_FD, LIFELINE_FD, MAX_DATAGRAM_BYTES,
+    FromForkServer, ToForkServer, ENV_FORK_SERVER, ENV_KEEPER_EXE, ENV_LIFELINE_FD, LIFELINE_FD,
+    MAX_DATAGRAM_BYTES,
 };
 use flw_protocol::CHANNEL_FD;
 use nix::sys::socket::{
@@ -256,6 +257,10 @@ impl ForkServer {
         let mut cmd = spec.command();
         cmd.env(ENV_FORK_SERVER, "1")
             .env(ENV_LIFELINE_FD, LIFELINE_FD.to_string());
+        // Its children exec flw as their keeper (`crate::keeper`).
+        if let Ok(exe) = std::env::current_exe() {
+            cmd.env(ENV_KEEPER_EXE, exe);
+        }
         // SAFETY: only async-signal-safe calls (setsid, prctl, dup2) between
         // fork and exec.
         unsafe {

@@ -73,6 +73,7 @@ _OWN_VARIABLES = (
     "FLW_CHANNEL_FD",
     "FLW_FORK_SERVER",
     "FLW_KEEPER",
+    "FLW_KEEPER_EXE",
     "FLW_LIFELINE_FD",
     "FLW_KILL_GRACE_MS",
 )
@@ -101,6 +102,7 @@ def serve(script: str, args: Sequence[str]) -> int:
         return 1
     _preload(prepared)
     server = _ForkServer(control, lifeline, settings, prepared, env["FLW_KILL_GRACE_MS"])
+    server.keeper_exe = _keeper_exe(env["FLW_KEEPER_EXE"], label)
     reason = _threads_started()
     if reason is not None:
         server.send({"type": "unsafe", "reason": reason})
@@ -137,6 +139,16 @@ def _preload(prepared: Prepared) -> None:
 
     if prepared.needs_async:
         import asyncio  # noqa: F401
+
+
+def _keeper_exe(path: str, label: str) -> str | None:
+    """The keeper program the forked keepers exec, if it can run; else Python keepers."""
+    if not path:
+        return None
+    if not os.access(path, os.X_OK):
+        note(label, f"fork server: the keeper {path} cannot be run; keepers stay in Python")
+        return None
+    return path
 
 
 def _threads_started() -> str | None:
@@ -193,6 +205,7 @@ class _ForkServer:
         self.settings = settings
         self.prepared = prepared
         self.grace_seconds = kill_grace_seconds(grace)
+        self.keeper_exe: str | None = None  # flw, exec'd by each keeper (``_keeper.py``)
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
@@ -342,7 +355,14 @@ class _ForkServer:
             self.control.detach()  # fd 3: K closes it, W puts the channel there
             os.environ["FLW_WORKER"] = request.label
             closes = (self.wake_r, self.wake_w)
-            start_worker(request.label, channel, self.lifeline, self.grace_seconds, closes)
+            start_worker(
+                request.label,
+                channel,
+                self.lifeline,
+                self.grace_seconds,
+                closes,
+                self.keeper_exe,
+            )
             settings = self.settings._replace(label=request.label)
             status = _serve_worker(channel, settings, self.prepared)
         except BaseException:

@@ -127,6 +127,7 @@ def start_worker(
     lifeline_fd: int | None,
     grace_seconds: float,
     worker_closes: Iterable[int] = (),
+    keeper_exe: str | None = None,
 ) -> None:
     """Become the keeper of a worker forked here; return in the worker only.
 
@@ -135,6 +136,10 @@ def start_worker(
     ``None`` (exec mode: K watches its parent instead); ``worker_closes``
     more descriptors W must not keep. K keeps fds 0-2, the lifeline and its
     own signal pipe and closes every other descriptor. Does not return in K.
+    With ``keeper_exe`` (fork mode: flw itself), K execs
+    ``keeper_exe __keeper W LIFELINE GRACE_MS LABEL`` instead of looping
+    here: the same keeper in Rust, which keeps none of the fork server's
+    heap. ``KEEPER_SIGNALS`` stay blocked across the exec, so none is lost.
     In W, the signals K handles are back to their defaults and the signal
     wakeup fd is unset.
 
@@ -164,6 +169,8 @@ def start_worker(
             os.close(lifeline_fd)
         unblock_signals()
         return
+    if keeper_exe is not None and lifeline_fd is not None:
+        _exec_keeper(keeper_exe, label, worker, channel_fd, lifeline_fd, grace_seconds)
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)
     os.set_blocking(wake_w, False)
@@ -176,6 +183,22 @@ def start_worker(
     unblock_signals()
     exec_parent = parent if lifeline_fd is None else None
     _keep(label, worker, wake_r, lifeline_fd, grace_seconds, exec_parent)
+
+
+def _exec_keeper(
+    exe: str, label: str, worker: int, channel_fd: int | None, lifeline_fd: int, grace: float
+) -> None:
+    """K: become ``flw __keeper`` (``supervisor/src/keeper.rs``); returns only if exec failed."""
+    if channel_fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(channel_fd)
+    _close_fds_except({lifeline_fd})
+    os.set_inheritable(lifeline_fd, True)
+    args = [exe, "__keeper", str(worker), str(lifeline_fd), str(round(grace * 1000)), label]
+    try:
+        os.execv(exe, args)
+    except OSError as exc:
+        note(label, f"keeper: cannot run {exe} ({exc}); the keeper stays in Python")
 
 
 def _wake_only(signum: int, frame: FrameType | None) -> None:
