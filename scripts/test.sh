@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test of the project: Rust (fmt, clippy, unit and vector tests),
-# the Python SDK (ruff, pytest), the TypeScript SDK (tsc, node:test), a smoke
+# the Python SDK (ruff, pytest, and PocketFlow's own test suite against it), the TypeScript SDK (tsc, node:test), a smoke
 # run of the benchmark driver and the end-to-end suite (the real flw binary
 # with real Python and TypeScript workers, driven by the official MCP Python
 # and TypeScript SDK clients). Installs what it needs: Rust's clippy/rustfmt
@@ -38,6 +38,9 @@ fuzz/smoke.sh
 step "python SDK: ruff and pytest (protocol vectors, schema, real worker processes)"
 (cd workers-python && ../.venv/bin/ruff check . && ../.venv/bin/ruff format --check .)
 (cd workers-python && ../.venv/bin/python -m pytest -q)
+
+step "python SDK: PocketFlow's own test suite (its sdist's tests/ from PyPI) against flw's classes"
+scripts/pocketflow_suite.sh
 
 step "typescript SDK: build, type check, node:test (protocol vectors, real worker processes)"
 (cd workers-ts && npm ci --no-audit --no-fund --loglevel=error && npm test)

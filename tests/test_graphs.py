@@ -264,6 +264,7 @@ def test_mcp_cancel_of_a_flow_kills_its_calls(tmp_path):
         ("nested", {}),
         ("retrying", {"fail_times": 2}),
         ("retrying", {"fail_times": 5}),
+        ("batch_flow", {"inputs": {"b": 2, "a": 1, "c": 3}}),
     ],
 )
 def test_same_nodes_and_store_as_pocketflow(flow, store):

@@ -16,7 +16,7 @@ fuzz_target!(|line: &[u8]| {
         assert_eq!(again, msg, "round trip changed the message");
         // A node call's `result` value is read as an outcome by the graph runner.
         if let WorkerMessage::Result(r) = msg {
-            let _ = flw::graph::outcome::NodeOutcome::decode(r.value);
+            let _ = flw_protocol::outcome::NodeOutcome::decode(r.value);
         }
     }
     // What the supervisor sends (the codec is shared with the conformance tests).

@@ -157,6 +157,7 @@ pub fn decode_supervisor_line(
                 _ => Err(f.invalid("results", "an array")),
             })?,
             error: f.optional("error", |f, v| node_error(f, v))?,
+            params: f.optional("params", |f, v| as_object(f, "params", v))?,
             deadline_ms: f.opt_uint("deadline_ms")?,
         })),
         "cancel" => SupervisorMessage::Cancel(Cancel { id: f.id()? }),
@@ -443,7 +444,8 @@ fn node_spec(index: usize, item: Value) -> Result<NodeSpec, DecodeError> {
     let node_kind = match f.string("kind").map_err(nested)?.as_str() {
         "node" => NodeKind::Node,
         "batch" => NodeKind::Batch,
-        _ => return Err(f.invalid("kind", "node or batch")),
+        "batch_flow" => NodeKind::BatchFlow,
+        _ => return Err(f.invalid("kind", "node, batch or batch_flow")),
     };
     let fallback = f
         .optional("fallback", |f, v| match v {

@@ -7,7 +7,9 @@
 
 mod decode;
 pub mod fork_server;
+pub mod graph;
 mod message;
+pub mod outcome;
 
 pub use decode::{decode_supervisor_line, decode_worker_line, DecodeError, DecodeErrorCode};
 pub use message::{

@@ -70,6 +70,17 @@ pub struct Hello {
     pub flows: Option<Vec<Map<String, Value>>>,
 }
 
+impl Hello {
+    /// The flows as typed documents; the error names the flow and the problem.
+    pub fn documents(&self) -> Result<Vec<crate::graph::Document>, crate::graph::DocumentError> {
+        self.flows
+            .iter()
+            .flatten()
+            .map(|f| crate::graph::Document::parse_object(f, "the worker's hello"))
+            .collect()
+    }
+}
+
 /// One graph node of a worker's manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NodeSpec {
@@ -92,6 +103,9 @@ pub enum NodeKind {
     Node,
     /// `prep`, one `exec` per item, `post`.
     Batch,
+    /// A batch flow's own phases: `prep` (the parameter sets) and `post`
+    /// (the flow's action); see `GRAPHS.md`, "Batch flows".
+    BatchFlow,
 }
 
 impl NodeKind {
@@ -100,6 +114,7 @@ impl NodeKind {
         match self {
             NodeKind::Node => "node",
             NodeKind::Batch => "batch",
+            NodeKind::BatchFlow => "batch_flow",
         }
     }
 }
@@ -243,6 +258,10 @@ pub struct NodeCall {
     /// `fallback`: the last failed attempt's error.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<NodeError>,
+    /// The parameters of the batch-flow runs the node is in (PocketFlow's
+    /// `params`); left out when there are none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub params: Option<Map<String, Value>>,
     /// How long the supervisor waits before it times the call out.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deadline_ms: Option<u64>,

@@ -77,6 +77,8 @@ pub struct NodeJob {
     pub results: Option<Vec<Value>>,
     /// `fallback`: the last attempt's error.
     pub error: Option<NodeError>,
+    /// The batch-flow parameters in force (PocketFlow's `params`).
+    pub params: Option<Map<String, Value>>,
 }
 
 impl NodeJob {
@@ -90,6 +92,7 @@ impl NodeJob {
             prep: None,
             results: None,
             error: None,
+            params: None,
         }
     }
 

@@ -663,6 +663,7 @@ impl Config {
                 })
                 .and_then(|v| {
                     crate::graph::Document::parse(&v, &format!("graph file {}", f.get_ref()))
+                        .map_err(|e| e.to_string())
                 })
                 .map_err(|e| at(span.start, e))?;
             flows.push(doc);

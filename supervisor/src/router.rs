@@ -5,11 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flw_protocol::{ErrorKind, ToolSpec};
+use futures::future::BoxFuture;
 use serde_json::{Map, Value};
 use tokio::sync::{broadcast, Semaphore};
+use tokio_util::sync::CancellationToken;
 
-use crate::call::{CallFailure, CallOutcome, NodeJob};
+use crate::call::{CallFailure, CallOutcome, EventSink, NodeJob};
 use crate::config::{Config, PoolConfig};
+use crate::graph::run::NodeCaller;
 use crate::graph::{Catalog, Document, Plan};
 use crate::metrics::Metrics;
 use crate::pool::{CallOptions, Pool, PoolEvent};
@@ -279,6 +282,26 @@ impl Router {
     /// all workers.
     pub async fn shutdown(&self, drain: Duration) {
         futures::future::join_all(self.pools.iter().map(|p| p.shutdown(drain))).await;
+    }
+}
+
+/// Flows call node phases through the router: the global limit, then the
+/// pool's lease, deadline and kill path.
+impl NodeCaller for Router {
+    fn call_node(
+        &self,
+        pool: usize,
+        job: NodeJob,
+        timeout: Option<Duration>,
+        cancel: CancellationToken,
+        events: EventSink,
+    ) -> BoxFuture<'_, CallOutcome> {
+        let opts = CallOptions {
+            timeout,
+            cancel,
+            events,
+        };
+        Box::pin(Router::call_node(self, pool, job, opts))
     }
 }
 

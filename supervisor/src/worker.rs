@@ -351,6 +351,7 @@ impl Worker {
                     prep: n.prep.filter(|v| !v.is_null()),
                     results: n.results,
                     error: n.error,
+                    params: n.params,
                     deadline_ms,
                 }))
             }

@@ -9,8 +9,10 @@
  * The in-process runner follows GRAPHS.md: one visit per node (counted
  * against `maxSteps`), `retries` with doubling `backoff` and a `timeout`
  * per attempt, a failed attempt's changes undone, the fallback after the
- * last failure, batch items in order, parallel branches on copies of the
- * store merged in listed order. It changes the caller's store in place.
+ * last failure, batch items at once (`limit` in flight), parallel branches
+ * on copies of the store merged in listed order; the graph-run vectors
+ * (protocol/vectors/graph_runs.json) hold it to the supervisor's runner. It
+ * changes the caller's store in place.
  */
 import { type Context } from "./context.js";
 import { type AnyNode, type RunOptions, type Shared, type WorkerNode } from "./graph.js";

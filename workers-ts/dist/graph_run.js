@@ -9,8 +9,10 @@
  * The in-process runner follows GRAPHS.md: one visit per node (counted
  * against `maxSteps`), `retries` with doubling `backoff` and a `timeout`
  * per attempt, a failed attempt's changes undone, the fallback after the
- * last failure, batch items in order, parallel branches on copies of the
- * store merged in listed order. It changes the caller's store in place.
+ * last failure, batch items at once (`limit` in flight), parallel branches
+ * on copies of the store merged in listed order; the graph-run vectors
+ * (protocol/vectors/graph_runs.json) hold it to the supervisor's runner. It
+ * changes the caller's store in place.
  */
 import { CallContext, currentCall, runInCall } from "./context.js";
 import { errorText } from "./error_text.js";
@@ -306,6 +308,9 @@ export async function runGraph(root, shared, options) {
     }
     const state = { steps: { n: 0 }, maxSteps: flow?.maxSteps ?? DEFAULT_MAX_STEPS, signal: controller.signal, outer };
     try {
+        // The top flow is the run itself, not a visit (as in the supervisor).
+        if (root instanceof Flow)
+            return await runFlow(root, shared, state, labelOf(root));
         return await visit(root, shared, state, labelOf(root));
     }
     finally {
@@ -336,8 +341,9 @@ async function runFlow(flow, shared, state, path) {
         const key = action ?? "default";
         const next = current.successors.get(key);
         if (next === undefined && current.successors.size > 0) {
-            const edges = [...current.successors.keys()].map((a) => JSON.stringify(a)).join(", ");
-            warn(state, `flow ${path} ends: ${id} returned the action "${key}", which has no edge (it has ${edges})`);
+            // PocketFlow's wording, then where (as the supervisor says it).
+            const edges = [...current.successors.keys()].map((a) => `'${a}'`).join(", ");
+            warn(state, `Flow ends: '${key}' not found in [${edges}] (the edges of ${path}/${id})`);
         }
         current = next;
     }
@@ -353,34 +359,10 @@ async function runParallel(par, shared, state, path) {
             throw new TypeError(`parallel ${path}: the shared store cannot be copied for its branches: ${errorText(err)}`);
         }
     });
-    const { controller, dispose } = linked(state.signal);
-    const branchState = { ...state, signal: controller.signal };
-    const failures = [];
-    let nextBranch = 0;
-    const lane = async () => {
-        while (nextBranch < par.branches.length && failures.length === 0) {
-            const i = nextBranch++;
-            const branch = par.branches[i];
-            try {
-                await visit(branch, copies[i], branchState, `${path}/${labelOf(branch)}`);
-            }
-            catch (err) {
-                if (failures.length === 0) {
-                    controller.abort(new NodeError("cancelled", `a sibling branch of ${path} failed`));
-                }
-                failures.push(err);
-            }
-        }
-    };
-    try {
-        const lanes = Math.min(par.options.limit ?? par.branches.length, par.branches.length);
-        await Promise.all(Array.from({ length: lanes }, lane));
-    }
-    finally {
-        dispose();
-    }
-    if (failures.length > 0)
-        throw failures[0];
+    await allOrFirstFailure(par.branches.length, par.options.limit, state, (i, branchState) => {
+        const branch = par.branches[i];
+        return visit(branch, copies[i], branchState, `${path}/${labelOf(branch)}`);
+    });
     const target = shared;
     const touched = new Map();
     const clashes = new Set();
@@ -404,6 +386,40 @@ async function runParallel(par, shared, state, path) {
     }
     return undefined;
 }
+/**
+ * `one(i)` for each `i` below `total`, at most `limit` at once; the values in
+ * order. The first failure aborts the others (their state's signal) and is
+ * thrown once they have settled.
+ */
+async function allOrFirstFailure(total, limit, state, one) {
+    const { controller, dispose } = linked(state.signal);
+    const inner = { ...state, signal: controller.signal };
+    const values = new Array(total);
+    const failures = [];
+    let next = 0;
+    const lane = async () => {
+        while (next < total && failures.length === 0) {
+            const i = next++;
+            try {
+                values[i] = await one(i, inner);
+            }
+            catch (err) {
+                if (failures.length === 0)
+                    controller.abort(new NodeError("cancelled", "a sibling failed"));
+                failures.push(err);
+            }
+        }
+    };
+    try {
+        await Promise.all(Array.from({ length: Math.min(limit ?? total, total) }, lane));
+    }
+    finally {
+        dispose();
+    }
+    if (failures.length > 0)
+        throw failures[0];
+    return values;
+}
 /** A function, class or batch node: its phases with retries, backoff, timeouts, then its fallback. */
 async function runNode(node, shared, state, path) {
     const name = labelOf(node);
@@ -412,10 +428,8 @@ async function runNode(node, shared, state, path) {
             return await attempts(node, shared, state, path, (ctx) => runOnce(node, shared, ctx, name));
         }
         const items = await attempts(node, shared, state, path, () => batchPrep(node, shared, name));
-        const results = [];
-        for (const [i, item] of items.entries()) {
-            results.push(await attempts(node, undefined, state, `${path}[${i}]`, () => batchExec(node, item)));
-        }
+        // The items at once, at most `limit` in flight, as the supervisor spreads them.
+        const results = await allOrFirstFailure(items.length, node.options.limit, state, (i, itemState) => attempts(node, undefined, itemState, `${path}[${i}]`, () => batchExec(node, items[i])));
         return await attempts(node, shared, state, path, () => batchPost(node, shared, items, results, name));
     }
     catch (err) {

@@ -43,7 +43,7 @@ export declare class ProtocolError extends Error {
 export declare function isValidToolName(name: string): boolean;
 type Check = (value: unknown, where: string, hasFloat: boolean) => unknown;
 type Field = readonly [name: string, check: Check, required: boolean];
-export declare const NODE_KINDS: readonly ["node", "batch"];
+export declare const NODE_KINDS: readonly ["node", "batch", "batch_flow"];
 export type NodeKind = (typeof NODE_KINDS)[number];
 export declare const NODE_PHASES: readonly ["run", "prep", "exec", "post", "fallback"];
 export type NodePhase = (typeof NODE_PHASES)[number];

@@ -161,7 +161,7 @@ const tools = (value, where) => {
     });
     return list;
 };
-export const NODE_KINDS = ["node", "batch"];
+export const NODE_KINDS = ["node", "batch", "batch_flow"];
 export const NODE_PHASES = ["run", "prep", "exec", "post", "fallback"];
 function oneOf(values) {
     return (value, where) => {
@@ -268,6 +268,7 @@ export const SUPERVISOR_MESSAGES = {
         ["prep", nullable, false],
         ["results", array, false],
         ["error", nodeError, false],
+        ["params", object, false],
         ["deadline_ms", nonNegative, false],
     ],
     cancel: [["id", callId, true]],

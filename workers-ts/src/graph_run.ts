@@ -9,8 +9,10 @@
  * The in-process runner follows GRAPHS.md: one visit per node (counted
  * against `maxSteps`), `retries` with doubling `backoff` and a `timeout`
  * per attempt, a failed attempt's changes undone, the fallback after the
- * last failure, batch items in order, parallel branches on copies of the
- * store merged in listed order. It changes the caller's store in place.
+ * last failure, batch items at once (`limit` in flight), parallel branches
+ * on copies of the store merged in listed order; the graph-run vectors
+ * (protocol/vectors/graph_runs.json) hold it to the supervisor's runner. It
+ * changes the caller's store in place.
  */
 
 import { CallContext, type CallScope, type Context, currentCall, runInCall } from "./context.js";
@@ -386,6 +388,8 @@ export async function runGraph(root: AnyNode, shared: Shared, options: RunOption
   }
   const state: RunState = { steps: { n: 0 }, maxSteps: flow?.maxSteps ?? DEFAULT_MAX_STEPS, signal: controller.signal, outer };
   try {
+    // The top flow is the run itself, not a visit (as in the supervisor).
+    if (root instanceof Flow) return await runFlow(root, shared, state, labelOf(root));
     return await visit(root, shared, state, labelOf(root));
   } finally {
     clearTimeout(timer);
@@ -413,8 +417,9 @@ async function runFlow(flow: Flow, shared: Shared, state: RunState, path: string
     const key = action ?? "default";
     const next: AnyNode | undefined = current.successors.get(key);
     if (next === undefined && current.successors.size > 0) {
-      const edges = [...current.successors.keys()].map((a) => JSON.stringify(a)).join(", ");
-      warn(state, `flow ${path} ends: ${id} returned the action "${key}", which has no edge (it has ${edges})`);
+      // PocketFlow's wording, then where (as the supervisor says it).
+      const edges = [...current.successors.keys()].map((a) => `'${a}'`).join(", ");
+      warn(state, `Flow ends: '${key}' not found in [${edges}] (the edges of ${path}/${id})`);
     }
     current = next;
   }
@@ -430,31 +435,10 @@ async function runParallel(par: Parallel, shared: Shared, state: RunState, path:
       throw new TypeError(`parallel ${path}: the shared store cannot be copied for its branches: ${errorText(err)}`);
     }
   });
-  const { controller, dispose } = linked(state.signal);
-  const branchState: RunState = { ...state, signal: controller.signal };
-  const failures: unknown[] = [];
-  let nextBranch = 0;
-  const lane = async (): Promise<void> => {
-    while (nextBranch < par.branches.length && failures.length === 0) {
-      const i = nextBranch++;
-      const branch = par.branches[i] as AnyNode;
-      try {
-        await visit(branch, copies[i] as Shared, branchState, `${path}/${labelOf(branch)}`);
-      } catch (err) {
-        if (failures.length === 0) {
-          controller.abort(new NodeError("cancelled", `a sibling branch of ${path} failed`));
-        }
-        failures.push(err);
-      }
-    }
-  };
-  try {
-    const lanes = Math.min(par.options.limit ?? par.branches.length, par.branches.length);
-    await Promise.all(Array.from({ length: lanes }, lane));
-  } finally {
-    dispose();
-  }
-  if (failures.length > 0) throw failures[0];
+  await allOrFirstFailure(par.branches.length, par.options.limit, state, (i, branchState) => {
+    const branch = par.branches[i] as AnyNode;
+    return visit(branch, copies[i] as Shared, branchState, `${path}/${labelOf(branch)}`);
+  });
   const target = shared as Record<string, unknown>;
   const touched = new Map<string, number>();
   const clashes = new Set<string>();
@@ -477,6 +461,42 @@ async function runParallel(par: Parallel, shared: Shared, state: RunState, path:
   return undefined;
 }
 
+/**
+ * `one(i)` for each `i` below `total`, at most `limit` at once; the values in
+ * order. The first failure aborts the others (their state's signal) and is
+ * thrown once they have settled.
+ */
+async function allOrFirstFailure<T>(
+  total: number,
+  limit: number | undefined,
+  state: RunState,
+  one: (i: number, state: RunState) => Promise<T>,
+): Promise<T[]> {
+  const { controller, dispose } = linked(state.signal);
+  const inner: RunState = { ...state, signal: controller.signal };
+  const values: T[] = new Array<T>(total);
+  const failures: unknown[] = [];
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    while (next < total && failures.length === 0) {
+      const i = next++;
+      try {
+        values[i] = await one(i, inner);
+      } catch (err) {
+        if (failures.length === 0) controller.abort(new NodeError("cancelled", "a sibling failed"));
+        failures.push(err);
+      }
+    }
+  };
+  try {
+    await Promise.all(Array.from({ length: Math.min(limit ?? total, total) }, lane));
+  } finally {
+    dispose();
+  }
+  if (failures.length > 0) throw failures[0];
+  return values;
+}
+
 /** A function, class or batch node: its phases with retries, backoff, timeouts, then its fallback. */
 async function runNode(node: WorkerNode, shared: Shared, state: RunState, path: string): Promise<string | undefined> {
   const name = labelOf(node);
@@ -485,10 +505,10 @@ async function runNode(node: WorkerNode, shared: Shared, state: RunState, path: 
       return await attempts(node, shared, state, path, (ctx) => runOnce(node, shared, ctx, name));
     }
     const items = await attempts(node, shared, state, path, () => batchPrep(node, shared, name));
-    const results: unknown[] = [];
-    for (const [i, item] of items.entries()) {
-      results.push(await attempts(node, undefined, state, `${path}[${i}]`, () => batchExec(node, item)));
-    }
+    // The items at once, at most `limit` in flight, as the supervisor spreads them.
+    const results = await allOrFirstFailure(items.length, node.options.limit, state, (i, itemState) =>
+      attempts(node, undefined, itemState, `${path}[${i}]`, () => batchExec(node, items[i])),
+    );
     return await attempts(node, shared, state, path, () => batchPost(node, shared, items, results, name));
   } catch (err) {
     if (state.signal.aborted || !(err instanceof NodeError) || !hasFallback(node) || err.kind === "max_steps") throw err;

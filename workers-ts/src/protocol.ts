@@ -193,7 +193,7 @@ const tools: Check = (value, where) => {
   return list;
 };
 
-export const NODE_KINDS = ["node", "batch"] as const;
+export const NODE_KINDS = ["node", "batch", "batch_flow"] as const;
 export type NodeKind = (typeof NODE_KINDS)[number];
 
 export const NODE_PHASES = ["run", "prep", "exec", "post", "fallback"] as const;
@@ -310,6 +310,7 @@ export const SUPERVISOR_MESSAGES: Readonly<Record<string, readonly Field[]>> = {
     ["prep", nullable, false],
     ["results", array, false],
     ["error", nodeError, false],
+    ["params", object, false],
     ["deadline_ms", nonNegative, false],
   ],
   cancel: [["id", callId, true]],

@@ -75,7 +75,8 @@ fn draw(plan: &Plan, prefix: &str, out: &mut String, depth: usize, budget: &mut 
                 };
                 let text = label(&format!("{text}<br/><small>{}</small>", w.pool_name));
                 match w.kind {
-                    NodeKind::Node => {
+                    // A batch_flow node is never an entry (the plan refuses it).
+                    NodeKind::Node | NodeKind::BatchFlow => {
                         let _ = writeln!(out, "{pad}{me}[\"{text}\"]");
                     }
                     NodeKind::Batch => {
@@ -87,7 +88,16 @@ fn draw(plan: &Plan, prefix: &str, out: &mut String, depth: usize, budget: &mut 
                 let _ = writeln!(
                     out,
                     "{pad}subgraph {me}[\"{}\"]",
-                    label(&format!("{} (flow {})", node.id, sub.name))
+                    label(&match &sub.batch {
+                        None => format!("{} (flow {})", node.id, sub.name),
+                        Some(b) => format!(
+                            "{} (flow {}, once per parameter set of {}{})",
+                            node.id,
+                            sub.name,
+                            b.node.name,
+                            if b.concurrent { ", concurrent" } else { "" }
+                        ),
+                    })
                 );
                 let _ = writeln!(out, "{pad}    direction TB");
                 draw(sub, &me, out, depth + 1, budget);

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use flw_protocol::{NodeKind, NodeSpec};
 
-use super::document::{Document, Options, Target, DEFAULT_MAX_STEPS};
+use super::{Document, Options, Target, DEFAULT_MAX_STEPS};
 
 /// How deep flows may nest in one another: the top flow and up to 63
 /// levels of nested flows under it.
@@ -33,6 +33,20 @@ pub struct Plan {
     pub max_steps: u64,
     /// Time limit of a run of this flow (when it is the top flow).
     pub deadline: Option<Duration>,
+    /// Set for a batch flow: the graph runs once per parameter set.
+    pub batch: Option<BatchPlan>,
+}
+
+/// A checked batch flow's own node and how its runs go.
+#[derive(Debug)]
+pub struct BatchPlan {
+    /// The `batch_flow` node whose `prep` gives the parameter sets and whose
+    /// `post` gives the flow's action.
+    pub node: WorkerNode,
+    /// Whether the runs overlap on the one store.
+    pub concurrent: bool,
+    /// Concurrent runs in flight at once.
+    pub limit: Option<usize>,
 }
 
 /// One checked entry.
@@ -158,7 +172,13 @@ impl Catalog {
             let here = format!("{at}, node {id:?}");
             let step = match &entry.target {
                 Target::Node { name, pool } => {
-                    Step::Worker(self.find_node(name, pool.as_deref(), home, &here)?)
+                    let node = self.find_node(name, pool.as_deref(), home, &here)?;
+                    if node.kind == NodeKind::BatchFlow {
+                        return Err(format!(
+                            "{here}: node {name:?} is a batch flow's own node (kind batch_flow); name it in a flow's \"batch\", not as an entry"
+                        ));
+                    }
+                    Step::Worker(node)
                 }
                 Target::FlowRef(name) => {
                     let Some((sub, sub_home)) = self.flows.get(name) else {
@@ -252,8 +272,28 @@ impl Catalog {
                 if unreached.len() > 1 { "them" } else { "it" },
             ));
         }
+        let batch = match &doc.batch {
+            None => None,
+            Some(b) => {
+                let here = format!("{at}, \"batch\"");
+                let node = self.find_node(&b.node, b.pool.as_deref(), home, &here)?;
+                if node.kind != NodeKind::BatchFlow {
+                    return Err(format!(
+                        "{here}: node {:?} is of kind {}, not batch_flow; a batch flow's node gives the parameter sets (BatchFlow's prep and post)",
+                        b.node,
+                        node.kind.as_str()
+                    ));
+                }
+                Some(BatchPlan {
+                    node,
+                    concurrent: b.concurrent,
+                    limit: b.limit,
+                })
+            }
+        };
         building.stack.pop();
         let plan = Arc::new(Plan {
+            batch,
             name: doc.name.clone(),
             description: doc.description.clone(),
             nodes,

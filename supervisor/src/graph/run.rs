@@ -1,6 +1,8 @@
 //! Running a [`Plan`]: the walk from node to node, retries and fallbacks,
-//! batch items and parallel branches spread across the pools' workers, the
-//! shared store, and cancellation of everything in flight.
+//! batch items, parallel branches and batch-flow runs spread across the
+//! pools' workers, the shared store, and cancellation of everything in
+//! flight. Node phases go through a [`NodeCaller`]: the router in flw, a
+//! script in the graph-run vectors (`protocol/vectors/graph_runs.json`).
 //!
 //! **Invariant:** a run never leaves a call behind. Every node call is made
 //! with a cancellation token of the run's tree, and when a run ends early
@@ -10,24 +12,39 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use flw_protocol::outcome::{Changes, NodeOutcome};
 use flw_protocol::{LogLevel, NodeError, NodeKind, NodePhase};
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::document::{Options, DEFAULT_BACKOFF_MS};
 use super::events::{RunError, RunEvent, RunStatus, Stamped};
-use super::outcome::{Changes, NodeOutcome};
-use super::plan::{Plan, Step, WorkerNode};
+use super::plan::{BatchPlan, Plan, Step, WorkerNode};
+use super::{Options, DEFAULT_BACKOFF_MS};
 use crate::call::events::{self as call_events, Received};
-use crate::call::{CallEvent, NodeJob};
-use crate::pool::CallOptions;
-use crate::router::Router;
+use crate::call::{CallEvent, CallOutcome, EventSink, NodeJob};
+
+/// What a run calls node phases through: the router in flw (pools, the
+/// global limit, the kill path), a script in tests.
+pub trait NodeCaller: Sync {
+    /// Runs `job` on a worker of pool `pool` (an index of the catalog's
+    /// pools). `timeout` bounds the attempt; cancelling `cancel` stops it
+    /// through the kill path; progress, logs and chunks go to `events`.
+    fn call_node(
+        &self,
+        pool: usize,
+        job: NodeJob,
+        timeout: Option<Duration>,
+        cancel: CancellationToken,
+        events: EventSink,
+    ) -> BoxFuture<'_, CallOutcome>;
+}
 
 /// The longest wait between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -70,14 +87,14 @@ enum Fail {
 
 /// Runs `plan` from `shared`; returns once every call of the run has ended.
 pub async fn run(
-    router: &Router,
+    nodes: &dyn NodeCaller,
     plan: Arc<Plan>,
     mut shared: Map<String, Value>,
     opts: RunOptions,
 ) -> RunResult {
     let stop = opts.cancel.child_token();
     let runner = Runner {
-        router,
+        nodes,
         events: opts.events,
         steps: AtomicU64::new(0),
         max_steps: opts.max_steps.unwrap_or(plan.max_steps),
@@ -98,7 +115,11 @@ pub async fn run(
         std::future::pending::<()>().await
     };
     let outcome = {
-        let walk = runner.run_flow(&plan, &plan.name, &mut shared, &stop);
+        let top = Scope {
+            params: &Map::new(),
+            shared_with: None,
+        };
+        let walk = runner.run_flow(&plan, &plan.name, &mut shared, top, &stop);
         tokio::select! {
             r = walk => r,
             _ = timer => unreachable!("the timer never ends"),
@@ -144,7 +165,7 @@ pub async fn run(
 }
 
 struct Runner<'r> {
-    router: &'r Router,
+    nodes: &'r dyn NodeCaller,
     events: Option<mpsc::UnboundedSender<Stamped>>,
     steps: AtomicU64,
     max_steps: u64,
@@ -161,29 +182,49 @@ impl Runner<'_> {
         }
     }
 
-    /// Walks `plan` from its start; returns the last node's action.
+    /// Runs `plan`: a walk from its start, or for a batch flow one walk per
+    /// parameter set; returns the flow's action.
     fn run_flow<'a>(
         &'a self,
         plan: &'a Plan,
         path: &'a str,
         shared: &'a mut Map<String, Value>,
+        scope: Scope<'a>,
         tok: &'a CancellationToken,
     ) -> BoxFuture<'a, Result<String, Fail>> {
         Box::pin(async move {
+            match &plan.batch {
+                None => self.walk(plan, path, shared, scope, tok).await,
+                Some(b) => self.batch_flow(plan, b, path, shared, scope, tok).await,
+            }
+        })
+    }
+
+    /// Walks `plan` from its start; returns the last node's action.
+    async fn walk(
+        &self,
+        plan: &Plan,
+        path: &str,
+        shared: &mut Map<String, Value>,
+        scope: Scope<'_>,
+        tok: &CancellationToken,
+    ) -> Result<String, Fail> {
+        {
             let mut at = plan.start;
             loop {
-                let action = self.visit(plan, at, path, shared, tok).await?;
+                let action = self.visit(plan, at, path, shared, scope, tok).await?;
                 let node = &plan.nodes[at];
                 match plan.next(at, &action) {
                     Some(next) => at = next,
                     None => {
                         if !node.next.is_empty() {
-                            let known: Vec<&str> =
-                                node.next.iter().map(|(a, _)| a.as_str()).collect();
+                            // PocketFlow's wording, then where.
+                            let known: Vec<String> =
+                                node.next.iter().map(|(a, _)| format!("'{a}'")).collect();
                             let message = format!(
-                                "node {path}/{} returned action {action:?}, which has no edge (its edges: {}); the flow ends here",
+                                "Flow ends: '{action}' not found in [{}] (the edges of {path}/{})",
+                                known.join(", "),
                                 node.id,
-                                known.join(", ")
                             );
                             tracing::warn!("{message}");
                             self.emit(RunEvent::Log {
@@ -196,7 +237,113 @@ impl Runner<'_> {
                     }
                 }
             }
-        })
+        }
+    }
+
+    /// A batch flow (PocketFlow's `BatchFlow`): its node's `prep` gives
+    /// parameter sets, the graph runs once per set with those parameters
+    /// added, one after another or (`concurrent`) overlapping on the one
+    /// store, then its node's `post` gives the action.
+    async fn batch_flow(
+        &self,
+        plan: &Plan,
+        b: &BatchPlan,
+        path: &str,
+        shared: &mut Map<String, Value>,
+        scope: Scope<'_>,
+        tok: &CancellationToken,
+    ) -> Result<String, Fail> {
+        let none = Options::default();
+        scope.refresh(shared);
+        let job = scope.job(&b.node.name, NodePhase::Prep, Some(shared));
+        let prep = self.call(&b.node, job, &none, path, tok).await?;
+        let sets = match &prep.value {
+            Value::Null => Vec::new(),
+            Value::Array(sets) if sets.iter().all(Value::is_object) => {
+                sets.iter().filter_map(|s| s.as_object().cloned()).collect()
+            }
+            other => {
+                return Err(Fail::Error(RunError::new(
+                    "tool_error",
+                    format!(
+                    "{path}: prep of batch flow {} returned {}, not a list of parameter objects",
+                    plan.name,
+                    serde_json::to_string(other).unwrap_or_default()
+                ),
+                )))
+            }
+        };
+        scope.commit(shared, [prep.changes]);
+        let total = sets.len();
+        self.emit(RunEvent::BatchItems {
+            path: path.to_string(),
+            total,
+        });
+        let with = |set: &Map<String, Value>| {
+            let mut p = scope.params.clone();
+            p.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
+            p
+        };
+        if b.concurrent {
+            let mut done = 0;
+            let finished = |(run_path, took): &(String, Duration)| {
+                done += 1;
+                self.emit(RunEvent::ItemFinished {
+                    path: run_path.clone(),
+                    done,
+                    total,
+                    ms: millis(*took),
+                });
+            };
+            let before = shared.clone();
+            let store = Mutex::new(std::mem::take(shared));
+            let store_ref = &store;
+            let one = |i: usize, run_tok: CancellationToken| {
+                let params = with(&sets[i]);
+                async move {
+                    let run_path = format!("{path}[{i}]");
+                    let began = Instant::now();
+                    let inner = Scope {
+                        params: &params,
+                        shared_with: Some(store_ref),
+                    };
+                    let mut local = Map::new();
+                    self.walk(plan, &run_path, &mut local, inner, &run_tok)
+                        .await?;
+                    Ok((run_path, began.elapsed()))
+                }
+            };
+            let r = all_or_first_failure(total, b.limit, tok, one, finished).await;
+            *shared = store.into_inner().unwrap_or_else(|e| e.into_inner());
+            // The runs' net changes go on to a store this flow shares.
+            let net = Changes::between(&before, shared);
+            *shared = before;
+            scope.commit(shared, [net]);
+            r?;
+        } else {
+            for (i, set) in sets.iter().enumerate() {
+                let params = with(set);
+                let run_path = format!("{path}[{i}]");
+                let began = Instant::now();
+                let inner = Scope {
+                    params: &params,
+                    shared_with: scope.shared_with,
+                };
+                self.walk(plan, &run_path, shared, inner, tok).await?;
+                self.emit(RunEvent::ItemFinished {
+                    path: run_path,
+                    done: i + 1,
+                    total,
+                    ms: millis(began.elapsed()),
+                });
+            }
+        }
+        scope.refresh(shared);
+        let mut job = scope.job(&b.node.name, NodePhase::Post, Some(shared));
+        job.prep = Some(prep.value);
+        let post = self.call(&b.node, job, &none, path, tok).await?;
+        scope.commit(shared, [post.changes]);
+        Ok(post.action.unwrap_or_else(|| "default".into()))
     }
 
     /// One visit of entry `idx` of `plan` (whose path is `flow_path`).
@@ -206,6 +353,7 @@ impl Runner<'_> {
         idx: usize,
         flow_path: &'a str,
         shared: &'a mut Map<String, Value>,
+        scope: Scope<'a>,
         tok: &'a CancellationToken,
     ) -> BoxFuture<'a, Result<String, Fail>> {
         Box::pin(async move {
@@ -227,6 +375,7 @@ impl Runner<'_> {
             }
             let kind = match &node.step {
                 Step::Worker(w) => w.kind.as_str(),
+                Step::Flow(sub) if sub.batch.is_some() => "batch_flow",
                 Step::Flow(_) => "flow",
                 Step::Parallel(_) => "parallel",
             };
@@ -238,35 +387,55 @@ impl Runner<'_> {
             let began = Instant::now();
             let opts = &node.options;
             let r = match &node.step {
-                Step::Worker(w) if w.kind == NodeKind::Node => {
-                    self.worker_node(w, opts, &path, shared, tok).await
+                Step::Worker(w) if w.kind == NodeKind::Batch => {
+                    self.batch_node(w, opts, &path, shared, scope, tok).await
                 }
-                Step::Worker(w) => self.batch_node(w, opts, &path, shared, tok).await,
+                Step::Worker(w) => self.worker_node(w, opts, &path, shared, scope, tok).await,
                 Step::Flow(sub) if opts.retries == 0 => {
                     // In place, so a cancel keeps what its finished nodes did.
-                    self.run_flow(sub, &path, shared, tok).await
+                    self.run_flow(sub, &path, shared, scope, tok).await
                 }
                 Step::Flow(sub) => {
+                    scope.refresh(shared);
                     let before = &*shared;
-                    let (action, after) = self
+                    let alone = scope.alone();
+                    let tried = self
                         .retrying(opts, &path, tok, || async {
                             let mut copy = before.clone();
-                            let action = self.run_flow(sub, &path, &mut copy, tok).await?;
+                            let action = self.run_flow(sub, &path, &mut copy, alone, tok).await?;
                             Ok((action, copy))
                         })
-                        .await?;
-                    *shared = after;
-                    Ok(action)
+                        .await;
+                    // No `?`: a failure must reach the node_failed event below.
+                    tried.map(|(action, after)| {
+                        let net = Changes::between(shared, &after);
+                        scope.commit(shared, [net]);
+                        action
+                    })
                 }
                 Step::Parallel(branches) => {
+                    scope.refresh(shared);
                     let before = &*shared;
+                    let alone = scope.alone();
                     let copies = self
                         .retrying(opts, &path, tok, || {
-                            self.parallel(plan, branches, opts.limit, flow_path, before, tok)
+                            self.parallel(
+                                plan,
+                                (branches, opts.limit),
+                                flow_path,
+                                before,
+                                alone,
+                                tok,
+                            )
                         })
-                        .await?;
-                    self.merge(plan, branches, &path, copies, shared);
-                    Ok("default".to_string())
+                        .await;
+                    copies.map(|copies| {
+                        let mut merged = shared.clone();
+                        self.merge(plan, branches, &path, copies, &mut merged);
+                        let net = Changes::between(shared, &merged);
+                        scope.commit(shared, [net]);
+                        "default".to_string()
+                    })
                 }
             };
             let ms = millis(began.elapsed());
@@ -294,12 +463,14 @@ impl Runner<'_> {
         opts: &Options,
         path: &str,
         shared: &mut Map<String, Value>,
+        scope: Scope<'_>,
         tok: &CancellationToken,
     ) -> Result<String, Fail> {
+        scope.refresh(shared);
         let store = &*shared;
         let tried = self
             .retrying(opts, path, tok, || {
-                let job = NodeJob::with_store(&w.name, NodePhase::Run, store);
+                let job = scope.job(&w.name, NodePhase::Run, Some(store));
                 self.call(w, job, opts, path, tok)
             })
             .await;
@@ -309,7 +480,7 @@ impl Runner<'_> {
                     path: path.to_string(),
                     error: e.clone(),
                 });
-                let mut job = NodeJob::with_store(&w.name, NodePhase::Fallback, shared);
+                let mut job = scope.job(&w.name, NodePhase::Fallback, Some(shared));
                 job.error = Some(NodeError {
                     kind: e.kind,
                     message: e.message,
@@ -318,7 +489,7 @@ impl Runner<'_> {
             }
             other => other?,
         };
-        outcome.changes.apply(shared);
+        scope.commit(shared, [outcome.changes]);
         Ok(outcome.action.unwrap_or_else(|| "default".into()))
     }
 
@@ -329,12 +500,14 @@ impl Runner<'_> {
         opts: &Options,
         path: &str,
         shared: &mut Map<String, Value>,
+        scope: Scope<'_>,
         tok: &CancellationToken,
     ) -> Result<String, Fail> {
+        scope.refresh(shared);
         let store = &*shared;
         let prep = self
             .retrying(opts, path, tok, || {
-                let job = NodeJob::with_store(&w.name, NodePhase::Prep, store);
+                let job = scope.job(&w.name, NodePhase::Prep, Some(store));
                 self.call(w, job, opts, path, tok)
             })
             .await?;
@@ -362,18 +535,17 @@ impl Runner<'_> {
             path: path.to_string(),
             total: items.len(),
         });
-        let results = self.exec_items(w, opts, path, &items, tok).await?;
+        let results = self.exec_items(w, opts, path, &items, scope, tok).await?;
         let post_store = store.as_ref().unwrap_or(shared);
         let post = self
             .retrying(opts, path, tok, || {
-                let mut job = NodeJob::with_store(&w.name, NodePhase::Post, post_store);
+                let mut job = scope.job(&w.name, NodePhase::Post, Some(post_store));
                 job.prep = Some(prep.value.clone());
                 job.results = Some(results.clone());
                 self.call(w, job, opts, path, tok)
             })
             .await?;
-        prep.changes.apply(shared);
-        post.changes.apply(shared);
+        scope.commit(shared, [prep.changes, post.changes]);
         Ok(post.action.unwrap_or_else(|| "default".into()))
     }
 
@@ -385,6 +557,7 @@ impl Runner<'_> {
         opts: &Options,
         path: &str,
         items: &[Value],
+        scope: Scope<'_>,
         tok: &CancellationToken,
     ) -> Result<Vec<Value>, Fail> {
         let total = items.len();
@@ -394,7 +567,7 @@ impl Runner<'_> {
             let began = Instant::now();
             let outcome = self
                 .retrying(opts, &item_path, &items_tok, || {
-                    let mut job = NodeJob::new(&w.name, NodePhase::Exec);
+                    let mut job = scope.job(&w.name, NodePhase::Exec, None);
                     job.item = Some(items[i].clone());
                     self.call(w, job, opts, &item_path, &items_tok)
                 })
@@ -420,15 +593,15 @@ impl Runner<'_> {
     async fn parallel(
         &self,
         plan: &Plan,
-        branches: &[usize],
-        limit: Option<usize>,
+        (branches, limit): (&[usize], Option<usize>),
         flow_path: &str,
         before: &Map<String, Value>,
+        scope: Scope<'_>,
         tok: &CancellationToken,
     ) -> Result<Vec<Map<String, Value>>, Fail> {
         let one = |k: usize, branch_tok: CancellationToken| async move {
             let mut copy = before.clone();
-            self.visit(plan, branches[k], flow_path, &mut copy, &branch_tok)
+            self.visit(plan, branches[k], flow_path, &mut copy, scope, &branch_tok)
                 .await?;
             Ok(copy)
         };
@@ -527,12 +700,8 @@ impl Runner<'_> {
             }
             None => (None, None),
         };
-        let call_opts = CallOptions {
-            timeout: opts.timeout_ms.map(Duration::from_millis),
-            cancel: tok.clone(),
-            events: tx,
-        };
-        let call = self.router.call_node(w.pool, job, call_opts);
+        let timeout = opts.timeout_ms.map(Duration::from_millis);
+        let call = self.nodes.call_node(w.pool, job, timeout, tok.clone(), tx);
         let outcome = match rx {
             None => call.await,
             Some(mut rx) => {
@@ -602,6 +771,65 @@ impl Runner<'_> {
             },
             CallEvent::Chunk(data) => RunEvent::Chunk { path, data },
         });
+    }
+}
+
+/// What a walk runs under: the parameters in force and, in the runs of a
+/// concurrent batch flow, the store they share.
+#[derive(Clone, Copy)]
+struct Scope<'a> {
+    /// PocketFlow's `params`: what the batch flows around the walk set.
+    params: &'a Map<String, Value>,
+    /// Set in the runs of a concurrent batch flow: the store they share.
+    /// The walk's own store is refreshed from it before each node and each
+    /// node's changes go into it as made since that refresh (see
+    /// [`Changes::apply_since`]), so runs see each other's finished nodes.
+    shared_with: Option<&'a Mutex<Map<String, Value>>>,
+}
+
+impl<'a> Scope<'a> {
+    /// The same parameters on a store of the walk's own (a copy that is
+    /// merged back as a whole: a branch, a flow that retries).
+    fn alone(self) -> Scope<'a> {
+        Scope {
+            params: self.params,
+            shared_with: None,
+        }
+    }
+
+    /// Brings `shared` up to date with the store the walk shares, if any.
+    fn refresh(self, shared: &mut Map<String, Value>) {
+        if let Some(m) = self.shared_with {
+            *shared = m.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        }
+    }
+
+    /// Applies `changes`, in order, to `shared`, which is as the node that
+    /// made them found it; with a store the walk shares, their net effect
+    /// goes into that store and `shared` is brought up to date with it.
+    fn commit<const N: usize>(self, shared: &mut Map<String, Value>, changes: [Changes; N]) {
+        let Some(m) = self.shared_with else {
+            changes.into_iter().for_each(|c| c.apply(shared));
+            return;
+        };
+        let mut after = shared.clone();
+        changes.into_iter().for_each(|c| c.apply(&mut after));
+        let mut store = m.lock().unwrap_or_else(|e| e.into_inner());
+        Changes::between(shared, &after).apply_since(shared, &mut store);
+        *shared = store.clone();
+    }
+
+    /// A job of `phase` for `node` with the parameters in force and, when
+    /// given, a copy of the store.
+    fn job(self, node: &str, phase: NodePhase, store: Option<&Map<String, Value>>) -> NodeJob {
+        let mut job = match store {
+            Some(s) => NodeJob::with_store(node, phase, s),
+            None => NodeJob::new(node, phase),
+        };
+        if !self.params.is_empty() {
+            job.params = Some(self.params.clone());
+        }
+        job
     }
 }
 

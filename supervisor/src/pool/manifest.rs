@@ -64,8 +64,7 @@ impl Manifest {
     pub fn from_hello(pool: &str, hello: &Hello) -> Result<Manifest, String> {
         let mut m = Manifest::new(hello.tools.clone())?;
         m.nodes = hello.nodes.clone().unwrap_or_default();
-        for f in hello.flows.iter().flatten() {
-            let doc = Document::parse(&Value::Object(f.clone()), "the worker's hello")?;
+        for doc in hello.documents().map_err(|e| e.to_string())? {
             if m.flows.iter().any(|d| d.name == doc.name) {
                 return Err(format!(
                     "the worker's hello: two flows are named {:?}",
@@ -89,12 +88,7 @@ impl Manifest {
     pub fn same_as(&self, hello: &Hello) -> bool {
         self.tools == hello.tools
             && self.nodes.as_slice() == hello.nodes.as_deref().unwrap_or_default()
-            && self.flows.len() == hello.flows.as_ref().map_or(0, Vec::len)
-            && self
-                .flows
-                .iter()
-                .zip(hello.flows.iter().flatten())
-                .all(|(d, f)| Document::parse(&Value::Object(f.clone()), "").as_ref() == Ok(d))
+            && hello.documents().is_ok_and(|docs| docs == self.flows)
     }
 
     /// Whether `other` lists the same tools, nodes and flows.

@@ -140,7 +140,7 @@ pub fn body_object(body: &[u8], what: &str) -> Result<Map<String, Value>, ApiErr
             "invalid_request",
             format!(
                 "the request body must be a JSON object of {what}, not {}",
-                crate::graph::outcome::kind_of(&other)
+                flw_protocol::outcome::kind_of(&other)
             ),
         )),
         Err(e) => Err(ApiError::new(

@@ -5,12 +5,14 @@ progress, logs and streamed chunks; the supervisor starts the script with
 ``python -m flw SCRIPT``. ``run()`` serves the tools of a script started by
 hand. Graphs: ``@node`` functions and PocketFlow-style class nodes
 (``Node``, ``BatchNode``, ``AsyncNode``, ...) linked with ``>>`` into a
-``Flow``, which the supervisor runs (or ``flow.run(shared)`` in-process).
+``Flow`` (or a ``BatchFlow``, run once per parameter set), which the
+supervisor runs (or ``flow.run(shared)`` in-process).
 ``flw.llm`` calls OpenAI-compatible model endpoints (loaded on first use).
 """
 
 from typing import TYPE_CHECKING, Any
 
+from ._batch_flow import AsyncBatchFlow, AsyncParallelBatchFlow, BatchFlow
 from ._class_node import AsyncBatchNode, AsyncNode, AsyncParallelBatchNode, BatchNode, Node
 from ._context import Context, Sent, current_context
 from ._entry import run
@@ -31,11 +33,14 @@ if TYPE_CHECKING:
     from . import llm
 
 __all__ = [
+    "AsyncBatchFlow",
     "AsyncBatchNode",
     "AsyncFlow",
     "AsyncNode",
+    "AsyncParallelBatchFlow",
     "AsyncParallelBatchNode",
     "BaseNode",
+    "BatchFlow",
     "BatchNode",
     "Context",
     "Flow",

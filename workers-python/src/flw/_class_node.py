@@ -12,12 +12,11 @@ when a worker runs many at once. They implement the phases of
 from __future__ import annotations
 
 import copy
-import inspect
 import time
 from typing import Any
 
 from ._context import Context, current_context
-from ._docstring import parse_docstring
+from ._docstring import class_description
 from ._graph import (
     NodeError,
     NodeResultError,
@@ -92,10 +91,7 @@ class Node(WorkerNode):
         return type(self).exec_fallback is not Node.exec_fallback
 
     def _flw_description(self) -> str:
-        if self._flw_text is not None:
-            return inspect.cleandoc(self._flw_text).strip()
-        own = type(self).__dict__.get("__doc__")
-        return parse_docstring(inspect.cleandoc(own)).description if isinstance(own, str) else ""
+        return class_description(type(self), self._flw_text)
 
     def _flw_is_async(self, phase: str) -> bool:
         return False
@@ -114,6 +110,7 @@ class Node(WorkerNode):
 
     def _flw_call(self, phase: str, given: PhaseInput, ctx: Context) -> tuple[Any, Any]:
         own = copy.copy(self)  # cur_retry is per call, as in PocketFlow's flows
+        own.params = dict(given.params or {})  # what the flow sets, as PocketFlow's set_params
         if phase == "exec":
             return None, own._flw_exec_one(given.item)
         if phase == "post":
@@ -189,6 +186,7 @@ class AsyncNode(Node):
 
     async def _flw_call_async(self, phase: str, given: PhaseInput, ctx: Context) -> tuple[Any, Any]:
         own = copy.copy(self)
+        own.params = dict(given.params or {})
         if phase == "exec":
             return None, await own._flw_exec_one_async(given.item)
         if phase == "post":

@@ -77,3 +77,12 @@ def parse_docstring(doc: str | None) -> Docstring:
         if current is not None and indent > entry_indent:
             params[current] = f"{params[current]} {stripped}".strip()
     return Docstring("\n".join(description).strip(), params)
+
+
+def class_description(cls: type, given: str | None) -> str:
+    """An instance's description: ``given`` when set, else its own class's
+    docstring (not an inherited one)."""
+    if given is not None:
+        return inspect.cleandoc(given).strip()
+    own = cls.__dict__.get("__doc__")
+    return parse_docstring(inspect.cleandoc(own)).description if isinstance(own, str) else ""

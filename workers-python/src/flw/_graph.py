@@ -70,6 +70,7 @@ class PhaseInput(NamedTuple):
     prep: Any = None
     results: list[Any] | None = None
     error: NodeError | None = None
+    params: dict[str, Any] | None = None
 
 
 # ---------------------------------------------------------------------------

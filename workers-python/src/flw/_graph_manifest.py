@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ._batch_flow import BatchFlowBase
 from ._graph import BaseNode, Flow, NodeDefinitionError, Parallel, WorkerNode, check_name
 from ._node import FunctionNode
 
@@ -45,7 +46,9 @@ class Graph:
     def needs_async(self) -> bool:
         """Whether some phase of some node is a coroutine."""
         return any(
-            n._flw_is_async("run") or n._flw_is_async("fallback") for n in self.nodes.values()
+            n._flw_is_async(phase)
+            for n in self.nodes.values()
+            for phase in ("run", "fallback", "prep", "post")
         )
 
 
@@ -193,6 +196,17 @@ class _Builder:
         doc: dict[str, Any] = {"name": name}
         if flow.description:
             doc["description"] = flow.description
+        if isinstance(flow, BatchFlowBase):  # its prep and post: a node of kind batch_flow
+            held = self.nodes.setdefault(name, flow)  # type: ignore[arg-type]
+            if held is not flow:
+                raise NodeDefinitionError(
+                    f"batch flow {name!r} needs a node of its name for its prep and post, "
+                    f"but {self.describe(held)} has it; rename one of them"
+                )
+            batch: dict[str, Any] = {"node": name, "concurrent": flow._flw_concurrent}
+            if flow.limit is not None:
+                batch["limit"] = flow.limit
+            doc["batch"] = batch
         doc["start"] = ids[id(flow.start_node)]
         doc["nodes"] = nodes
         doc["edges"] = edges

@@ -1,27 +1,37 @@
 """In-process runs: ``Flow.run`` / ``run_async`` and ``node.run``, without a supervisor.
 
-They follow the supervisor's semantics (GRAPHS.md "How a run proceeds") in
-one process, one node at a time: a visit counts a step against
-``max_steps``; a failed attempt is retried ``retries`` times with doubling
-backoff on the store as it was before the attempt, then the node's fallback
-runs; batch items run in order; ``Parallel`` branches run one after the
-other, each on a copy of the store, and their changes are merged in listed
-order. The store is changed in place and the last action is returned.
+They follow the supervisor's runner (``supervisor/src/graph/run.rs``,
+GRAPHS.md "How a run proceeds") step for step, and the graph-run vectors
+(``protocol/vectors/graph_runs.json``) hold both to it: a visit counts a
+step against ``max_steps``; each attempt of a node is bounded by its
+``timeout``; a failed attempt is retried ``retries`` times with doubling
+backoff and its changes are dropped, then the node's fallback runs; a batch
+node's items run at once (``limit`` in flight); ``Parallel`` branches run at
+once, each on a copy of the store, merged in listed order; a batch flow runs
+its graph once per parameter set (overlapping for
+``AsyncParallelBatchFlow``); the top flow's ``deadline`` stops the node in
+flight. The run goes on an asyncio loop (see ``run``).
 
-The walk is written once, as a generator that yields what to do (call a
-node's phase, sleep) and gets the result back, so that ``run`` drives it
-with plain calls and ``run_async`` with awaits.
+Each phase works on a copy of the store; what it changed (by top-level key)
+goes into the caller's store when it returns, which is changed in place
+(a node that changes the caller's dict itself, through a closure, changes
+it at once). A
+sync phase runs on the loop's thread, or in a thread of its own when it has
+to be stopped or overlapped (a timeout, a deadline, things at once); a
+stopped sync phase cannot be interrupted: its thread runs on, and its
+changes are dropped.
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import threading
-import time
 import warnings
-from collections.abc import Coroutine, Generator
-from typing import Any, Callable, NamedTuple, TypeVar, Union
+from collections.abc import Awaitable, Coroutine
+from typing import Any, Callable, NamedTuple, TypeVar
 
+from ._batch_flow import BatchFlowBase
 from ._context import _CURRENT, Context
 from ._graph import (
     DEFAULT_MAX_STEPS,
@@ -29,6 +39,8 @@ from ._graph import (
     Flow,
     NodeDefinitionError,
     NodeError,
+    NodeResultError,
+    Options,
     Parallel,
     PhaseInput,
     WorkerNode,
@@ -38,151 +50,87 @@ from ._graph import (
 
 T = TypeVar("T")
 
-
-class _Call(NamedTuple):
-    node: WorkerNode
-    phase: str  # "run" or "fallback"
-    shared: dict[str, Any]
-    error: NodeError | None
-
-
-class _Sleep(NamedTuple):
-    seconds: float
-
-
-_Request = Union[_Call, _Sleep]
-_Walk = Generator[_Request, Any, Union[str, None]]
+_STORE_PHASES = ("run", "prep", "post", "fallback")
 
 
 def run(root: BaseNode, shared: dict[str, Any]) -> str | None:
     """Run ``root`` on ``shared`` in this process; the last action.
 
-    When an async node can be reached, the whole run goes on one new event
-    loop (in a thread of its own if this thread already runs a loop).
+    The run goes on a new event loop (in a thread of its own if this thread
+    already runs a loop, as in a notebook).
     """
-    walk = _start(root, shared)
-    if any(_is_async(obj) for obj in reachable(root)):
-        return _run_coroutine(lambda: _drive_async(walk))
-    return _drive(walk)
+    _check(root, shared)
+    return _run_coroutine(lambda: _Runner(root).top(shared))
 
 
 async def run_async(root: BaseNode, shared: dict[str, Any]) -> str | None:
     """``run`` on the running loop: async nodes are awaited, sync ones called."""
-    return await _drive_async(_start(root, shared))
+    _check(root, shared)
+    return await _Runner(root).top(shared)
 
 
-def _start(root: BaseNode, shared: dict[str, Any]) -> _Walk:
+def _check(root: BaseNode, shared: Any) -> None:
     if not isinstance(shared, dict):
         raise TypeError(f"the shared store must be a dict, not {type(shared).__name__}")
     if root.successors and not isinstance(root, Flow):
-        warnings.warn("Node won't run successors. Use Flow.", stacklevel=3)
-    if isinstance(root, Flow):  # the run itself, not a visit (a nested flow's entry is one)
-        return _flow(_Run(root), root, shared)
-    return _visit(_Run(root), root, shared)
+        warnings.warn("Node won't run successors. Use Flow.", stacklevel=4)
+    for obj in reachable(root):
+        if isinstance(obj, Flow) and obj.start_node is None:
+            raise NodeDefinitionError(f"{obj._flw_label()} has no start node (Flow(start=...))")
+        if isinstance(obj, Parallel):
+            obj._flw_check_branches()
 
 
-class _Run:
-    """The budget of one run: steps and the deadline of the top flow."""
-
-    def __init__(self, root: BaseNode) -> None:
-        self.label = root._flw_label()
-        flow = root if isinstance(root, Flow) else None
-        self.max_steps = DEFAULT_MAX_STEPS
-        if flow is not None and flow.max_steps is not None:
-            self.max_steps = flow.max_steps
-        self.deadline: float | None = None
-        if flow is not None and flow.deadline is not None:
-            self.deadline = time.monotonic() + flow.deadline
-        self.steps = 0
-
-    def step(self, obj: BaseNode) -> None:
-        self.steps += 1
-        if self.steps > self.max_steps:
-            raise NodeError(
-                "max_steps",
-                f"{self.label}: visiting {obj._flw_label()} would be step {self.steps}, "
-                f"past max_steps ({self.max_steps})",
-            )
-        if self.deadline is not None and time.monotonic() > self.deadline:
-            raise NodeError("timeout", f"{self.label}: the run passed its deadline")
+# ---------------------------------------------------------------------------
+# Changes to the store, by top-level key (supervisor: flw_protocol::outcome)
 
 
-def _visit(run: _Run, obj: BaseNode, shared: dict[str, Any]) -> _Walk:
-    run.step(obj)
-    if isinstance(obj, Flow):
-        return (yield from _flow(run, obj, shared))
-    if isinstance(obj, Parallel):
-        yield from _parallel(run, obj, shared)
-        return None
-    if isinstance(obj, WorkerNode):
-        return (yield from _attempts(obj, shared))
-    raise NodeDefinitionError(f"{obj!r} is neither a node, a Flow nor a Parallel")
+class _Changes(NamedTuple):
+    set: dict[str, Any]
+    delete: list[str]
 
 
-def _flow(run: _Run, flow: Flow, shared: dict[str, Any]) -> _Walk:
-    current = flow.start_node
-    if current is None:
-        raise NodeDefinitionError(f"{flow._flw_label()} has no start node (Flow(start=...))")
-    action = None
-    while current is not None:
-        action = yield from _visit(run, current, shared)
-        current = _successor(current, action)
-    return action
+def _between(before: dict[str, Any], after: dict[str, Any]) -> _Changes:
+    return _Changes(
+        {k: v for k, v in after.items() if k not in before or _differs(before[k], v)},
+        [k for k in before if k not in after],
+    )
 
 
-def _successor(obj: BaseNode, action: str | None) -> BaseNode | None:
-    found = obj.successors.get(action or "default")
-    if found is None and obj.successors:
-        warnings.warn(
-            f"Flow ends: {action!r} not found in {list(obj.successors)} "
-            f"(the successors of {obj._flw_label()})",
-            stacklevel=2,
-        )
-    return found
+def _apply(changes: _Changes, store: dict[str, Any]) -> None:
+    store.update(changes.set)
+    for key in changes.delete:
+        store.pop(key, None)
 
 
-def _attempts(node: WorkerNode, shared: dict[str, Any]) -> _Walk:
-    options = node._flw_options
-    has_fallback = node._flw_has_fallback()
-    tries = options.retries + 1
-    failure: Exception | None = None
-    for attempt in range(1, tries + 1):
-        before = _copy(shared) if tries > 1 or has_fallback else None
-        try:
-            action: str | None = yield _Call(node, "run", shared, None)
-        except Exception as exc:
-            failure = exc
-            if before is not None:  # a failed attempt's changes are never kept
-                shared.clear()
-                shared.update(before)
-        else:
-            return action
-        if attempt < tries:
-            yield _Sleep(options.backoff_before(attempt))
-    assert failure is not None
-    if not has_fallback:
-        raise failure
-    error = NodeError("tool_error", _exc_text(failure))
-    error.__cause__ = failure
-    recovered: str | None = yield _Call(node, "fallback", shared, error)
-    return recovered
+def _apply_since(changes: _Changes, base: dict[str, Any], store: dict[str, Any]) -> None:
+    """``changes`` made on ``base`` into ``store``, which others changed since:
+    objects both sides changed are merged member by member."""
+    for key, value in changes.set.items():
+        if key in store and (key not in base or _differs(base[key], store[key])):
+            value = _merge3(base.get(key), store[key], value, key in base)
+        store[key] = value
+    for key in changes.delete:
+        store.pop(key, None)
 
 
-def _parallel(run: _Run, fan: Parallel, shared: dict[str, Any]) -> Generator[_Request, Any, None]:
-    fan._flw_check_branches()
-    start = copy.deepcopy(shared)
-    stores = []
-    for branch in fan.branches:
-        store = copy.deepcopy(start)
-        yield from _visit(run, branch, store)
-        stores.append(store)
-    for store in stores:  # in listed order: the later branch wins a key
-        for key, value in store.items():
-            if key not in start or _differs(start[key], value):
-                shared[key] = value
-        for key in start:
-            if key not in store:
-                shared.pop(key, None)
+def _merge3(base: Any, now: Any, theirs: Any, had_base: bool) -> Any:
+    if had_base and not isinstance(base, dict):
+        return theirs
+    if not isinstance(now, dict) or not isinstance(theirs, dict):
+        return theirs
+    base_obj = base if isinstance(base, dict) else {}
+    out = dict(now)
+    for key, value in theirs.items():
+        if key in base_obj and not _differs(base_obj[key], value):
+            continue  # this side left it as it was
+        if key in out and (key not in base_obj or _differs(base_obj[key], out[key])):
+            value = _merge3(base_obj.get(key), out[key], value, key in base_obj)
+        out[key] = value
+    for key in base_obj:
+        if key not in theirs and key in out and not _differs(base_obj[key], out[key]):
+            del out[key]  # this side deleted it, and the other left it
+    return out
 
 
 def _differs(old: Any, new: Any) -> bool:
@@ -192,94 +140,336 @@ def _differs(old: Any, new: Any) -> bool:
         return True
 
 
-def _copy(shared: dict[str, Any]) -> dict[str, Any] | None:
+def _copy(shared: dict[str, Any]) -> dict[str, Any]:
     try:
         return copy.deepcopy(shared)
-    except Exception:  # something that cannot be copied: no rollback then
-        return None
-
-
-def _is_async(obj: BaseNode) -> bool:
-    if not isinstance(obj, WorkerNode):
-        return False
-    return obj._flw_is_async("run") or (obj._flw_has_fallback() and obj._flw_is_async("fallback"))
+    except Exception:  # something that cannot be copied: the phase works in place
+        return shared
 
 
 # ---------------------------------------------------------------------------
-# Drivers
+# The walk (supervisor: graph/run.rs)
 
 
-def _drive(walk: _Walk) -> str | None:
-    value: Any = None
-    error: Exception | None = None
-    while True:
+class _Scope(NamedTuple):
+    """What a walk runs under (supervisor: ``Scope``)."""
+
+    params: dict[str, Any]
+    shared_with: dict[str, Any] | None = None
+    """Set in the runs of a concurrent batch flow: the store they share."""
+    concurrent: bool = False
+    """Whether other phases may run meanwhile (sync phases then get a thread)."""
+
+    def alone(self, concurrent: bool = False) -> _Scope:
+        return _Scope(self.params, None, self.concurrent or concurrent)
+
+    def refresh(self, shared: dict[str, Any]) -> None:
+        if self.shared_with is not None:
+            shared.clear()
+            shared.update(self.shared_with)
+
+    def commit(self, shared: dict[str, Any], *changes: _Changes) -> None:
+        if self.shared_with is None:
+            for c in changes:
+                _apply(c, shared)
+            return
+        after = dict(shared)
+        for c in changes:
+            _apply(c, after)
+        _apply_since(_between(shared, after), shared, self.shared_with)
+        self.refresh(shared)
+
+
+class _Outcome(NamedTuple):
+    action: str | None
+    value: Any
+    changes: _Changes
+
+
+class _Runner:
+    def __init__(self, root: BaseNode) -> None:
+        self.label = root._flw_label()
+        flow = root if isinstance(root, Flow) else None
+        self.root = root
+        self.max_steps = DEFAULT_MAX_STEPS
+        if flow is not None and flow.max_steps is not None:
+            self.max_steps = flow.max_steps
+        self.deadline = flow.deadline if flow is not None else None
+        self.steps = 0
+
+    async def top(self, shared: dict[str, Any]) -> str | None:
+        scope = _Scope(dict(self.root.params))
+        if isinstance(self.root, Flow):  # the run itself, not a visit
+            walk = self.run_flow(self.root, shared, scope)
+        else:
+            walk = self.visit(self.root, shared, scope)
+        if self.deadline is None:
+            return await walk
         try:
-            request = walk.throw(error) if error is not None else walk.send(value)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        value, error = None, None
+            return await asyncio.wait_for(walk, self.deadline)
+        except asyncio.TimeoutError:
+            raise NodeError(
+                "timeout",
+                f"flow {self.label} passed its deadline of {self.deadline:g} s; "
+                "the node in flight was stopped",
+            ) from None
+
+    async def run_flow(self, flow: Flow, shared: dict[str, Any], scope: _Scope) -> str | None:
+        if isinstance(flow, BatchFlowBase):
+            return await self.batch_flow(flow, shared, scope)
+        return await self.walk(flow, shared, scope)
+
+    async def walk(self, flow: Flow, shared: dict[str, Any], scope: _Scope) -> str | None:
+        current = flow.start_node
+        action = None
+        while current is not None:
+            action = await self.visit(current, shared, scope)
+            current = _successor(current, action)
+        return action
+
+    async def visit(self, obj: BaseNode, shared: dict[str, Any], scope: _Scope) -> str | None:
+        self.steps += 1
+        if self.steps > self.max_steps:
+            self.steps -= 1
+            raise NodeError(
+                "max_steps",
+                f"the run made max_steps = {self.max_steps} node visits and would go on with "
+                f"{obj._flw_label()}; it looks like a loop that does not end",
+            )
+        if isinstance(obj, Flow):
+            return await self.run_flow(obj, shared, scope)
+        if isinstance(obj, Parallel):
+            await self.parallel(obj, shared, scope)
+            return None
+        if isinstance(obj, WorkerNode):
+            if obj._flw_kind() == "batch":
+                return await self.batch_node(obj, shared, scope)
+            return await self.worker_node(obj, shared, scope)
+        raise NodeDefinitionError(f"{obj!r} is neither a node, a Flow nor a Parallel")
+
+    async def retrying(self, options: Options, attempt: Callable[[], Awaitable[T]]) -> T:
+        n = 1
+        while True:
+            try:
+                return await attempt()
+            except Exception:
+                if n > options.retries:
+                    raise
+            await asyncio.sleep(options.backoff_before(n))
+            n += 1
+
+    async def worker_node(
+        self, node: WorkerNode, shared: dict[str, Any], scope: _Scope
+    ) -> str | None:
+        options = node._flw_options
+        scope.refresh(shared)
         try:
-            value = _perform(request)
+            given = PhaseInput(shared, params=scope.params)
+            outcome = await self.retrying(options, lambda: self.call(node, "run", given, scope))
         except Exception as exc:
-            error = exc
+            if not node._flw_has_fallback():
+                raise
+            error = exc if isinstance(exc, NodeError) else NodeError("tool_error", _exc_text(exc))
+            if error is not exc:
+                error.__cause__ = exc
+            given = PhaseInput(shared, error=error, params=scope.params)
+            outcome = await self.call(node, "fallback", given, scope)
+        scope.commit(shared, outcome.changes)
+        return outcome.action
 
-
-async def _drive_async(walk: _Walk) -> str | None:
-    value: Any = None
-    error: Exception | None = None
-    while True:
-        try:
-            request = walk.throw(error) if error is not None else walk.send(value)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        value, error = None, None
-        try:
-            value = await _perform_async(request)
-        except Exception as exc:
-            error = exc
-
-
-def _perform(request: _Request) -> str | None:
-    if isinstance(request, _Sleep):
-        time.sleep(request.seconds)
-        return None
-    node = request.node
-    if node._flw_is_async(request.phase):
-        return _run_coroutine(lambda: _perform_async(request))
-    ctx = Context(None, node._flw_label())
-    token = _CURRENT.set(ctx)
-    try:
-        action, _ = node._flw_call(
-            request.phase, PhaseInput(request.shared, error=request.error), ctx
+    async def batch_node(
+        self, node: WorkerNode, shared: dict[str, Any], scope: _Scope
+    ) -> str | None:
+        options = node._flw_options
+        label = node._flw_label()
+        scope.refresh(shared)
+        prep = await self.retrying(
+            options, lambda: self.call(node, "prep", PhaseInput(shared, params=scope.params), scope)
         )
-    finally:
-        _CURRENT.reset(token)
-    return check_action(node._flw_label(), action)
+        items = prep.value
+        if items is None:
+            items = []
+        if not isinstance(items, (list, tuple)):
+            raise NodeResultError(
+                f"batch node {label!r}: prep returned a {type(items).__name__}; "
+                "it must return a list of items"
+            )
+        concurrent = len(items) > 1 and options.limit != 1
+        item_scope = scope.alone(concurrent)
+
+        async def one(i: int) -> Any:
+            given = PhaseInput({}, item=items[i], params=scope.params)
+            done = await self.retrying(options, lambda: self.call(node, "exec", given, item_scope))
+            return done.value
+
+        results = await _all_or_first_failure(len(items), options.limit, one)
+        post_store = dict(shared)
+        _apply(prep.changes, post_store)
+        given = PhaseInput(post_store, prep=prep.value, results=results, params=scope.params)
+        post = await self.retrying(options, lambda: self.call(node, "post", given, scope))
+        scope.commit(shared, prep.changes, post.changes)
+        return post.action
+
+    async def parallel(self, fan: Parallel, shared: dict[str, Any], scope: _Scope) -> None:
+        scope.refresh(shared)
+        before = dict(shared)
+        branches = fan.branches
+        inner = scope.alone(len(branches) > 1 and fan.limit != 1)
+
+        async def one(k: int) -> dict[str, Any]:
+            store = _copy(before)
+            await self.visit(branches[k], store, inner)
+            return store
+
+        stores = await _all_or_first_failure(len(branches), fan.limit, one)
+        merged = dict(before)
+        for store in stores:  # in listed order: the later branch wins a key
+            _apply(_between(before, store), merged)
+        scope.commit(shared, _between(before, merged))
+
+    async def batch_flow(
+        self, flow: BatchFlowBase, shared: dict[str, Any], scope: _Scope
+    ) -> str | None:
+        label = flow._flw_label()
+        scope.refresh(shared)
+        prep = await self.call(flow, "prep", PhaseInput(shared, params=scope.params), scope)
+        sets = prep.value
+        if sets is None:
+            sets = []
+        if not isinstance(sets, (list, tuple)) or not all(isinstance(s, dict) for s in sets):
+            raise NodeResultError(
+                f"batch flow {label!r}: prep returned {sets!r}; "
+                "it must return a list of parameter dicts"
+            )
+        scope.commit(shared, prep.changes)
+
+        def params(k: int) -> dict[str, Any]:
+            return {**scope.params, **sets[k]}
+
+        if flow._flw_concurrent and len(sets) > 0:
+            before = dict(shared)
+            store = dict(shared)
+            concurrent = len(sets) > 1 and flow.limit != 1
+
+            async def one(k: int) -> None:
+                inner = _Scope(params(k), store, scope.concurrent or concurrent)
+                await self.walk(flow, {}, inner)
+
+            try:
+                await _all_or_first_failure(len(sets), flow.limit, one)
+            finally:
+                net = _between(before, store)
+                scope.commit(shared, net)
+        else:
+            for k in range(len(sets)):
+                inner = _Scope(params(k), scope.shared_with, scope.concurrent)
+                await self.walk(flow, shared, inner)
+        scope.refresh(shared)
+        given = PhaseInput(shared, prep=prep.value, params=scope.params)
+        post = await self.call(flow, "post", given, scope)
+        scope.commit(shared, post.changes)
+        return post.action
+
+    async def call(self, node: Any, phase: str, given: PhaseInput, scope: _Scope) -> _Outcome:
+        """One phase on a copy of its store, bounded by the node's timeout."""
+        # Two copies: what the phase got, and the one it works on. The store
+        # itself may change meanwhile (a node that closes over it).
+        store = _copy(given.shared) if phase in _STORE_PHASES else given.shared
+        work = _copy(store) if phase in _STORE_PHASES else store
+        given = given._replace(shared=work)
+        label = node._flw_label()
+        timeout = node._flw_options.timeout if isinstance(node, WorkerNode) else None
+        ctx = Context(None, label)
+        if node._flw_is_async(phase):
+
+            async def call_async() -> tuple[Any, Any]:
+                token = _CURRENT.set(ctx)
+                try:
+                    return await node._flw_call_async(phase, given, ctx)  # type: ignore[no-any-return]
+                finally:
+                    _CURRENT.reset(token)
+
+            pending: Awaitable[tuple[Any, Any]] = call_async()
+        else:
+
+            def call_sync() -> tuple[Any, Any]:
+                token = _CURRENT.set(ctx)
+                try:
+                    return node._flw_call(phase, given, ctx)  # type: ignore[no-any-return]
+                finally:
+                    _CURRENT.reset(token)
+
+            if timeout is None and self.deadline is None and not scope.concurrent:
+                action, value = call_sync()
+                return self.outcome(label, phase, action, value, store, work)
+            pending = asyncio.to_thread(call_sync)
+        if timeout is None:
+            action, value = await pending
+        else:
+            try:
+                action, value = await asyncio.wait_for(pending, timeout)
+            except asyncio.TimeoutError:
+                raise NodeError(
+                    "timeout",
+                    f"node {label} ({phase}) took longer than its timeout of {timeout:g} s",
+                ) from None
+        return self.outcome(label, phase, action, value, store, work)
+
+    @staticmethod
+    def outcome(
+        label: str, phase: str, action: Any, value: Any, store: dict[str, Any], work: dict[str, Any]
+    ) -> _Outcome:
+        checked = check_action(label, action) if phase in ("run", "post", "fallback") else None
+        if phase not in _STORE_PHASES:
+            return _Outcome(checked, value, _Changes({}, []))
+        if work is store:  # could not be copied: it changed in place
+            return _Outcome(checked, value, _Changes({}, []))
+        return _Outcome(checked, value, _between(store, work))
 
 
-async def _perform_async(request: _Request) -> str | None:
-    import asyncio
+async def _all_or_first_failure(
+    total: int, limit: int | None, one: Callable[[int], Coroutine[Any, Any, T]]
+) -> list[T]:
+    """``one(i)`` for each ``i``, at most ``limit`` at once; the values in order.
+    The first failure cancels the others and is raised once they have ended."""
+    if total == 0:
+        return []
+    gate = asyncio.Semaphore(limit or total)
 
-    if isinstance(request, _Sleep):
-        await asyncio.sleep(request.seconds)
-        return None
-    node = request.node
-    if not node._flw_is_async(request.phase):
-        return _perform(request)
-    ctx = Context(None, node._flw_label())
-    token = _CURRENT.set(ctx)
+    async def gated(i: int) -> T:
+        async with gate:
+            return await one(i)
+
+    tasks = [asyncio.ensure_future(gated(i)) for i in range(total)]
     try:
-        given = PhaseInput(request.shared, error=request.error)
-        action, _ = await node._flw_call_async(request.phase, given, ctx)
-    finally:
-        _CURRENT.reset(token)
-    return check_action(node._flw_label(), action)
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    failed = next((t for t in tasks if t.done() and not t.cancelled() and t.exception()), None)
+    if failed is not None:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise failed.exception()  # type: ignore[misc]
+    return [t.result() for t in tasks]
+
+
+def _successor(obj: BaseNode, action: str | None) -> BaseNode | None:
+    found = obj.successors.get(action or "default")
+    if found is None and obj.successors:
+        warnings.warn(  # PocketFlow's wording, then where
+            f"Flow ends: '{action}' not found in {list(obj.successors)} "
+            f"(the successors of {obj._flw_label()})",
+            stacklevel=2,
+        )
+    return found
 
 
 def _run_coroutine(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run a coroutine to the end from sync code, even under a running loop."""
-    import asyncio
-
     try:
         asyncio.get_running_loop()
     except RuntimeError:

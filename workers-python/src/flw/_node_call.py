@@ -61,6 +61,7 @@ def prepare(node: WorkerNode, name: str, message: Mapping[str, Any], ctx: Contex
         prep=message.get("prep"),
         results=message.get("results", []),
         error=error,
+        params=message.get("params"),
     )
     if node._flw_is_async(phase):
 

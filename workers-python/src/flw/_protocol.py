@@ -54,7 +54,7 @@ ERROR_CODES = (
     "invalid_field",
 )
 
-NODE_KINDS = ("node", "batch")
+NODE_KINDS = ("node", "batch", "batch_flow")
 """The kinds of a graph node (``hello.nodes[].kind``)."""
 
 NODE_PHASES = ("run", "prep", "exec", "post", "fallback")
@@ -333,6 +333,7 @@ SUPERVISOR_MESSAGES: dict[str, tuple[_Field, ...]] = {
         ("prep", _present, False),
         ("results", _array, False),
         ("error", _node_error, False),
+        ("params", _object, False),
         ("deadline_ms", _non_negative, False),
     ),
     "cancel": (("id", _call_id, True),),

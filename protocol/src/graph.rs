@@ -1,10 +1,17 @@
-//! Graph documents (`protocol/GRAPHS.md`, "The document"): parsing from
-//! JSON with errors that name the flow, the member and the problem.
+//! Graph documents (`GRAPHS.md`, "The document"): the typed form of a flow
+//! a worker's `hello.flows` or a graph file holds, parsed from JSON with
+//! errors that name the flow, the member and the problem.
 //!
 //! Parsing checks shapes and values only; what the names refer to (nodes of
-//! pools, other flows, reachability) is checked by [`super::plan`].
+//! pools, other flows, reachability) is the supervisor's to check.
 
 use serde_json::{Map, Value};
+
+/// A document that does not parse: the message names where it came from,
+/// the flow, the member and the problem.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct DocumentError(pub String);
 
 /// Default `max_steps` of a run.
 pub const DEFAULT_MAX_STEPS: u64 = 10_000;
@@ -28,6 +35,24 @@ pub struct Document {
     pub max_steps: Option<u64>,
     /// The whole run's time limit in milliseconds.
     pub deadline_ms: Option<u64>,
+    /// Set for a batch flow: the graph runs once per parameter set.
+    pub batch: Option<Batch>,
+}
+
+/// What makes a flow a batch flow (PocketFlow's `BatchFlow`): a node of
+/// kind `batch_flow` whose `prep` gives the parameter sets and whose `post`
+/// gives the flow's action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    /// The `batch_flow` node's name.
+    pub node: String,
+    /// The pool, when given.
+    pub pool: Option<String>,
+    /// Whether the runs overlap (`AsyncParallelBatchFlow`) or go one after
+    /// another (`BatchFlow`, `AsyncBatchFlow`).
+    pub concurrent: bool,
+    /// Concurrent runs in flight at once (default: all).
+    pub limit: Option<usize>,
 }
 
 /// A node entry: what runs, and the options that apply to it.
@@ -84,16 +109,23 @@ pub struct Edge {
 impl Document {
     /// Parses a document; `origin` says where it came from (a file, a
     /// worker) for error messages.
-    pub fn parse(value: &Value, origin: &str) -> Result<Document, String> {
+    pub fn parse(value: &Value, origin: &str) -> Result<Document, DocumentError> {
         let Value::Object(obj) = value else {
-            return Err(format!("{origin}: a flow must be a JSON object"));
+            return Err(DocumentError(format!(
+                "{origin}: a flow must be a JSON object"
+            )));
         };
-        parse_doc(obj, origin)
+        Document::parse_object(obj, origin)
+    }
+
+    /// [`Document::parse`] of an object (an item of `hello.flows`).
+    pub fn parse_object(obj: &Map<String, Value>, origin: &str) -> Result<Document, DocumentError> {
+        parse_doc(obj, origin).map_err(DocumentError)
     }
 
     /// How the flow is listed beside tools (MCP `tools/list`, `flw tools`):
     /// its arguments are the initial shared store, its result the final one.
-    pub fn tool_spec(&self) -> flw_protocol::ToolSpec {
+    pub fn tool_spec(&self) -> crate::ToolSpec {
         let description = self.description.clone().unwrap_or_else(|| {
             format!(
                 "Runs the flow {} (nodes: {}). The arguments are its initial shared store; the result is the final store.",
@@ -109,7 +141,7 @@ impl Document {
         };
         let mut input = object("The initial shared store of the run.");
         input.insert("additionalProperties".into(), true.into());
-        flw_protocol::ToolSpec {
+        crate::ToolSpec {
             name: self.name.clone(),
             description,
             input_schema: input,
@@ -134,10 +166,17 @@ fn parse_doc(obj: &Map<String, Value>, origin: &str) -> Result<Document, String>
     for key in obj.keys() {
         if !matches!(
             key.as_str(),
-            "name" | "description" | "start" | "nodes" | "edges" | "max_steps" | "deadline_ms"
+            "name"
+                | "description"
+                | "start"
+                | "nodes"
+                | "edges"
+                | "max_steps"
+                | "deadline_ms"
+                | "batch"
         ) {
             return Err(format!(
-                "{at}: unknown member {key:?} (a flow has name, description, start, nodes, edges, max_steps, deadline_ms)"
+                "{at}: unknown member {key:?} (a flow has name, description, start, nodes, edges, max_steps, deadline_ms, batch)"
             ));
         }
     }
@@ -180,6 +219,10 @@ fn parse_doc(obj: &Map<String, Value>, origin: &str) -> Result<Document, String>
     Ok(Document {
         max_steps: positive(obj.get("max_steps"), &format!("{at}: \"max_steps\""))?,
         deadline_ms: positive(obj.get("deadline_ms"), &format!("{at}: \"deadline_ms\""))?,
+        batch: match obj.get("batch") {
+            None => None,
+            Some(v) => Some(parse_batch(v, &format!("{at}, \"batch\""))?),
+        },
         name,
         description,
         start,
@@ -289,6 +332,39 @@ fn parse_entry(v: &Value, at: &str) -> Result<Entry, String> {
     })
 }
 
+fn parse_batch(v: &Value, at: &str) -> Result<Batch, String> {
+    let Value::Object(obj) = v else {
+        return Err(format!(
+            "{at}: must be an object {{\"node\": ..., \"concurrent\": ..., \"limit\": ...}}"
+        ));
+    };
+    for key in obj.keys() {
+        if !matches!(key.as_str(), "node" | "pool" | "concurrent" | "limit") {
+            return Err(format!(
+                "{at}: unknown member {key:?} (a batch has node, pool, concurrent, limit)"
+            ));
+        }
+    }
+    let string = |k: &str| match obj.get(k) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(format!("{at}: \"{k}\" must be a string")),
+    };
+    Ok(Batch {
+        node: string("node")?.ok_or_else(|| {
+            format!("{at}: no \"node\" (the batch_flow node that gives the parameter sets)")
+        })?,
+        pool: string("pool")?,
+        concurrent: match obj.get("concurrent") {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err(format!("{at}: \"concurrent\" must be true or false")),
+        },
+        limit: positive(obj.get("limit"), &format!("{at}: \"limit\""))?
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+    })
+}
+
 fn parse_edge(v: &Value, at: &str) -> Result<Edge, String> {
     let Value::Object(obj) = v else {
         return Err(format!(
@@ -325,7 +401,7 @@ fn positive(v: Option<&Value>, what: &str) -> Result<Option<u64>, String> {
 }
 
 fn check_name(name: &str, what: &str) -> Result<(), String> {
-    if flw_protocol::is_valid_tool_name(name) {
+    if crate::is_valid_tool_name(name) {
         Ok(())
     } else {
         Err(format!(
@@ -365,6 +441,37 @@ mod tests {
             Target::FlowInline(_)
         ));
         assert_eq!(d.max_steps, Some(5));
+        assert_eq!(d.batch, None);
+    }
+
+    #[test]
+    fn parses_a_batch_flow() {
+        let d = Document::parse(
+            &json!({
+                "name": "each", "start": "a", "nodes": {"a": {"node": "a"}},
+                "batch": {"node": "Each", "concurrent": true, "limit": 3}
+            }),
+            "test",
+        )
+        .unwrap();
+        assert_eq!(
+            d.batch,
+            Some(Batch {
+                node: "Each".into(),
+                pool: None,
+                concurrent: true,
+                limit: Some(3)
+            })
+        );
+        let err = Document::parse(
+            &json!({"name": "each", "start": "a", "nodes": {"a": {"node": "a"}}, "batch": {"node": "Each", "concurrent": 1}}),
+            "test",
+        )
+        .unwrap_err();
+        assert!(
+            err.0.contains("\"concurrent\" must be true or false"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -404,7 +511,7 @@ mod tests {
             ),
         ];
         for (doc, expected) in cases {
-            let err = Document::parse(&doc, "graph.json").unwrap_err();
+            let err = Document::parse(&doc, "graph.json").unwrap_err().0;
             assert!(err.starts_with("graph.json"), "{err}");
             assert!(
                 err.contains(expected),

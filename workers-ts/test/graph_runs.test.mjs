@@ -1,0 +1,163 @@
+// The graph-run vectors (protocol/vectors/graph_runs.json) against the
+// in-process runner, flow.run(): nodes that play each case's script
+// (sleeping for real) must give what the supervisor's runner gives: the same
+// calls in the same order, the same final store, status and error kind, and
+// the same "Flow ends" warnings.
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { BatchNode, Flow, Node, NodeError, node, parallel } from "../dist/index.js";
+
+const VECTORS = new URL("../../protocol/vectors/graph_runs.json", import.meta.url);
+const CASES = JSON.parse(readFileSync(VECTORS, "utf8")).cases;
+/** How much earlier than the vector's time a real clock may see an entry. */
+const EARLY_MS = 5;
+
+class Script {
+  constructor(steps) {
+    this.steps = steps;
+    this.used = new Map();
+    this.trace = [];
+    this.began = performance.now();
+  }
+
+  now() {
+    return performance.now() - this.began;
+  }
+
+  pick(key, params) {
+    const steps = this.steps[key];
+    if (!this.used.has(key)) this.used.set(key, new Set());
+    const used = this.used.get(key);
+    const fits = (s) => Object.entries(s.params ?? {}).every(([k, v]) => params[k] === v);
+    const fitting = steps.map((s, i) => i).filter((i) => fits(steps[i]));
+    const i = fitting.find((j) => !used.has(j)) ?? fitting[fitting.length - 1];
+    used.add(i);
+    return steps[i];
+  }
+
+  async play(key, params, store) {
+    const step = this.pick(key, params);
+    const keys = Object.keys(params).sort();
+    const shown = keys.length ? ` ${JSON.stringify(Object.fromEntries(keys.map((k) => [k, params[k]])))}` : "";
+    this.trace.push([this.now(), `start ${key}${shown}`]);
+    await sleep(step.ms ?? 0);
+    this.trace.push([this.now(), `end ${key}`]);
+    if (store) {
+      Object.assign(store, step.set ?? {});
+      for (const k of step.delete ?? []) delete store[k];
+    }
+    if (step.fail) throw new Error(`${key} failed`);
+    return step;
+  }
+}
+
+function options(entry) {
+  const out = { retries: entry.retries ?? 0 };
+  if (entry.backoff_ms !== undefined) out.backoff = entry.backoff_ms;
+  if (entry.timeout_ms !== undefined) out.timeout = entry.timeout_ms;
+  if (entry.limit !== undefined) out.limit = entry.limit;
+  return out;
+}
+
+function workerNode(name, spec, entry, script) {
+  const opts = { name, ...options(entry) };
+  if (spec.kind === "batch") {
+    class Batch extends BatchNode {
+      async prep(shared) {
+        return (await script.play(`${name}.prep`, {}, shared)).value;
+      }
+      async exec() {
+        return (await script.play(`${name}.exec`, {}, undefined)).value;
+      }
+      async post(shared) {
+        return (await script.play(`${name}.post`, {}, shared)).action;
+      }
+    }
+    return new Batch(opts);
+  }
+  if (spec.fallback) {
+    return node(async (shared) => (await script.play(name, {}, shared)).action, {
+      ...opts,
+      fallback: async (shared) => (await script.play(`${name}.fallback`, {}, shared)).action,
+    });
+  }
+  class One extends Node {
+    prep(shared) {
+      return shared;
+    }
+    async exec(shared) {
+      return await script.play(name, {}, shared);
+    }
+    post(_shared, _prep, step) {
+      return step.action;
+    }
+  }
+  return new One(opts);
+}
+
+function buildFlow(doc, kase, script) {
+  const objs = {};
+  for (const [id, entry] of Object.entries(doc.nodes)) {
+    if (entry.node !== undefined) objs[id] = workerNode(entry.node, kase.nodes[entry.node], entry, script);
+    else if (entry.flow !== undefined) objs[id] = buildFlow(entry.flow, kase, script);
+  }
+  for (const [id, entry] of Object.entries(doc.nodes)) {
+    if (entry.parallel !== undefined) {
+      objs[id] = parallel(entry.parallel.map((b) => objs[b]), { name: id, limit: entry.limit });
+    }
+  }
+  for (const edge of doc.edges ?? []) objs[edge.from].next(objs[edge.to], edge.action ?? "default");
+  return new Flow({ start: objs[doc.start], name: doc.name, maxSteps: doc.max_steps, deadline: doc.deadline_ms });
+}
+
+function checkTrace(actual, expected) {
+  const want = expected.map((e) => {
+    const at = e.indexOf(" ");
+    return [Number(e.slice(0, at)), e.slice(at + 1)];
+  });
+  const shown = `trace ${JSON.stringify(actual)}\nexpected ${JSON.stringify(expected)}`;
+  assert.equal(actual.length, want.length, shown);
+  for (let i = 0; i < want.length; ) {
+    let j = i;
+    while (j < want.length && want[j][0] === want[i][0]) j++;
+    const got = actual.slice(i, j).map(([, s]) => s).sort();
+    assert.deepEqual(got, want.slice(i, j).map(([, s]) => s).sort(), shown);
+    for (const [t, s] of actual.slice(i, j)) assert.ok(t >= want[i][0] - EARLY_MS, `${s} at ${t} ms, expected ${want[i][0]} ms`);
+    i = j;
+  }
+}
+
+const usesBatchFlows = (doc) =>
+  doc.batch !== undefined || Object.values(doc.nodes).some((e) => typeof e.flow === "object" && usesBatchFlows(e.flow));
+
+for (const kase of CASES) {
+  const skip = usesBatchFlows(kase.flow) ? "batch flows are not in the TypeScript SDK yet" : false;
+  test(`the TypeScript runner passes the graph-run vector ${kase.name}`, { skip }, async () => {
+    const script = new Script(kase.script);
+    const flow = buildFlow(kase.flow, kase, script);
+    const shared = JSON.parse(JSON.stringify(kase.shared));
+    const expect = kase.expect;
+    const lines = [];
+    const write = process.stderr.write;
+    process.stderr.write = (chunk, ...rest) => {
+      lines.push(String(chunk));
+      return write.call(process.stderr, chunk, ...rest);
+    };
+    let error;
+    script.began = performance.now();
+    try {
+      await flow.run(shared);
+    } catch (err) {
+      error = err instanceof NodeError ? err.kind : "tool_error";
+    } finally {
+      process.stderr.write = write;
+    }
+    assert.deepEqual([error ? "failed" : "succeeded", error], [expect.status, expect.error]);
+    checkTrace(script.trace, expect.trace);
+    assert.deepEqual(shared, expect.shared);
+    const ends = lines.filter((l) => l.includes("Flow ends: '"));
+    assert.equal(ends.length, expect.flow_ends, lines.join(""));
+  });
+}
