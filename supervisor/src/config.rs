@@ -813,7 +813,7 @@ fn resolve_script(
             abs.display()
         )));
     }
-    crate::sdk::Language::of(&abs).map_err(ConfigError::Script)?;
+    crate::sdk::Language::of(&abs).map_err(|e| ConfigError::Script(e.to_string()))?;
     Ok(abs)
 }
 

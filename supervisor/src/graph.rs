@@ -13,7 +13,7 @@ pub mod run;
 #[cfg(test)]
 mod vectors;
 
-pub use events::{RunError, RunEvent, RunStatus, Stamped};
+pub use events::{RunError, RunErrorKind, RunEvent, RunStatus, Stamped};
 pub use flw_protocol::graph::{
     Batch, Document, DocumentError, Edge, Entry, Options, Target, DEFAULT_BACKOFF_MS,
     DEFAULT_MAX_STEPS,

@@ -154,7 +154,7 @@ impl McpServer {
         let router = self.router.clone();
         tokio::spawn(async move {
             let live = router.tools().await;
-            if live.as_ref() != Ok(&given) {
+            if live.as_ref().ok() != Some(&given) {
                 tracing::info!("the tools differ from the cached manifest; telling the client");
                 let _ = peer.notify_tool_list_changed().await;
             }
@@ -368,7 +368,7 @@ impl ServerHandler for McpServer {
             .router
             .tools()
             .await
-            .map_err(|e| McpError::internal_error(e, None))?;
+            .map_err(|e| McpError::internal_error(e.to_string(), None))?;
         Ok(ListToolsResult::with_all_items(
             tools.iter().map(to_mcp_tool).collect(),
         ))

@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::call::{CallFailure, CallOutcome, EventSink, Job, NodeJob};
 use crate::config::{Mode, PoolConfig};
-pub use errors::{ReloadError, StartFailure};
+pub use errors::{ReloadError, StartFailure, ToolsUnavailable};
 use flw_protocol::ToolSpec;
 pub use generation::Census;
 pub use generation::Lease;
@@ -221,16 +221,16 @@ impl Pool {
 
     /// Waits until the first worker has announced its tools, or the first
     /// start failed (with the reason, including the worker's stderr).
-    pub async fn manifest(&self) -> Result<Arc<Manifest>, String> {
+    pub async fn manifest(&self) -> Result<Arc<Manifest>, ToolsUnavailable> {
         let mut rx = self.inner.tools.subscribe();
         loop {
             match &*rx.borrow_and_update() {
                 ToolsState::Ready(m) => return Ok(m.clone()),
-                ToolsState::Failed(e) => return Err(e.clone()),
+                ToolsState::Failed(e) => return Err(ToolsUnavailable::Failed(e.clone())),
                 ToolsState::Starting => {}
             }
             if rx.changed().await.is_err() {
-                return Err("the pool stopped".into());
+                return Err(ToolsUnavailable::Stopped);
             }
         }
     }
@@ -373,7 +373,7 @@ impl Pool {
         let checked = self
             .manifest()
             .await
-            .map_err(|e| CallFailure::new(ErrorKind::Unavailable, e))?;
+            .map_err(|e| CallFailure::new(ErrorKind::Unavailable, e.to_string()))?;
         let mut job = checked.check(job)?;
         let timeout = opts.timeout.or(cfg.call_timeout);
         let deadline = timeout.and_then(|t| tokio::time::Instant::now().checked_add(t));

@@ -15,7 +15,49 @@ use crate::config::{Config, PoolConfig};
 use crate::graph::run::NodeCaller;
 use crate::graph::{Catalog, Document, Plan};
 use crate::metrics::Metrics;
-use crate::pool::{CallOptions, Pool, PoolEvent};
+use crate::pool::{CallOptions, Pool, PoolEvent, ToolsUnavailable};
+
+/// Why the flows of every pool and graph file cannot be put together.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CatalogError {
+    /// A pool's workers could not start, so its flows are unknown.
+    #[error(transparent)]
+    Pool(#[from] ToolsUnavailable),
+    /// Two parts define one flow.
+    #[error("flow {flow:?} is defined by both {first} and pool {second}; rename one of them")]
+    FlowTwice {
+        /// The flow.
+        flow: String,
+        /// The first part (`a graph file` or a pool's name).
+        first: String,
+        /// The pool that defines it again.
+        second: String,
+    },
+    /// A graph file defines a flow that another part defines.
+    #[error("flow {flow:?} of a graph file is also defined by {other}; rename one of them")]
+    FileFlowTwice {
+        /// The flow.
+        flow: String,
+        /// The other part.
+        other: String,
+    },
+    /// Two parts define one tool (flows count as tools).
+    #[error("tool {tool:?} is defined by both {first} and {second}; rename one of them (flows count as tools)")]
+    ToolTwice {
+        /// The tool.
+        tool: String,
+        /// The first part (`pool NAME`, `a graph file`).
+        first: String,
+        /// The second part.
+        second: String,
+    },
+    /// A flow has a tool's name.
+    #[error("{0:?} is the name of both a flow and a tool; flows and tools share one namespace (MCP tools), so rename one")]
+    FlowIsTool(String),
+    /// The flow is unknown or does not check (`protocol/GRAPHS.md`).
+    #[error("{0}")]
+    Plan(String),
+}
 
 /// All pools of one `flw` process.
 #[derive(Clone)]
@@ -93,7 +135,7 @@ impl Router {
     /// [`crate::graph::Document::tool_spec`]), once each pool's first worker
     /// is up; the error names the pool that could not start, or a name two
     /// pools share.
-    pub async fn tools(&self) -> Result<Vec<ToolSpec>, String> {
+    pub async fn tools(&self) -> Result<Vec<ToolSpec>, CatalogError> {
         let manifests = futures::future::join_all(self.pools.iter().map(|p| p.manifest())).await;
         let mut parts = Vec::with_capacity(manifests.len());
         for (pool, m) in self.pools.iter().zip(manifests) {
@@ -135,7 +177,7 @@ impl Router {
     /// with what their nodes refer to, once each pool's first worker is up.
     /// The error names a pool that could not start, or a flow name used
     /// twice or by a tool.
-    pub async fn catalog(&self) -> Result<Catalog, String> {
+    pub async fn catalog(&self) -> Result<Catalog, CatalogError> {
         let manifests = futures::future::join_all(self.pools.iter().map(|p| p.manifest())).await;
         let mut catalog = Catalog::default();
         let mut tools = std::collections::HashSet::new();
@@ -146,10 +188,11 @@ impl Router {
             for d in m.flows() {
                 if let Some((_, other)) = catalog.flows.get(&d.name) {
                     let other = other.map_or("a graph file", |o| catalog.pools[o].0.as_str());
-                    return Err(format!(
-                        "flow {:?} is defined by both {other} and pool {name}; rename one of them",
-                        d.name
-                    ));
+                    return Err(CatalogError::FlowTwice {
+                        flow: d.name.clone(),
+                        first: other.to_string(),
+                        second: name,
+                    });
                 }
                 catalog.flows.insert(d.name.clone(), (d.clone(), Some(i)));
             }
@@ -160,24 +203,22 @@ impl Router {
                 let other = other.map_or("another graph file".to_string(), |o| {
                     format!("pool {}", catalog.pools[o].0)
                 });
-                return Err(format!(
-                    "flow {:?} of a graph file is also defined by {other}; rename one of them",
-                    d.name
-                ));
+                return Err(CatalogError::FileFlowTwice {
+                    flow: d.name.clone(),
+                    other,
+                });
             }
             catalog.flows.insert(d.name.clone(), (d.clone(), None));
         }
         if let Some(clash) = catalog.flows.keys().find(|f| tools.contains(*f)) {
-            return Err(format!(
-                "{clash:?} is the name of both a flow and a tool; flows and tools share one namespace (MCP tools), so rename one"
-            ));
+            return Err(CatalogError::FlowIsTool(clash.clone()));
         }
         Ok(catalog)
     }
 
     /// The checked plan of flow `name` (see [`Catalog::plan`]).
-    pub async fn plan(&self, name: &str) -> Result<Arc<Plan>, String> {
-        self.catalog().await?.plan(name)
+    pub async fn plan(&self, name: &str) -> Result<Arc<Plan>, CatalogError> {
+        self.catalog().await?.plan(name).map_err(CatalogError::Plan)
     }
 
     /// Runs one phase of a graph node in pool `pool` (an index of
@@ -228,7 +269,7 @@ impl Router {
         }
         let Some(pool) = target else {
             if let Some(e) = failed {
-                return Err(CallFailure::new(ErrorKind::Unavailable, e));
+                return Err(CallFailure::new(ErrorKind::Unavailable, e.to_string()));
             }
             return Err(CallFailure::new(
                 ErrorKind::UnknownTool,
@@ -307,17 +348,18 @@ impl NodeCaller for Router {
 
 /// The tools of each part (`pool NAME`, `a graph file`) in order; a name
 /// two parts share is an error.
-fn merge(parts: Vec<(String, Vec<ToolSpec>)>) -> Result<Vec<ToolSpec>, String> {
+fn merge(parts: Vec<(String, Vec<ToolSpec>)>) -> Result<Vec<ToolSpec>, CatalogError> {
     let mut all: Vec<ToolSpec> = Vec::new();
     let mut owner: std::collections::HashMap<String, usize> = Default::default();
     for (i, (pool, tools)) in parts.iter().enumerate() {
         for t in tools {
             if let Some(o) = owner.insert(t.name.clone(), i) {
                 let other = &parts[o].0;
-                return Err(format!(
-                    "tool {:?} is defined by both {other} and {pool}; rename one of them (flows count as tools)",
-                    t.name
-                ));
+                return Err(CatalogError::ToolTwice {
+                    tool: t.name.clone(),
+                    first: other.clone(),
+                    second: pool.clone(),
+                });
             }
             all.push(t.clone());
         }

@@ -30,22 +30,31 @@ pub enum Language {
 
 impl Language {
     /// The language of `script`, or an error that names what flw runs.
-    pub fn of(script: &Path) -> Result<Language, String> {
+    pub fn of(script: &Path) -> Result<Language, UnknownScript> {
         match script.extension().and_then(|e| e.to_str()) {
             Some("py") => Ok(Language::Python),
             Some("js" | "mjs") => Ok(Language::JavaScript),
             Some("ts" | "mts") => Ok(Language::TypeScript),
-            other => Err(format!(
-                "cannot run {}: flw runs Python (.py), JavaScript (.js, .mjs) and TypeScript \
-                 (.ts, .mts) worker scripts{}",
-                script.display(),
-                match other {
-                    Some(ext) => format!(", not .{ext}"),
-                    None => String::new(),
-                }
-            )),
+            other => Err(UnknownScript {
+                script: script.to_path_buf(),
+                extension: other.map(str::to_string),
+            }),
         }
     }
+}
+
+/// A script whose extension names no language flw runs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "cannot run {}: flw runs Python (.py), JavaScript (.js, .mjs) and TypeScript (.ts, .mts) worker scripts{}",
+    script.display(),
+    extension.as_ref().map(|e| format!(", not .{e}")).unwrap_or_default()
+)]
+pub struct UnknownScript {
+    /// The script.
+    pub script: PathBuf,
+    /// Its extension, if it has one.
+    pub extension: Option<String>,
 }
 
 /// The command line that starts a worker for `script`.
@@ -66,8 +75,8 @@ pub struct Launch {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum LaunchError {
     /// The script's extension names no language flw runs.
-    #[error("{0}")]
-    Language(String),
+    #[error(transparent)]
+    Language(#[from] UnknownScript),
     /// The embedded SDK cannot be unpacked or trusted.
     #[error("cannot unpack the {language} SDK: {source}")]
     Unpack {
@@ -78,8 +87,8 @@ pub enum LaunchError {
         source: UnpackError,
     },
     /// Node.js cannot run TypeScript (its version, or the tsx loader).
-    #[error("{0}")]
-    Node(String),
+    #[error(transparent)]
+    Node(#[from] typescript::NodeError),
     /// The work was cut short (its thread panicked or was cancelled).
     #[error("working out how to start the worker was cut short: {0}")]
     Interrupted(String),
@@ -90,7 +99,7 @@ pub enum LaunchError {
 /// launch of a process may unpack an SDK, run `node --version` or install
 /// the tsx loader: call it off the async runtime (`spawn_blocking`).
 pub fn launch(script: &Path, interpreter: Option<&Path>) -> Result<Launch, LaunchError> {
-    match Language::of(script).map_err(LaunchError::Language)? {
+    match Language::of(script)? {
         Language::Python => {
             let program = program(interpreter, "FLW_PYTHON", "python3");
             let sdk = python_sdk_dir().map_err(|source| LaunchError::Unpack {
@@ -237,6 +246,7 @@ mod tests {
     #[test]
     fn unknown_extension_is_refused_with_the_reason() {
         let e = Language::of(Path::new("agent.rb")).unwrap_err();
-        assert!(e.contains("not .rb"), "{e}");
+        assert_eq!(e.extension.as_deref(), Some("rb"));
+        assert!(e.to_string().contains("not .rb"), "{e}");
     }
 }

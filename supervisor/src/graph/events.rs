@@ -4,7 +4,9 @@
 use serde::Serialize;
 use serde_json::{Map, Number, Value};
 
-use flw_protocol::LogLevel;
+use flw_protocol::{ErrorKind, LogLevel};
+
+use crate::call::CallFailure;
 
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -29,12 +31,51 @@ impl RunStatus {
     }
 }
 
-/// Why a node or a run failed: an error kind of `PROTOCOL.md` (or
-/// `max_steps`, `invalid_graph`) and a message naming the node's path.
+/// The kind of a node's or a run's failure: a call's error kind of
+/// `PROTOCOL.md`, or `max_steps`, which only runs have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunErrorKind {
+    /// A node's call failed (or the run's deadline passed: `timeout`; or it
+    /// was cancelled: `cancelled`).
+    Call(ErrorKind),
+    /// The run made `max_steps` node visits.
+    MaxSteps,
+}
+
+impl RunErrorKind {
+    /// The wire name, e.g. `tool_error`, `max_steps`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunErrorKind::Call(k) => k.as_str(),
+            RunErrorKind::MaxSteps => "max_steps",
+        }
+    }
+}
+
+impl std::fmt::Display for RunErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<ErrorKind> for RunErrorKind {
+    fn from(kind: ErrorKind) -> Self {
+        RunErrorKind::Call(kind)
+    }
+}
+
+impl Serialize for RunErrorKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// Why a node or a run failed: its kind and a message naming the node's
+/// path (a tool run's failure too, in `flw serve`'s run registry).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RunError {
     /// The kind, e.g. `tool_error`, `timeout`, `max_steps`.
-    pub kind: String,
+    pub kind: RunErrorKind,
     /// What happened and where.
     pub message: String,
     /// The stack trace of a node that raised.
@@ -44,11 +85,26 @@ pub struct RunError {
 
 impl RunError {
     /// An error without a traceback.
-    pub fn new(kind: impl Into<String>, message: impl Into<String>) -> RunError {
+    pub fn new(kind: impl Into<RunErrorKind>, message: impl Into<String>) -> RunError {
         RunError {
             kind: kind.into(),
             message: message.into(),
             traceback: None,
+        }
+    }
+
+    /// Whether it is a call error of `kind`.
+    pub fn is(&self, kind: ErrorKind) -> bool {
+        self.kind == RunErrorKind::Call(kind)
+    }
+}
+
+impl From<&CallFailure> for RunError {
+    fn from(f: &CallFailure) -> RunError {
+        RunError {
+            kind: f.kind.into(),
+            message: f.message.clone(),
+            traceback: f.traceback.clone(),
         }
     }
 }
@@ -225,7 +281,7 @@ mod tests {
         let e = RunEvent::NodeRetry {
             path: "a".into(),
             attempt: 1,
-            error: RunError::new("timeout", "slow"),
+            error: RunError::new(ErrorKind::Timeout, "slow"),
             wait_ms: 10,
         };
         let v = serde_json::to_value(&e).unwrap();

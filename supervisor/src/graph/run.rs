@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use flw_protocol::outcome::{Changes, NodeOutcome};
-use flw_protocol::{LogLevel, NodeError, NodeKind, NodePhase};
+use flw_protocol::{ErrorKind, LogLevel, NodeError, NodeKind, NodePhase};
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use serde_json::{Map, Value};
@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::events::{RunError, RunEvent, RunStatus, Stamped};
+use super::events::{RunError, RunErrorKind, RunEvent, RunStatus, Stamped};
 use super::plan::{BatchPlan, Plan, Step, WorkerNode};
 use super::{Options, DEFAULT_BACKOFF_MS};
 use crate::call::events::{self as call_events, Received};
@@ -131,7 +131,7 @@ pub async fn run(
         Err(Fail::Stopped) if deadline_hit.load(Ordering::Acquire) => (
             RunStatus::Failed,
             Some(RunError::new(
-                "timeout",
+                ErrorKind::Timeout,
                 format!(
                     "flow {} passed its deadline of {:?}; every call in flight was stopped",
                     plan.name,
@@ -142,7 +142,7 @@ pub async fn run(
         Err(Fail::Stopped) => (
             RunStatus::Cancelled,
             Some(RunError::new(
-                "cancelled",
+                ErrorKind::Cancelled,
                 format!("the run of flow {} was cancelled", plan.name),
             )),
         ),
@@ -264,7 +264,7 @@ impl Runner<'_> {
             }
             other => {
                 return Err(Fail::Error(RunError::new(
-                    "tool_error",
+                    ErrorKind::ToolError,
                     format!(
                     "{path}: prep of batch flow {} returned {}, not a list of parameter objects",
                     plan.name,
@@ -366,7 +366,7 @@ impl Runner<'_> {
             if step > self.max_steps {
                 self.steps.fetch_sub(1, Ordering::Relaxed);
                 return Err(Fail::Error(RunError::new(
-                    "max_steps",
+                    RunErrorKind::MaxSteps,
                     format!(
                         "the run made max_steps = {} node visits and would go on with {path}; it looks like a loop that does not end (raise max_steps in the flow, or --max-steps, if it is meant to run that long)",
                         self.max_steps
@@ -482,7 +482,7 @@ impl Runner<'_> {
                 });
                 let mut job = scope.job(&w.name, NodePhase::Fallback, Some(shared));
                 job.error = Some(NodeError {
-                    kind: e.kind,
+                    kind: e.kind.as_str().to_string(),
                     message: e.message,
                 });
                 self.call(w, job, opts, path, tok).await?
@@ -515,7 +515,7 @@ impl Runner<'_> {
             Value::Array(items) => items.clone(),
             other => {
                 return Err(Fail::Error(RunError::new(
-                    "tool_error",
+                    ErrorKind::ToolError,
                     format!(
                         "{path}: prep of batch node {} returned {}, not a list of items",
                         w.name,
@@ -723,7 +723,7 @@ impl Runner<'_> {
         match outcome {
             Ok(v) => NodeOutcome::decode(v).map_err(|e| {
                 Fail::Error(RunError::new(
-                    "protocol_error",
+                    ErrorKind::ProtocolError,
                     format!(
                         "{path}: node {} ({}) of pool {} answered with a bad outcome: {e}",
                         w.name,
@@ -734,7 +734,7 @@ impl Runner<'_> {
             }),
             Err(_) if tok.is_cancelled() => Err(Fail::Stopped),
             Err(f) => Err(Fail::Error(RunError {
-                kind: f.kind.as_str().to_string(),
+                kind: f.kind.into(),
                 message: format!("{path}: {}", f.message),
                 traceback: f.traceback,
             })),

@@ -237,8 +237,8 @@ async fn replay(case: &Value) -> Result<(), String> {
             result.error, expect["status"]
         ));
     }
-    let kind = result.error.as_ref().map(|e| e.kind.clone());
-    if kind.as_deref() != expect.get("error").and_then(Value::as_str) {
+    let kind = result.error.as_ref().map(|e| e.kind.as_str());
+    if kind != expect.get("error").and_then(Value::as_str) {
         problems.push(format!(
             "error {kind:?}, expected {:?}",
             expect.get("error")

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::manifest::ManifestError;
 use crate::sdk::LaunchError;
 use crate::worker::StartError;
 
@@ -22,7 +23,7 @@ pub enum StartFailure {
         /// The worker's label.
         label: String,
         /// What is wrong with the tool.
-        error: String,
+        error: ManifestError,
     },
     /// The generation was stopped while it started.
     #[error("the generation stopped while it started")]
@@ -30,6 +31,17 @@ pub enum StartFailure {
     /// Workers started but none announced its tools.
     #[error("no worker announced its tools")]
     NoManifest,
+}
+
+/// Why a pool has no tools to list: its workers could not start.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ToolsUnavailable {
+    /// The pool's last start failure, as its log said it.
+    #[error("{0}")]
+    Failed(String),
+    /// The pool stopped before a worker announced its tools.
+    #[error("the pool stopped")]
+    Stopped,
 }
 
 /// Why `Pool::reload` did not swap generations.
@@ -67,12 +79,12 @@ mod tests {
             serving: 3,
             cause: StartFailure::BadTool {
                 label: "agent.py#4".into(),
-                error: "duplicate name".into(),
+                error: ManifestError::DuplicateFlow("plan".into()),
             },
         };
         assert_eq!(
             e.to_string(),
-            "reload of pool agent failed; generation 3 keeps serving: worker agent.py#4 announced a bad tool: duplicate name"
+            "reload of pool agent failed; generation 3 keeps serving: worker agent.py#4 announced a bad tool: the worker's hello: two flows are named \"plan\""
         );
     }
 }

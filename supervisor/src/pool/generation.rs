@@ -43,7 +43,7 @@ use flw_protocol::ErrorKind;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio_util::sync::CancellationToken;
 
-use super::manifest::Manifest;
+use super::manifest::{Manifest, ManifestError};
 use crate::call::CallFailure;
 use crate::config::{Mode, PoolConfig, Spawn};
 use crate::sdk;
@@ -774,7 +774,7 @@ impl Generation {
 
     /// The manifest for a worker's tools: the generation's own when they
     /// are the same, so its validators are compiled once.
-    fn manifest_for(&self, worker: &Worker) -> Result<Arc<Manifest>, String> {
+    fn manifest_for(&self, worker: &Worker) -> Result<Arc<Manifest>, ManifestError> {
         let hello = worker.hello();
         if let Some(m) = self.manifest.get() {
             if m.same_as(hello) {

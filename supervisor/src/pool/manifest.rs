@@ -34,18 +34,42 @@ impl std::fmt::Debug for Manifest {
     }
 }
 
+/// Why a worker's announced tools, nodes and flows cannot be served.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ManifestError {
+    /// A tool's input schema does not compile.
+    #[error("the input schema of tool {tool:?} is not valid JSON Schema: {error}")]
+    BadSchema {
+        /// The tool.
+        tool: String,
+        /// The schema compiler's words.
+        error: String,
+    },
+    /// A flow document in `hello.flows` does not parse.
+    #[error(transparent)]
+    BadFlow(#[from] flw_protocol::graph::DocumentError),
+    /// Two flows have one name.
+    #[error("the worker's hello: two flows are named {0:?}")]
+    DuplicateFlow(String),
+    /// A flow has a tool's name.
+    #[error("the worker's hello: flow {0:?} has the name of a tool; flows and tools share one namespace")]
+    FlowNamedLikeTool(String),
+    /// A flow refers to nodes the worker does not have, or does not check
+    /// (`protocol/GRAPHS.md`).
+    #[error("{0}")]
+    FlowCheck(String),
+}
+
 impl Manifest {
     /// Compiles every input schema; a schema that is not valid JSON Schema
     /// is an error naming the tool.
-    pub fn new(tools: Vec<ToolSpec>) -> Result<Manifest, String> {
+    pub fn new(tools: Vec<ToolSpec>) -> Result<Manifest, ManifestError> {
         let mut validators = HashMap::new();
         for t in &tools {
             let schema = Value::Object(t.input_schema.clone());
-            let v = jsonschema::validator_for(&schema).map_err(|e| {
-                format!(
-                    "the input schema of tool {:?} is not valid JSON Schema: {e}",
-                    t.name
-                )
+            let v = jsonschema::validator_for(&schema).map_err(|e| ManifestError::BadSchema {
+                tool: t.name.clone(),
+                error: e.to_string(),
             })?;
             validators.insert(t.name.clone(), v);
         }
@@ -61,25 +85,20 @@ impl Manifest {
     /// The manifest a worker announced in `hello` for pool `pool`: its
     /// tools, nodes and flows; a schema that does not compile or a flow
     /// that does not check (see `protocol/GRAPHS.md`) is an error naming it.
-    pub fn from_hello(pool: &str, hello: &Hello) -> Result<Manifest, String> {
+    pub fn from_hello(pool: &str, hello: &Hello) -> Result<Manifest, ManifestError> {
         let mut m = Manifest::new(hello.tools.clone())?;
         m.nodes = hello.nodes.clone().unwrap_or_default();
-        for doc in hello.documents().map_err(|e| e.to_string())? {
+        for doc in hello.documents()? {
             if m.flows.iter().any(|d| d.name == doc.name) {
-                return Err(format!(
-                    "the worker's hello: two flows are named {:?}",
-                    doc.name
-                ));
+                return Err(ManifestError::DuplicateFlow(doc.name));
             }
             if m.tools.iter().any(|t| t.name == doc.name) {
-                return Err(format!(
-                    "the worker's hello: flow {:?} has the name of a tool; flows and tools share one namespace",
-                    doc.name
-                ));
+                return Err(ManifestError::FlowNamedLikeTool(doc.name));
             }
             m.flows.push(doc);
         }
-        crate::graph::check_worker_flows(pool, &m.nodes, &m.flows)?;
+        crate::graph::check_worker_flows(pool, &m.nodes, &m.flows)
+            .map_err(ManifestError::FlowCheck)?;
         m.listed.extend(m.flows.iter().map(Document::tool_spec));
         Ok(m)
     }

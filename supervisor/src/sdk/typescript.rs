@@ -14,8 +14,32 @@ use crate::private_fs;
 /// The `tsx` release flw installs for Node < 22.6.
 pub const TSX_VERSION: &str = "4.23.15";
 
+/// Why Node cannot run a TypeScript worker.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum NodeError {
+    /// `node --version` could not be run.
+    #[error("cannot run {node} --version: {error}")]
+    NoVersion {
+        /// The interpreter.
+        node: String,
+        /// The OS error, in words.
+        error: String,
+    },
+    /// `node --version` printed no version.
+    #[error("{node} --version printed {printed:?}, not a Node.js version")]
+    BadVersion {
+        /// The interpreter.
+        node: String,
+        /// What it printed.
+        printed: String,
+    },
+    /// Node < 22.6 needs the tsx loader, and installing it failed.
+    #[error("TypeScript workers on Node.js older than 22.6 need the tsx loader, and installing it failed: {0}. Install Node.js 22.6 or newer (it strips types itself), or set FLW_TS_LOADER to a loader module")]
+    Tsx(String),
+}
+
 /// The Node flags that let `node` import a `.ts` script.
-pub fn node_flags(node: &Path) -> Result<Vec<OsString>, String> {
+pub fn node_flags(node: &Path) -> Result<Vec<OsString>, NodeError> {
     if let Some(loader) = std::env::var_os("FLW_TS_LOADER") {
         return Ok(vec!["--import".into(), file_url(Path::new(&loader)).into()]);
     }
@@ -30,7 +54,7 @@ pub fn node_flags(node: &Path) -> Result<Vec<OsString>, String> {
 }
 
 /// `(major, minor)` of `node --version`, asked once per interpreter.
-fn node_version(node: &Path) -> Result<(u32, u32), String> {
+fn node_version(node: &Path) -> Result<(u32, u32), NodeError> {
     static SEEN: OnceLock<Mutex<HashMap<PathBuf, (u32, u32)>>> = OnceLock::new();
     let seen = SEEN.get_or_init(Default::default);
     if let Some(v) = seen.lock().ok().and_then(|m| m.get(node).copied()) {
@@ -39,14 +63,14 @@ fn node_version(node: &Path) -> Result<(u32, u32), String> {
     let out = Command::new(node)
         .arg("--version")
         .output()
-        .map_err(|e| format!("cannot run {} --version: {e}", node.display()))?;
+        .map_err(|e| NodeError::NoVersion {
+            node: node.display().to_string(),
+            error: e.to_string(),
+        })?;
     let text = String::from_utf8_lossy(&out.stdout);
-    let v = parse_version(&text).ok_or_else(|| {
-        format!(
-            "{} --version printed {:?}, not a Node.js version",
-            node.display(),
-            text.trim()
-        )
+    let v = parse_version(&text).ok_or_else(|| NodeError::BadVersion {
+        node: node.display().to_string(),
+        printed: text.trim().to_string(),
     })?;
     if let Ok(mut m) = seen.lock() {
         m.insert(node.to_path_buf(), v);
@@ -60,7 +84,7 @@ fn parse_version(text: &str) -> Option<(u32, u32)> {
 }
 
 /// The `tsx` ESM loader in flw's cache, installed with npm on first use.
-fn tsx_loader() -> Result<PathBuf, String> {
+fn tsx_loader() -> Result<PathBuf, NodeError> {
     // A failed install is not kept: the next launch (a reload) tries again.
     static LOADER: Mutex<Option<PathBuf>> = Mutex::new(None);
     let mut installed = LOADER.lock().unwrap_or_else(|p| p.into_inner());
@@ -72,14 +96,8 @@ fn tsx_loader() -> Result<PathBuf, String> {
     Ok(loader)
 }
 
-fn install_tsx() -> Result<PathBuf, String> {
-    let fail = |why: String| {
-        format!(
-            "TypeScript workers on Node.js older than 22.6 need the tsx loader, and installing \
-             it failed: {why}. Install Node.js 22.6 or newer (it strips types itself), or set \
-             FLW_TS_LOADER to a loader module"
-        )
-    };
+fn install_tsx() -> Result<PathBuf, NodeError> {
+    let fail = NodeError::Tsx;
     let loaders = super::cache_dir()
         .map_err(|e| fail(e.to_string()))?
         .join("ts-loader");

@@ -24,7 +24,7 @@ use crate::call::{CallEvent, CallFailure, CallOutcome};
 use crate::config::OnDisconnect;
 use crate::excerpt;
 use crate::graph::run::{run as run_flow, RunOptions};
-use crate::graph::{RunStatus, Stamped};
+use crate::graph::{RunError, RunStatus, Stamped};
 use crate::metrics::Metrics;
 use crate::pool::CallOptions;
 use crate::router::Router;
@@ -249,7 +249,13 @@ pub async fn list_tools(State(app): State<App>) -> Response {
                 v["pool"] = Value::from(pool.config().name.as_str());
                 v
             })),
-            Err(e) => return error_response(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e),
+            Err(e) => {
+                return error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    e.to_string(),
+                )
+            }
         }
     }
     Json(json!({"tools": tools})).into_response()
@@ -259,7 +265,13 @@ pub async fn list_tools(State(app): State<App>) -> Response {
 pub async fn list_flows(State(app): State<App>) -> Response {
     let catalog = match app.router.catalog().await {
         Ok(c) => c,
-        Err(e) => return error_response(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e),
+        Err(e) => {
+            return error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                e.to_string(),
+            )
+        }
     };
     let flows: Vec<Value> = catalog
         .flows
@@ -440,7 +452,7 @@ fn tool_outcome(outcome: &CallOutcome) -> Outcome {
                 Status::Failed
             },
             value: None,
-            error: Some(failure_json(f)),
+            error: Some(RunError::from(f)),
         },
     }
 }
@@ -478,7 +490,7 @@ fn spawn_run<T: Send + 'static>(
             Outcome {
                 status: Status::Failed,
                 value: None,
-                error: Some(failure_json(&failure)),
+                error: Some(RunError::from(&failure)),
             },
         );
         Err(failure)
@@ -581,7 +593,13 @@ pub async fn start_flow(
     };
     let catalog = match app.router.catalog().await {
         Ok(c) => c,
-        Err(e) => return error_response(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e),
+        Err(e) => {
+            return error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                e.to_string(),
+            )
+        }
     };
     if !catalog.flows.contains_key(&name) {
         let mut names: Vec<&String> = catalog.flows.keys().collect();
@@ -636,15 +654,12 @@ pub async fn start_flow(
                 RunStatus::Failed => Status::Failed,
                 RunStatus::Cancelled => Status::Cancelled,
             };
-            let error = result
-                .error
-                .map(|e| serde_json::to_value(e).unwrap_or(Value::Null));
             runs.end(
                 &run,
                 Outcome {
                     status,
                     value: Some(Value::Object(result.shared)),
-                    error,
+                    error: result.error,
                 },
             );
             drop(permit);
@@ -658,10 +673,15 @@ pub async fn start_flow(
     run.finished().await;
     guard.disarm();
     let body = run.to_json();
-    let code = match run.outcome().map(|o| o.status) {
+    let outcome = run.outcome();
+    let timed_out = outcome
+        .as_ref()
+        .and_then(|o| o.error.as_ref())
+        .is_some_and(|e| e.is(ErrorKind::Timeout));
+    let code = match outcome.map(|o| o.status) {
         Some(Status::Succeeded) | None => StatusCode::OK,
         Some(Status::Cancelled) => StatusCode::CONFLICT,
-        Some(_) if body["error"]["kind"] == "timeout" => StatusCode::GATEWAY_TIMEOUT,
+        Some(_) if timed_out => StatusCode::GATEWAY_TIMEOUT,
         Some(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     (code, Json(body)).into_response()

@@ -20,6 +20,8 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::graph::RunError;
+
 /// What a run runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -51,8 +53,8 @@ pub struct Outcome {
     pub status: Status,
     /// The tool's result, or the flow's final store.
     pub value: Option<Value>,
-    /// What went wrong: `{kind, message, traceback?}`.
-    pub error: Option<Value>,
+    /// What went wrong (`{kind, message, traceback?}` in JSON).
+    pub error: Option<RunError>,
 }
 
 /// One event of a run, as sent on its event stream.
@@ -188,7 +190,7 @@ impl Run {
                 v[key] = value.clone();
             }
             if let Some(e) = &o.error {
-                v["error"] = e.clone();
+                v["error"] = serde_json::to_value(e).unwrap_or(Value::Null);
             }
         }
         v
