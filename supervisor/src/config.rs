@@ -335,8 +335,9 @@ impl Default for ServeConfig {
 /// A config file or CLI value that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file cannot be read.
-    #[error("cannot read {path}: {source}")]
+    /// The file cannot be read (the OS error is the source, shown once
+    /// by `{:#}`).
+    #[error("cannot read the config file {path}")]
     Read {
         /// The file.
         path: PathBuf,

@@ -1,0 +1,15 @@
+"""What a new user meets in the first hour: the messages of the real `flw`
+binary when a command is given something wrong, and the shape of what it
+prints. Each test here stands for a rough edge found in a trial from a
+fresh clone."""
+
+from __future__ import annotations
+
+from conftest import run_flw
+
+
+def test_a_missing_config_file_names_the_os_error_once(tmp_path):
+    r = run_flw("serve", "--config", str(tmp_path / "nothere.toml"))
+    assert r.returncode == 2
+    assert f"cannot read the config file {tmp_path / 'nothere.toml'}" in r.stderr, r.stderr
+    assert r.stderr.count("No such file or directory") == 1, r.stderr
