@@ -13,3 +13,13 @@ def test_a_missing_config_file_names_the_os_error_once(tmp_path):
     assert r.returncode == 2
     assert f"cannot read the config file {tmp_path / 'nothere.toml'}" in r.stderr, r.stderr
     assert r.stderr.count("No such file or directory") == 1, r.stderr
+
+
+def test_a_folder_given_as_the_script_names_the_scripts_in_it(tmp_path):
+    (tmp_path / "agent.py").write_text("")
+    for command in (["tools", str(tmp_path)], ["call", str(tmp_path), "echo"]):
+        r = run_flw(*command)
+        assert r.returncode == 2
+        assert "not found" not in r.stderr, r.stderr
+        hint = f"name the script in it: {tmp_path / 'agent.py'}"
+        assert f"{tmp_path} is a folder, not a worker script: {hint}" in r.stderr, r.stderr

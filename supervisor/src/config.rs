@@ -496,6 +496,9 @@ pub trait ConfigFiles {
     fn exists(&self, path: &Path) -> bool;
     /// The text of a graph file.
     fn read_to_string(&self, path: &Path) -> std::io::Result<String>;
+    /// The names of the files in `path` when it is a folder (a script
+    /// named by its folder), else `None`.
+    fn folder_files(&self, path: &Path) -> Option<Vec<String>>;
 }
 
 /// The real file system.
@@ -513,6 +516,17 @@ impl ConfigFiles for RealFiles {
 
     fn read_to_string(&self, path: &Path) -> std::io::Result<String> {
         std::fs::read_to_string(path)
+    }
+
+    fn folder_files(&self, path: &Path) -> Option<Vec<String>> {
+        let entries = std::fs::read_dir(path).ok()?;
+        Some(
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect(),
+        )
     }
 }
 
@@ -828,6 +842,9 @@ fn resolve_script(
         _ => script.to_path_buf(),
     };
     let abs = std::path::absolute(&joined).unwrap_or(joined);
+    if let Some(names) = files.folder_files(&abs) {
+        return Err(ConfigError::Script(folder_given(script, &abs, names)));
+    }
     if !files.is_file(&abs) {
         return Err(ConfigError::Script(format!(
             "worker script {} not found",
@@ -836,6 +853,32 @@ fn resolve_script(
     }
     crate::sdk::Language::of(&abs).map_err(ConfigError::Script)?;
     Ok(abs)
+}
+
+/// Why a folder is not a worker script, with the scripts in it to name
+/// instead (as paths under `given`, the folder as written).
+fn folder_given(given: &Path, abs: &Path, mut names: Vec<String>) -> String {
+    names.retain(|n| crate::sdk::Language::of(Path::new(n)).is_ok());
+    names.sort();
+    let shown: Vec<String> = names
+        .iter()
+        .take(5)
+        .map(|n| given.join(n).display().to_string())
+        .collect();
+    let hint = match shown.len() {
+        0 => "it holds no .py, .js, .mjs, .ts or .mts file".to_string(),
+        1 => format!("name the script in it: {}", shown[0]),
+        _ => format!(
+            "name one of the scripts in it: {}{}",
+            shown.join(", "),
+            if names.len() > shown.len() {
+                ", ..."
+            } else {
+                ""
+            }
+        ),
+    };
+    format!("{} is a folder, not a worker script: {hint}", abs.display())
 }
 
 #[cfg(test)]
@@ -995,6 +1038,38 @@ mod tests {
         let e =
             parse("[pools.agent]\nscript = \"agent.py\"\nheartbeat_interval = 0\n").unwrap_err();
         assert!(e.contains("more than 0"), "{e}");
+    }
+
+    #[test]
+    fn a_folder_given_as_the_script_names_the_scripts_in_it() {
+        let dir = std::env::temp_dir().join(format!("flw-config-folder-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        for f in ["b.py", "a.ts", "notes.txt"] {
+            std::fs::write(dir.join(f), "").unwrap();
+        }
+        let e = PoolConfig::for_script(&dir).unwrap_err().to_string();
+        let listed = format!(
+            "{}, {}",
+            dir.join("a.ts").display(),
+            dir.join("b.py").display()
+        );
+        assert_eq!(
+            e,
+            format!(
+                "{} is a folder, not a worker script: name one of the scripts in it: {listed}",
+                dir.display()
+            )
+        );
+        let e = PoolConfig::for_script(&dir.join("sub"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.ends_with(
+                "is a folder, not a worker script: it holds no .py, .js, .mjs, .ts or .mts file"
+            ),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
