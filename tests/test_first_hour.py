@@ -23,3 +23,28 @@ def test_a_folder_given_as_the_script_names_the_scripts_in_it(tmp_path):
         assert "not found" not in r.stderr, r.stderr
         hint = f"name the script in it: {tmp_path / 'agent.py'}"
         assert f"{tmp_path} is a folder, not a worker script: {hint}" in r.stderr, r.stderr
+
+
+ENV_NAMED = """
+import os
+from flw import tool
+
+@tool(name=os.environ.get("TOOL_NAME", "unnamed"))
+def greet(text: str) -> str:
+    return os.environ.get("GREETING", "hello") + " " + text
+"""
+
+
+def test_tools_and_call_take_a_flw_toml_and_the_same_worker_options(tmp_path):
+    (tmp_path / "agent.py").write_text(ENV_NAMED)
+    config = tmp_path / "flw.toml"
+    config.write_text('[pools.agent]\nscript = "agent.py"\nenv = { GREETING = "hi" }\n')
+    r = run_flw("tools", str(config), "--env", "TOOL_NAME=greet_me")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("greet_me"), r.stdout
+    r = run_flw("call", str(config), "greet_me", "--json", '{"text": "you"}', "--env", "TOOL_NAME=greet_me")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == '"hi you"'
+    r = run_flw("tools", str(tmp_path / "agent.py"), "--python", str(tmp_path / "no-python"))
+    assert r.returncode == 2
+    assert "no-python" in r.stderr, r.stderr

@@ -1,22 +1,17 @@
 //! `flw tools SCRIPT`: the tools a script provides and their parameters.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::config::PoolConfig;
 use crate::router::Router;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The worker script, e.g. agent.py.
-    script: PathBuf,
-    /// The Python interpreter for the worker (default: $FLW_PYTHON, else python3).
-    #[arg(long, value_name = "PATH")]
-    python: Option<PathBuf>,
+    #[command(flatten)]
+    target: super::Target,
     /// Print the tool manifest as JSON (name, description, input_schema, output_schema).
     #[arg(long)]
     json: bool,
@@ -24,14 +19,7 @@ pub struct Args {
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     crate::logging::init("warn,flw::pool=off");
-    let mut pool = PoolConfig::for_script(&args.script)?;
-    pool.min_workers = 1;
-    pool.max_workers = 1;
-    // One worker for one command: a fork server would only add a process.
-    pool.spawn = crate::config::Spawn::Exec;
-    pool.max_restarts = 0;
-    pool.interpreter = args.python;
-    let router = Router::for_pools(vec![pool]);
+    let router = Router::start(args.target.load_one_each()?);
     let tools = router.tools().await;
     router.shutdown(Duration::ZERO).await;
     let tools = match tools {
@@ -51,7 +39,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         writeln!(
             out,
             "{} defines no tools (decorate functions with @tool)",
-            args.script.display()
+            args.target.target.display()
         )?;
     }
     for t in &tools {
