@@ -48,3 +48,32 @@ def test_tools_and_call_take_a_flw_toml_and_the_same_worker_options(tmp_path):
     r = run_flw("tools", str(tmp_path / "agent.py"), "--python", str(tmp_path / "no-python"))
     assert r.returncode == 2
     assert "no-python" in r.stderr, r.stderr
+
+
+DATACLASS = '''
+from dataclasses import dataclass
+from flw import tool
+
+@dataclass
+class Point:
+    x: int
+    y: float = 0.0
+
+@tool
+def move(p: Point, name: str = "a") -> str:
+    """Move a point."""
+    return name
+'''
+
+
+def test_tools_shows_the_fields_of_a_dataclass_parameter(tmp_path):
+    (tmp_path / "agent.py").write_text(DATACLASS)
+    r = run_flw("tools", str(tmp_path / "agent.py"))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [
+        "move  Move a point.",
+        "    p: object (required)",
+        "      x: integer (required)",
+        "      y: number = 0.0",
+        '    name: string = "a"',
+    ]
