@@ -77,3 +77,32 @@ def test_tools_shows_the_fields_of_a_dataclass_parameter(tmp_path):
         "      y: number = 0.0",
         '    name: string = "a"',
     ]
+
+
+INTERLEAVED = """
+from flw import Context, tool
+
+@tool
+async def steps(ctx: Context, n: int) -> int:
+    for i in range(n):
+        await ctx.progress(i + 1, n, f"step {i + 1}")
+        ctx.log(f"after step {i + 1}")
+    return n
+"""
+
+
+def test_call_prints_log_lines_and_progress_in_the_order_the_tool_sent_them(tmp_path):
+    (tmp_path / "agent.py").write_text(INTERLEAVED)
+    n = 200
+    r = run_flw("call", str(tmp_path / "agent.py"), "steps", "--json", f'{{"n": {n}}}')
+    assert r.returncode == 0, r.stderr
+    lines = r.stderr.splitlines()
+    where = {line.split(": ", 1)[1]: i for i, line in enumerate(lines) if line.startswith("progress ")}
+    logs = {int(line.rsplit(" ", 1)[1]): i for i, line in enumerate(lines) if "INFO after step " in line}
+    assert sorted(logs) == list(range(1, n + 1)), r.stderr
+    # Progress may skip to its newest values when stderr is slow (a
+    # skipped value is not shown at all), but what is shown keeps the order
+    # the tool sent it in: step k's progress, then step k's log line.
+    for step, at in logs.items():
+        progress_at = where.get(f"step {step}")
+        assert progress_at is None or progress_at < at, f"log of step {step} before its progress:\n{r.stderr}"

@@ -35,11 +35,17 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    crate::logging::init(if args.quiet {
-        "warn,flw::pool=off"
-    } else {
-        "info,flw::pool=off"
-    });
+    // The call's log lines are logged by the printer below, in order with
+    // its progress; the worker's reader would log them out of that order.
+    let call_logs_off = format!("{}=off", crate::logging::WORKER_CALL_TARGET);
+    crate::logging::init_with(
+        if args.quiet {
+            "warn,flw::pool=off"
+        } else {
+            "info,flw::pool=off"
+        },
+        &[&call_logs_off],
+    );
     let call_args = super::json_object(&args.json, "the arguments", r#"{"text": "hi"}"#)?;
     let mut config = args.target.load_one_each()?;
     for pool in &mut config.pools {
@@ -57,14 +63,16 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let quiet = args.quiet;
     let printer = tokio::spawn(async move {
         while let Some(received) = rx.recv().await {
-            if quiet {
-                continue;
-            }
             match received {
-                Received::Event(ev) => print_event(&ev),
-                Received::Gap(n) => {
+                // The filter decides (--quiet still shows warnings and errors).
+                Received::Event(CallEvent::Log { level, message }) => {
+                    crate::logging::call_log(level, &message)
+                }
+                Received::Event(ev) if !quiet => print_event(&ev),
+                Received::Gap(n) if !quiet => {
                     eprintln!("({n} log lines and chunks dropped: stderr was read too slowly)")
                 }
+                _ => {}
             }
         }
     });
@@ -121,7 +129,7 @@ fn print_event(ev: &CallEvent) {
             }
             eprintln!("{line}");
         }
-        CallEvent::Log { .. } => {} // already logged through tracing
+        CallEvent::Log { level, message } => crate::logging::call_log(*level, message),
         CallEvent::Chunk(Value::String(s)) => {
             eprint!("{s}");
         }
