@@ -106,3 +106,22 @@ def test_call_prints_log_lines_and_progress_in_the_order_the_tool_sent_them(tmp_
     for step, at in logs.items():
         progress_at = where.get(f"step {step}")
         assert progress_at is None or progress_at < at, f"log of step {step} before its progress:\n{r.stderr}"
+
+
+def test_a_script_that_fails_to_start_shows_its_traceback_once(tmp_path):
+    (tmp_path / "agent.py").write_text('import flw\n\nraise RuntimeError("boom at import")\n')
+    for command in (["call", "agent.py", "echo"], ["run", "agent.py", "flow", "--events", "plain"]):
+        r = run_flw(*command, cwd=tmp_path)
+        assert r.returncode == 2, r.stderr
+        assert "failed to start" in r.stderr, r.stderr
+        assert r.stderr.count("RuntimeError: boom at import") == 1, r.stderr
+
+
+def test_what_a_script_prints_while_it_starts_is_shown_once_it_is_up(tmp_path):
+    (tmp_path / "agent.py").write_text(
+        "import sys\nfrom flw import tool\n\nprint('loading at import', file=sys.stderr)\n\n\n"
+        "@tool\ndef hi() -> str:\n    print('in the tool', file=sys.stderr)\n    return 'hi'\n"
+    )
+    r = run_flw("call", "agent.py", "hi", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.index("loading at import") < r.stderr.index("in the tool"), r.stderr

@@ -38,7 +38,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     // The call's log lines are logged by the printer below, in order with
     // its progress; the worker's reader would log them out of that order.
     let call_logs_off = format!("{}=off", crate::logging::WORKER_CALL_TARGET);
-    crate::logging::init_with(
+    let held = crate::logging::init_with(
         if args.quiet {
             "warn,flw::pool=off"
         } else {
@@ -54,9 +54,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let router = Router::start(config);
     if let Err(e) = router.tools().await {
         router.shutdown(Duration::ZERO).await;
+        held.discard(); // the error shows the end of the worker's stderr
         eprintln!("error: {e}");
         return Ok(ExitCode::from(super::EXIT_USAGE));
     }
+    held.release();
 
     let cancel = CancellationToken::new();
     let (tx, mut rx) = events::channel();

@@ -51,10 +51,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         args.events.unwrap_or_else(EventsFormat::default_for_stderr)
     };
-    crate::logging::init(match format {
-        EventsFormat::View | EventsFormat::None => "warn,flw::pool=off",
-        _ => "info,flw::pool=off",
-    });
+    let held = crate::logging::init_with(
+        match format {
+            EventsFormat::View | EventsFormat::None => "warn,flw::pool=off",
+            _ => "info,flw::pool=off",
+        },
+        &[],
+    );
     let shared = super::json_object(&args.json, "the initial shared store", r#"{"query": "hi"}"#)?;
     let mut config = args.target.load()?;
     for pool in &mut config.pools {
@@ -71,11 +74,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Ok(plan) => plan,
         Err(e) => {
             router.shutdown(Duration::ZERO).await;
+            held.discard(); // the error shows the end of the worker's stderr
             eprintln!("error: {e}");
             return Ok(ExitCode::from(super::EXIT_USAGE));
         }
     };
 
+    held.release();
     let cancel = CancellationToken::new();
     let (tx, mut rx) = mpsc::unbounded_channel();
     let printer = tokio::spawn(async move {
