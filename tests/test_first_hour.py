@@ -125,3 +125,13 @@ def test_what_a_script_prints_while_it_starts_is_shown_once_it_is_up(tmp_path):
     r = run_flw("call", "agent.py", "hi", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert r.stderr.index("loading at import") < r.stderr.index("in the tool"), r.stderr
+
+
+def test_an_unsupported_parameter_type_names_tool_parameter_and_type_without_sdk_frames(tmp_path):
+    (tmp_path / "agent.py").write_text(
+        "import socket\nfrom flw import tool\n\n\n@tool\ndef f(s: socket.socket) -> str:\n    return ''\n"
+    )
+    r = run_flw("tools", "agent.py", cwd=tmp_path)
+    assert r.returncode == 2
+    assert "tool 'f' (agent.f): parameter 's' has an unsupported type socket.socket" in r.stderr, r.stderr
+    assert "_tool.py" not in r.stderr and "Traceback" not in r.stderr, r.stderr
