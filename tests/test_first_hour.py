@@ -6,6 +6,7 @@ fresh clone."""
 from __future__ import annotations
 
 from conftest import run_flw
+from serving import env_without_token, serve
 
 
 def test_a_missing_config_file_names_the_os_error_once(tmp_path):
@@ -135,3 +136,20 @@ def test_an_unsupported_parameter_type_names_tool_parameter_and_type_without_sdk
     assert r.returncode == 2
     assert "tool 'f' (agent.f): parameter 's' has an unsupported type socket.socket" in r.stderr, r.stderr
     assert "_tool.py" not in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_ps_and_cancel_say_how_to_pass_the_token_a_server_needs(tmp_path):
+    (tmp_path / "agent.py").write_text(ENV_NAMED)
+    env = env_without_token(XDG_RUNTIME_DIR=str(tmp_path / "run"))
+    server = serve(tmp_path / "agent.py", env=dict(env, FLW_TOKEN="0123456789abcdef0123"))
+    try:
+        r = run_flw("ps", env=env)
+        assert r.returncode == 0, r.stderr
+        assert "HTTP 401" in r.stdout and "--token-file FILE, or set FLW_TOKEN" in r.stdout, r.stdout
+        r = run_flw("cancel", "r_0123", env=env)
+        assert r.returncode == 1
+        assert "--token-file FILE, or set FLW_TOKEN" in r.stderr, r.stderr
+        r = run_flw("ps", env=dict(env, FLW_TOKEN="not the token at all"))
+        assert "(the token sent is from $FLW_TOKEN)" in r.stdout, r.stdout
+    finally:
+        assert server.stop() == 0
