@@ -153,3 +153,9 @@ def test_ps_and_cancel_say_how_to_pass_the_token_a_server_needs(tmp_path):
         assert "(the token sent is from $FLW_TOKEN)" in r.stdout, r.stdout
     finally:
         assert server.stop() == 0
+
+
+def test_cancel_says_what_is_wrong_with_a_run_id(tmp_path):
+    r = run_flw("cancel", "r_nothere")
+    assert r.returncode == 2
+    assert '"r_nothere" is not a run id: after r_, a run id has only hex digits (0-9, a-f)' in r.stderr, r.stderr

@@ -284,14 +284,22 @@ fn script_names(i: &Instance) -> String {
     names.join(", ")
 }
 
+/// What is wrong with a run id (`r_` and hex digits), if anything.
+fn run_id_problem(id: &str) -> Option<&'static str> {
+    match id.strip_prefix("r_") {
+        None => Some("run ids start with r_"),
+        Some(hex) if hex.is_empty() || !hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            Some("after r_, a run id has only hex digits (0-9, a-f)")
+        }
+        Some(_) => None,
+    }
+}
+
 /// `flw cancel RUN`.
 pub async fn cancel(args: CancelArgs) -> anyhow::Result<ExitCode> {
-    let valid = args.run.len() > 2
-        && args.run.starts_with("r_")
-        && args.run[2..].bytes().all(|b| b.is_ascii_hexdigit());
-    if !valid {
+    if let Some(problem) = run_id_problem(&args.run) {
         eprintln!(
-            "flw cancel: {:?} is not a run id: run ids look like r_3f2a9c... (flw ps lists them)",
+            "flw cancel: {:?} is not a run id: {problem}, like r_3f2a9c... (flw ps lists the runs)",
             args.run
         );
         return Ok(ExitCode::from(super::EXIT_USAGE));
@@ -333,4 +341,22 @@ pub async fn cancel(args: CancelArgs) -> anyhow::Result<ExitCode> {
         eprintln!("  {p}");
     }
     Ok(ExitCode::from(super::EXIT_CALL_FAILED))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::run_id_problem;
+
+    #[test]
+    fn a_run_id_is_r_and_hex_digits() {
+        assert_eq!(run_id_problem("r_3f2a9c"), None);
+        assert_eq!(run_id_problem("nope"), Some("run ids start with r_"));
+        for id in ["r_nothere", "r_"] {
+            assert_eq!(
+                run_id_problem(id),
+                Some("after r_, a run id has only hex digits (0-9, a-f)"),
+                "{id}"
+            );
+        }
+    }
 }
