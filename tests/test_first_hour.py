@@ -159,3 +159,10 @@ def test_cancel_says_what_is_wrong_with_a_run_id(tmp_path):
     r = run_flw("cancel", "r_nothere")
     assert r.returncode == 2
     assert '"r_nothere" is not a run id: after r_, a run id has only hex digits (0-9, a-f)' in r.stderr, r.stderr
+
+
+def test_a_one_character_token_is_one_character(tmp_path):
+    (tmp_path / "agent.py").write_text(ENV_NAMED)
+    r = run_flw("serve", str(tmp_path / "agent.py"), env=env_without_token(FLW_TOKEN="x"))
+    assert r.returncode == 2
+    assert "the token in $FLW_TOKEN is 1 character long: use at least 16" in r.stderr, r.stderr

@@ -14,6 +14,7 @@ pub mod logging;
 pub mod mcp;
 pub mod metrics;
 pub mod nofile;
+pub mod plural;
 pub mod pool;
 pub mod private_fs;
 pub mod router;

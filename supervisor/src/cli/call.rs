@@ -72,7 +72,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 }
                 Received::Event(ev) if !quiet => print_event(&ev),
                 Received::Gap(n) if !quiet => {
-                    eprintln!("({n} log lines and chunks dropped: stderr was read too slowly)")
+                    eprintln!(
+                        "({} dropped: stderr was read too slowly)",
+                        crate::plural::count(n, "log line or chunk", "log lines and chunks")
+                    )
                 }
                 _ => {}
             }
