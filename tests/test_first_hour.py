@@ -166,3 +166,20 @@ def test_a_one_character_token_is_one_character(tmp_path):
     r = run_flw("serve", str(tmp_path / "agent.py"), env=env_without_token(FLW_TOKEN="x"))
     assert r.returncode == 2
     assert "the token in $FLW_TOKEN is 1 character long: use at least 16" in r.stderr, r.stderr
+
+
+def test_help_speaks_of_every_language_and_help_takes_help():
+    r = run_flw("-h")
+    assert r.returncode == 0
+    assert "written in Python, TypeScript or JavaScript" in r.stdout, r.stdout
+    r = run_flw("--help")
+    assert "Write a Python file with @tool functions (or a TypeScript or JavaScript file" in r.stdout, r.stdout
+    r = run_flw("help", "--help")
+    assert r.returncode == 0, r.stderr
+    assert "Usage: flw help [COMMAND]" in r.stdout, r.stdout
+    r = run_flw("help", "call")
+    assert r.returncode == 0, r.stderr
+    assert "Usage: flw call [OPTIONS] <TARGET> <TOOL>" in r.stdout, r.stdout
+    r = run_flw("help", "nope")
+    assert r.returncode == 2
+    assert 'flw has no command "nope"; the commands are: tools, call' in r.stderr, r.stderr

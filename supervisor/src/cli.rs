@@ -31,13 +31,17 @@ pub const EXIT_TERMINATED: u8 = 143;
 #[command(
     name = "flw",
     version,
-    about = "Run AI-agent tools written in Python: as an MCP server, or one call at a time.",
+    about = "Run AI-agent tools and flows written in Python, TypeScript or JavaScript: as an MCP \
+server, an HTTP daemon, or one call at a time.",
     long_about = "flw runs your tools in worker processes it supervises. Write a Python file \
-with @tool functions, then serve it to an MCP host (flw mcp agent.py) or call a tool from the \
-shell (flw call agent.py echo --json '{\"text\": \"hi\"}'). Cancelling a call kills the \
-worker's whole process group, so nothing the tool started keeps running.",
+with @tool functions (or a TypeScript or JavaScript file that exports tool(...)s), then serve it \
+to an MCP host (flw mcp agent.py) or call a tool from the shell (flw call agent.py echo --json \
+'{\"text\": \"hi\"}'). Cancelling a call kills the worker's whole process group, so nothing \
+the tool started keeps running.",
+    disable_help_subcommand = true,
     after_help = "Examples:\n  \
 flw tools examples/hello-python/agent.py\n  \
+flw tools examples/hello-ts/agent.ts\n  \
 flw call examples/hello-python/agent.py echo --json '{\"text\": \"hi\"}'\n  \
 flw mcp examples/hello-python/agent.py\n  \
 flw mcp --config flw.toml\n  \
@@ -74,11 +78,44 @@ enum Command {
     Cancel(daemon::CancelArgs),
     /// Make running flw servers start new workers with the scripts as they are now.
     Reload(reload::Args),
+    /// Print the help of flw, or of one of its commands (flw help call).
+    Help(HelpArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct HelpArgs {
+    /// The command whose help to print, e.g. call.
+    command: Option<String>,
+}
+
+/// `flw help [COMMAND]`: clap's own help subcommand refuses `--help`
+/// (`flw help --help` was an error), so flw has its own.
+fn help(args: &HelpArgs) -> anyhow::Result<ExitCode> {
+    use clap::CommandFactory;
+    let mut flw = Cli::command();
+    flw.build(); // gives each command its usage line as `flw COMMAND`
+    let Some(name) = &args.command else {
+        return print_stdout(&flw.render_long_help().to_string());
+    };
+    match flw.find_subcommand_mut(name) {
+        Some(command) => print_stdout(&command.render_long_help().to_string()),
+        None => {
+            let names: Vec<&str> = flw.get_subcommands().map(|c| c.get_name()).collect();
+            eprintln!(
+                "error: flw has no command {name:?}; the commands are: {}",
+                names.join(", ")
+            );
+            Ok(ExitCode::from(EXIT_USAGE))
+        }
+    }
 }
 
 /// Parses the command line and runs it.
 pub fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
+    if let Command::Help(args) = &cli.command {
+        return help(args);
+    }
     crate::nofile::raise();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -94,6 +131,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
             Command::Ps(a) => daemon::ps(a).await,
             Command::Cancel(a) => daemon::cancel(a).await,
             Command::Reload(a) => reload::run(a).await,
+            Command::Help(a) => help(&a),
         }
     });
     // Blocking work still under way (an `npm install` of the tsx loader,
@@ -234,6 +272,16 @@ fn pools_from(scripts: &[PathBuf], config: Option<&PathBuf>) -> anyhow::Result<C
         );
     }
     Ok(cfg)
+}
+
+/// Writes `text` to stdout; a reader that went away (`flw tools | head`)
+/// is not an error.
+fn print_stdout(text: &str) -> anyhow::Result<ExitCode> {
+    use std::io::Write as _;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(ExitCode::SUCCESS),
+    }
 }
 
 /// Parses `--json`, which must be an object; `what` says what it holds and

@@ -33,7 +33,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.json {
         out = serde_json::to_string_pretty(&tools)?;
         out.push('\n');
-        return print(&out);
+        return super::print_stdout(&out);
     }
     if tools.is_empty() {
         writeln!(
@@ -56,17 +56,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         )?;
         parameters(&mut out, &t.input_schema, 1);
     }
-    print(&out)
-}
-
-/// Writes `text` to stdout; a reader that went away (`flw tools | head`)
-/// is not an error.
-fn print(text: &str) -> anyhow::Result<ExitCode> {
-    use std::io::Write as _;
-    match std::io::stdout().lock().write_all(text.as_bytes()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
-        _ => Ok(ExitCode::SUCCESS),
-    }
+    super::print_stdout(&out)
 }
 
 /// Deepest nesting of object fields shown; deeper ones are elided.
