@@ -5,7 +5,7 @@ fresh clone."""
 
 from __future__ import annotations
 
-from conftest import run_flw
+from conftest import run_flw, wait_until
 from serving import env_without_token, serve
 
 
@@ -143,6 +143,8 @@ def test_ps_and_cancel_say_how_to_pass_the_token_a_server_needs(tmp_path):
     env = env_without_token(XDG_RUNTIME_DIR=str(tmp_path / "run"))
     server = serve(tmp_path / "agent.py", env=dict(env, FLW_TOKEN="0123456789abcdef0123"))
     try:
+        # flw serve registers itself (for flw ps) just after it prints its address.
+        wait_until(lambda: server.url in run_flw("ps", env=env).stdout, 30, "flw serve to register")
         r = run_flw("ps", env=env)
         assert r.returncode == 0, r.stderr
         assert "HTTP 401" in r.stdout and "--token-file FILE, or set FLW_TOKEN" in r.stdout, r.stdout
@@ -152,7 +154,8 @@ def test_ps_and_cancel_say_how_to_pass_the_token_a_server_needs(tmp_path):
         r = run_flw("ps", env=dict(env, FLW_TOKEN="not the token at all"))
         assert "(the token sent is from $FLW_TOKEN)" in r.stdout, r.stdout
     finally:
-        assert server.stop() == 0
+        code = server.stop()
+        assert code == 0, f"flw serve exited {code}:\n{''.join(server.stderr_lines)}"
 
 
 def test_cancel_says_what_is_wrong_with_a_run_id(tmp_path):
