@@ -566,7 +566,7 @@ impl Config {
                 pools.push(cfg);
             }
         }
-        if no_pools && problems.count() == 0 {
+        if no_pools && !refused.has(&["pools"]) {
             problems.at(
                 0,
                 "no pools: add a [pools.NAME] table with a script, e.g. [pools.agent] script = \"agent.py\"",
@@ -986,6 +986,25 @@ mod tests {
         ] {
             assert!(e.contains(what), "{what}: {e}");
         }
+    }
+
+    #[test]
+    fn a_file_without_pools_says_so_beside_its_other_problems() {
+        let e = parse("max_in_flight = 0\n[pool.agent]\nscript = \"agent.py\"\n").unwrap_err();
+        let lines: Vec<&str> = e.lines().collect();
+        assert_eq!(lines.len(), 3, "{e}");
+        assert!(lines[0].ends_with("flw.toml:1:1: no pools: add a [pools.NAME] table with a script, e.g. [pools.agent] script = \"agent.py\""), "{e}");
+        assert!(
+            lines[1].contains("flw.toml:1:17: invalid value: integer `0`"),
+            "{e}"
+        );
+        assert!(
+            lines[2].contains("flw.toml:2:2: unknown field `pool`"),
+            "{e}"
+        );
+        // A `pools` that is not a table is its own problem.
+        let e = parse("pools = 3\n").unwrap_err();
+        assert_eq!(e.lines().count(), 1, "{e}");
     }
 
     #[test]
