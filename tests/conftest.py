@@ -24,6 +24,21 @@ TOOLS = FIXTURES / "tools.py"
 RAW_WORKER = FIXTURES / "raw_worker.py"
 
 
+_SUMMARY: list[str] = []
+
+
+def report(line: str) -> None:
+    """Adds a line to what the run prints at its end (with -q too): numbers
+    a passing test measured that the log should show, e.g. the conformance
+    suite's counts."""
+    _SUMMARY.append(line)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    for line in _SUMMARY:
+        terminalreporter.write_line(line)
+
+
 def flw_on_path(folder: Path) -> str:
     """PATH with the binary under test as `flw` and this suite's Python as
     `python3`, from folder; for commands run as a README shows them."""

@@ -4,7 +4,7 @@ The commands are the lines of the `sh` code blocks in the repository's
 README files. Each runs here as written, from the repository's root (or the
 folder a `cd` line of its block names), with the binary under test first on
 PATH as `flw`. Two things are read differently, and said so here:
-`cargo run --release -q --` stands for `flw` (a release build takes minutes;
+`cargo run --release --` stands for `flw` (a release build takes minutes;
 the binary under test is the same code), and the servers (`flw mcp`,
 `flw serve`) are started, used and stopped. A command that cannot run
 inside this suite (the suite itself, a release build, a Ctrl-C at a
@@ -75,10 +75,15 @@ def readme_files() -> list[Path]:
 
 def shell_blocks(path: Path) -> list[list[str]]:
     """The `sh` blocks of a markdown file, as lists of commands."""
+    return shell_blocks_of(path.read_text(encoding="utf-8"))
+
+
+def shell_blocks_of(markdown: str) -> list[list[str]]:
+    """The `sh` blocks of markdown text, as lists of commands."""
     blocks: list[list[str]] = []
     lines: list[str] | None = None  # the lines of the open block, if it is a shell block
     inside = False
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in markdown.splitlines():
         fence = FENCE.match(line)
         if fence and not inside:
             inside = True
@@ -129,10 +134,24 @@ HERE_COMMANDS = [c for c in COMMANDS if c[2] not in RUN_ELSEWHERE and not c[2].s
 
 def test_the_readmes_show_commands_and_each_is_run_somewhere():
     assert len(COMMANDS) > 10, COMMANDS
-    assert any(c[2].startswith("cargo run --release -q -- call examples/hello-python") for c in COMMANDS)
+    assert any(c[2].startswith("cargo run --release -- call examples/hello-python") for c in COMMANDS)
     for command, (file, text) in RUN_ELSEWHERE.items():
         assert command in {c[2] for c in COMMANDS}, f"RUN_ELSEWHERE lists a command no README shows: {command}"
         assert text in (ROOT / file).read_text(encoding="utf-8"), f"{file} does not run {command!r}"
+
+
+def test_the_readme_opens_with_two_commands_and_the_build_shows_its_progress():
+    """A new user's first screen: build and call, then the whole suite. The
+    first build takes minutes, so cargo must not be told to keep quiet."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    first_screen = readme.split("\n## ", 1)[0]
+    commands = [c for block in shell_blocks_of(first_screen) for c in block]
+    assert len(commands) == 2, commands
+    build, suite = commands
+    assert build.startswith("cargo run --release -- call "), build
+    cargo_flags = build.split(" -- ", 1)[0].split()
+    assert "-q" not in cargo_flags and "--quiet" not in cargo_flags, build
+    assert suite == "./scripts/test.sh"
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +167,7 @@ def shell(command: str, cwd: Path, path: str, **kw) -> subprocess.Popen:
 
 @pytest.mark.parametrize(("readme", "cwd", "command"), HERE_COMMANDS, ids=[f"{c[0]}: {c[2]}" for c in HERE_COMMANDS])
 def test_readme_command_runs(readme, cwd, command, path_with_flw):
-    command = command.replace("cargo run --release -q -- ", "flw ", 1)
+    command = command.replace("cargo run --release -- ", "flw ", 1)
     folder = ROOT / cwd
     if command.startswith("flw mcp "):
         return run_mcp(command, folder, path_with_flw)

@@ -27,6 +27,10 @@ impl ConfigFiles for Everything {
         }
         Ok(r#"{"name": "f", "start": "a", "nodes": {"a": {"node": "a"}}}"#.into())
     }
+
+    fn folder_files(&self, _: &Path) -> Option<Vec<String>> {
+        None
+    }
 }
 
 fuzz_target!(|input: &[u8]| {

@@ -31,13 +31,17 @@ pub const EXIT_TERMINATED: u8 = 143;
 #[command(
     name = "flw",
     version,
-    about = "Run AI-agent tools written in Python: as an MCP server, or one call at a time.",
+    about = "Run AI-agent tools and flows written in Python, TypeScript or JavaScript: as an MCP \
+server, an HTTP daemon, or one call at a time.",
     long_about = "flw runs your tools in worker processes it supervises. Write a Python file \
-with @tool functions, then serve it to an MCP host (flw mcp agent.py) or call a tool from the \
-shell (flw call agent.py echo --json '{\"text\": \"hi\"}'). Cancelling a call kills the \
-worker's whole process group, so nothing the tool started keeps running.",
+with @tool functions (or a TypeScript or JavaScript file that exports tool(...)s), then serve it \
+to an MCP host (flw mcp agent.py) or call a tool from the shell (flw call agent.py echo --json \
+'{\"text\": \"hi\"}'). Cancelling a call kills the worker's whole process group, so nothing \
+the tool started keeps running.",
+    disable_help_subcommand = true,
     after_help = "Examples:\n  \
 flw tools examples/hello-python/agent.py\n  \
+flw tools examples/hello-ts/agent.ts\n  \
 flw call examples/hello-python/agent.py echo --json '{\"text\": \"hi\"}'\n  \
 flw mcp examples/hello-python/agent.py\n  \
 flw mcp --config flw.toml\n  \
@@ -74,11 +78,44 @@ enum Command {
     Cancel(daemon::CancelArgs),
     /// Make running flw servers start new workers with the scripts as they are now.
     Reload(reload::Args),
+    /// Print the help of flw, or of one of its commands (flw help call).
+    Help(HelpArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct HelpArgs {
+    /// The command whose help to print, e.g. call.
+    command: Option<String>,
+}
+
+/// `flw help [COMMAND]`: clap's own help subcommand refuses `--help`
+/// (`flw help --help` was an error), so flw has its own.
+fn help(args: &HelpArgs) -> anyhow::Result<ExitCode> {
+    use clap::CommandFactory;
+    let mut flw = Cli::command();
+    flw.build(); // gives each command its usage line as `flw COMMAND`
+    let Some(name) = &args.command else {
+        return print_stdout(&flw.render_long_help().to_string());
+    };
+    match flw.find_subcommand_mut(name) {
+        Some(command) => print_stdout(&command.render_long_help().to_string()),
+        None => {
+            let names: Vec<&str> = flw.get_subcommands().map(|c| c.get_name()).collect();
+            eprintln!(
+                "error: flw has no command {name:?}; the commands are: {}",
+                names.join(", ")
+            );
+            Ok(ExitCode::from(EXIT_USAGE))
+        }
+    }
 }
 
 /// Parses the command line and runs it.
 pub fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
+    if let Command::Help(args) = &cli.command {
+        return help(args);
+    }
     crate::nofile::raise();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -94,6 +131,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
             Command::Ps(a) => daemon::ps(a).await,
             Command::Cancel(a) => daemon::cancel(a).await,
             Command::Reload(a) => reload::run(a).await,
+            Command::Help(a) => help(&a),
         }
     });
     // Blocking work still under way (an `npm install` of the tsx loader,
@@ -102,7 +140,81 @@ pub fn run() -> anyhow::Result<ExitCode> {
     code
 }
 
-/// The pools a server runs: scripts, a config, and `--env` for them.
+/// What every command that starts workers takes besides the scripts:
+/// the interpreter, the environment, and how long a worker may take to
+/// start. Each applies to every pool, over what a flw.toml says.
+#[derive(Debug, clap::Args)]
+struct WorkerOptions {
+    /// The interpreter for Python workers (default: the pool's interpreter, else
+    /// $FLW_PYTHON, else python3); JavaScript and TypeScript workers run under
+    /// $FLW_NODE, else node.
+    #[arg(long, value_name = "PATH")]
+    python: Option<PathBuf>,
+    /// Set a variable for the workers (KEY=VALUE), or pass one through from this
+    /// environment (KEY); workers otherwise see only an allow-list (PATH, HOME, LANG, ...).
+    #[arg(long = "env", value_name = "KEY[=VALUE]")]
+    env: Vec<String>,
+    /// Time a worker has to start and announce its tools, e.g. 30s [default: the
+    /// pool's handshake_timeout, else 10s].
+    #[arg(long, value_name = "DURATION", value_parser = crate::config::parse_duration)]
+    handshake_timeout: Option<std::time::Duration>,
+}
+
+impl WorkerOptions {
+    /// Applies the options to every pool of `config`.
+    fn apply(&self, config: &mut Config) {
+        for pool in &mut config.pools {
+            let python = crate::sdk::Language::of(&pool.script) == Ok(crate::sdk::Language::Python);
+            if let (Some(p), true) = (&self.python, python) {
+                pool.interpreter = Some(p.clone());
+            }
+            if let Some(t) = self.handshake_timeout {
+                pool.handshake_timeout = t;
+            }
+            apply_env(pool, &self.env);
+        }
+    }
+}
+
+/// The workers of a command that runs once (`tools`, `call`, `run`,
+/// `graph`): one worker script or a flw.toml, and the worker options.
+#[derive(Debug, clap::Args)]
+struct Target {
+    /// A worker script (agent.py, agent.ts, agent.js) or a flw.toml whose pools
+    /// (and graph files) to use.
+    target: PathBuf,
+    #[command(flatten)]
+    workers: WorkerOptions,
+}
+
+impl Target {
+    /// The config of the target, with the worker options applied.
+    fn load(&self) -> anyhow::Result<Config> {
+        let mut config = if self.target.extension().is_some_and(|e| e == "toml") {
+            Config::load(&self.target)?
+        } else {
+            pools_from(std::slice::from_ref(&self.target), None)?
+        };
+        self.workers.apply(&mut config);
+        Ok(config)
+    }
+
+    /// [`Target::load`] for a command that needs one worker per pool and
+    /// no more: no restarts, and exec'd (a fork server would only add a
+    /// process).
+    fn load_one_each(&self) -> anyhow::Result<Config> {
+        let mut config = self.load()?;
+        for pool in &mut config.pools {
+            pool.min_workers = 1;
+            pool.max_workers = 1;
+            pool.spawn = crate::config::Spawn::Exec;
+            pool.max_restarts = 0;
+        }
+        Ok(config)
+    }
+}
+
+/// The pools a server runs: scripts, a config, and the worker options.
 #[derive(Debug, clap::Args)]
 struct ServedPools {
     /// Worker scripts whose tools and flows to serve, e.g. agent.py.
@@ -110,18 +222,15 @@ struct ServedPools {
     /// A flw.toml that configures pools (their scripts, modes, limits, env).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Set a variable for the scripts' workers (KEY=VALUE), or pass one through (KEY).
-    #[arg(long = "env", value_name = "KEY[=VALUE]")]
-    env: Vec<String>,
+    #[command(flatten)]
+    workers: WorkerOptions,
 }
 
 impl ServedPools {
-    /// The config, with `--env` applied to every pool.
+    /// The config, with the worker options applied to every pool.
     fn load(&self) -> anyhow::Result<Config> {
         let mut config = pools_from(&self.scripts, self.config.as_ref())?;
-        for pool in &mut config.pools {
-            apply_env(pool, &self.env);
-        }
+        self.workers.apply(&mut config);
         Ok(config)
     }
 
@@ -165,13 +274,13 @@ fn pools_from(scripts: &[PathBuf], config: Option<&PathBuf>) -> anyhow::Result<C
     Ok(cfg)
 }
 
-/// The pools (and graph files) of a command's TARGET: a flw.toml, or one
-/// worker script.
-fn config_for_target(target: &std::path::Path) -> anyhow::Result<Config> {
-    if target.extension().is_some_and(|e| e == "toml") {
-        Ok(Config::load(target)?)
-    } else {
-        pools_from(&[target.to_path_buf()], None)
+/// Writes `text` to stdout; a reader that went away (`flw tools | head`)
+/// is not an error.
+fn print_stdout(text: &str) -> anyhow::Result<ExitCode> {
+    use std::io::Write as _;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(ExitCode::SUCCESS),
     }
 }
 
@@ -290,5 +399,35 @@ async fn interrupted() -> u8 {
     tokio::select! {
         _ = int.recv() => EXIT_INTERRUPTED,
         _ = term.recv() => EXIT_TERMINATED,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_command_that_starts_workers_takes_the_worker_options() {
+        let options = [
+            "--python",
+            "py",
+            "--env",
+            "A=1",
+            "--handshake-timeout",
+            "1s",
+        ];
+        for command in [
+            &["tools", "agent.py"][..],
+            &["call", "agent.py", "echo"],
+            &["mcp", "agent.py"],
+            &["run", "agent.py", "flow"],
+            &["graph", "agent.py", "flow"],
+            &["serve", "agent.py"],
+        ] {
+            let args = ["flw"].iter().chain(command).chain(&options);
+            if let Err(e) = Cli::try_parse_from(args) {
+                panic!("flw {}: {e}", command[0]);
+            }
+        }
     }
 }

@@ -32,6 +32,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod problems;
+
+pub use problems::Problem;
+use problems::Problems;
+
 /// How a pool runs calls in its processes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -335,25 +340,23 @@ impl Default for ServeConfig {
 /// A config file or CLI value that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file cannot be read.
-    #[error("cannot read {path}: {source}")]
+    /// The file cannot be read (the OS error is the source, shown once
+    /// by `{:#}`).
+    #[error("cannot read the config file {path}")]
     Read {
         /// The file.
         path: PathBuf,
         /// Why.
         source: std::io::Error,
     },
-    /// Bad content, with the place.
-    #[error("{path}:{line}:{column}: {message}")]
+    /// Bad content: every problem found, in file order, each with its
+    /// place (one `FILE:LINE:COLUMN: message` line each).
+    #[error("{}", problems::render(path, problems))]
     Invalid {
         /// The file.
         path: PathBuf,
-        /// 1-based line.
-        line: usize,
-        /// 1-based column.
-        column: usize,
-        /// What is wrong.
-        message: String,
+        /// The problems, in file order.
+        problems: Vec<Problem>,
     },
     /// A script that does not exist or cannot run.
     #[error("{0}")]
@@ -374,7 +377,7 @@ struct RawFile {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawServe {
-    listen: Option<String>,
+    listen: Option<toml::Spanned<String>>,
     token_file: Option<String>,
     #[serde(default)]
     allowed_origins: Vec<String>,
@@ -393,7 +396,7 @@ struct RawServe {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPool {
-    script: toml::Spanned<String>,
+    script: Option<toml::Spanned<String>>,
     mode: Option<Mode>,
     instances: Option<NonZeroUsize>,
     min_workers: Option<usize>,
@@ -493,6 +496,9 @@ pub trait ConfigFiles {
     fn exists(&self, path: &Path) -> bool;
     /// The text of a graph file.
     fn read_to_string(&self, path: &Path) -> std::io::Result<String>;
+    /// The names of the files in `path` when it is a folder (a script
+    /// named by its folder), else `None`.
+    fn folder_files(&self, path: &Path) -> Option<Vec<String>>;
 }
 
 /// The real file system.
@@ -510,6 +516,17 @@ impl ConfigFiles for RealFiles {
 
     fn read_to_string(&self, path: &Path) -> std::io::Result<String> {
         std::fs::read_to_string(path)
+    }
+
+    fn folder_files(&self, path: &Path) -> Option<Vec<String>> {
+        let entries = std::fs::read_dir(path).ok()?;
+        Some(
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect(),
+        )
     }
 }
 
@@ -529,130 +546,34 @@ impl Config {
     }
 
     /// Parses `text` as the content of `path`, asking `files` whether the
-    /// files it names exist and for the graph files' text.
+    /// files it names exist and for the graph files' text. Every problem
+    /// found is reported, in file order.
     pub fn parse_with(
         text: &str,
         path: &Path,
         files: &dyn ConfigFiles,
     ) -> Result<Config, ConfigError> {
-        let at = |offset: usize, message: String| {
-            let (line, column) = line_col(text, offset);
-            ConfigError::Invalid {
-                path: path.to_path_buf(),
-                line,
-                column,
-                message,
-            }
+        let mut problems = Problems::new(text);
+        let Some((raw, refused)) = problems.read::<RawFile>() else {
+            return Err(problems.into_error(path));
         };
-        let raw: RawFile = toml::from_str(text).map_err(|e| {
-            let offset = e.span().map_or(0, |s| s.start);
-            at(offset, e.message().trim().to_string())
-        })?;
-        if raw.pools.is_empty() {
-            return Err(at(
-                0,
-                "no pools: add a [pools.NAME] table with a script, e.g. [pools.agent] script = \"agent.py\"".into(),
-            ));
-        }
         let base = path.parent().unwrap_or(Path::new("."));
         let mut pools = Vec::new();
+        let no_pools = raw.pools.is_empty();
         for (name, spanned) in raw.pools {
-            let span = spanned.span();
-            let p = spanned.into_inner();
-            if !flw_protocol::is_valid_tool_name(&name) {
-                return Err(at(
-                    span.start,
-                    format!("pool name {name:?} may only use A-Z a-z 0-9 _ - ."),
-                ));
+            let refused = |key: &str| refused.has(&["pools", &name, key]);
+            if let Some(cfg) = pool_config(&name, spanned, base, files, &refused, &mut problems) {
+                pools.push(cfg);
             }
-            let script_span = p.script.span();
-            let script = resolve_script(Path::new(p.script.get_ref()), Some(base), files)
-                .map_err(|e| at(script_span.start, e.to_string()))?;
-            let mut cfg = PoolConfig::with_defaults(script);
-            cfg.name = name;
-            if let Some(m) = p.mode {
-                cfg.mode = m;
-                cfg.max_workers = default_max_workers(m);
-            }
-            workers(&mut cfg, &p).map_err(|e| at(span.start, e))?;
-            if let Some(n) = p.max_concurrency {
-                cfg.max_concurrency = n.get();
-            }
-            if let Some(n) = p.queue {
-                cfg.queue = n;
-            }
-            if let Some(d) = p.cancel_grace {
-                cfg.cancel_grace = d.0;
-            }
-            if let Some(d) = p.kill_grace {
-                cfg.kill_grace = d.0;
-            }
-            cfg.call_timeout = p.call_timeout.map(|d| d.0);
-            if let Some(d) = p.handshake_timeout {
-                cfg.handshake_timeout = d.0;
-            }
-            if let Some(n) = p.max_restarts {
-                cfg.max_restarts = n;
-            }
-            if let Some(d) = p.heartbeat_interval {
-                if d.0.is_zero() {
-                    return Err(at(
-                        span.start,
-                        "heartbeat_interval must be more than 0".into(),
-                    ));
-                }
-                cfg.heartbeat_interval = d.0;
-            }
-            if let Some(d) = p.heartbeat_timeout {
-                cfg.heartbeat_timeout = d.0;
-            }
-            if cfg.heartbeat_timeout < cfg.heartbeat_interval {
-                return Err(at(
-                    span.start,
-                    format!(
-                        "heartbeat_timeout ({:?}) must be at least heartbeat_interval ({:?})",
-                        cfg.heartbeat_timeout, cfg.heartbeat_interval
-                    ),
-                ));
-            }
-            cfg.env = p.env.into_iter().collect();
-            cfg.pass_env = p.pass_env;
-            cfg.interpreter = p.interpreter.map(|i| {
-                let ip = PathBuf::from(&i);
-                if ip.components().count() > 1 && ip.is_relative() {
-                    base.join(ip)
-                } else {
-                    ip
-                }
-            });
-            cfg.watch = p.watch;
-            for w in p.watch_paths {
-                let span = w.span();
-                let path = std::path::absolute(base.join(w.get_ref()))
-                    .unwrap_or_else(|_| base.join(w.get_ref()));
-                if !files.exists(&path) {
-                    return Err(at(
-                        span.start,
-                        format!("watch path {} not found", path.display()),
-                    ));
-                }
-                cfg.watch_paths.push(path);
-            }
-            for g in p.watch_ignore {
-                let span = g.span();
-                if let Err(e) = globset::Glob::new(g.get_ref()) {
-                    return Err(at(span.start, format!("bad glob in watch_ignore: {e}")));
-                }
-                cfg.watch_ignore.push(g.into_inner());
-            }
-            if let Some(d) = p.reload_drain {
-                cfg.reload_drain = d.0;
-            }
-            pools.push(cfg);
+        }
+        if no_pools && !refused.has(&["pools"]) {
+            problems.at(
+                0,
+                "no pools: add a [pools.NAME] table with a script, e.g. [pools.agent] script = \"agent.py\"",
+            );
         }
         let mut flows = Vec::new();
-        for f in raw.flows {
-            let span = f.span();
+        for f in &raw.flows {
             let file = base.join(f.get_ref());
             let doc = files
                 .read_to_string(&file)
@@ -664,28 +585,158 @@ impl Config {
                 .and_then(|v| {
                     crate::graph::Document::parse(&v, &format!("graph file {}", f.get_ref()))
                         .map_err(|e| e.to_string())
-                })
-                .map_err(|e| at(span.start, e))?;
-            flows.push(doc);
+                });
+            match doc {
+                Ok(doc) => flows.push(doc),
+                Err(e) => problems.at(f.span().start, e),
+            }
         }
         let serve = match raw.serve {
-            Some(spanned) => {
-                let span = spanned.span();
-                serve_config(spanned.into_inner(), base).map_err(|e| at(span.start, e))?
-            }
+            Some(spanned) => serve_config(spanned.into_inner(), base, &mut problems),
             None => ServeConfig::default(),
         };
-        Ok(Config {
+        let config = Config {
             pools,
             max_in_flight: raw.max_in_flight.map(NonZeroUsize::get),
             flows,
             serve,
-        })
+        };
+        problems.result(path, config)
     }
 }
 
-/// Applies `instances`, `min_workers`, `max_workers`, `idle_timeout` and
-/// `spawn` to `cfg`.
+/// One pool with its defaults, noting each problem; `None` when it has
+/// one. `refused(key)` says whether the key's value was refused already
+/// (a check that depends on it is then skipped).
+fn pool_config(
+    name: &str,
+    spanned: toml::Spanned<RawPool>,
+    base: &Path,
+    files: &dyn ConfigFiles,
+    refused: &dyn Fn(&str) -> bool,
+    problems: &mut Problems<'_>,
+) -> Option<PoolConfig> {
+    let start = spanned.span().start;
+    let p = spanned.into_inner();
+    let before = problems.count();
+    if !flw_protocol::is_valid_tool_name(name) {
+        problems.at(
+            start,
+            format!("pool name {name:?} may only use A-Z a-z 0-9 _ - ."),
+        );
+    }
+    let script = match &p.script {
+        Some(s) => resolve_script(Path::new(s.get_ref()), Some(base), files)
+            .map_err(|e| problems.at(s.span().start, e.to_string()))
+            .ok(),
+        None => {
+            if !refused("script") {
+                problems.at(
+                    start,
+                    format!("pool {name} has no script: add script = \"agent.py\" (relative to this file)"),
+                );
+            }
+            None
+        }
+    };
+    // The checks below judge the pool's own values; with no script, the
+    // defaults that depend on its language are unknown.
+    let mut cfg = PoolConfig::with_defaults(script.clone().unwrap_or_default());
+    cfg.name = name.to_string();
+    if let Some(m) = p.mode {
+        cfg.mode = m;
+        cfg.max_workers = default_max_workers(m);
+    }
+    let counts = ["instances", "min_workers", "max_workers"];
+    if let Err(e) = workers(&mut cfg, &p) {
+        if !counts.iter().any(|k| refused(k)) {
+            problems.at(start, e);
+        }
+    }
+    if let Some(s) = p.spawn {
+        let python = crate::sdk::Language::of(&cfg.script) == Ok(crate::sdk::Language::Python);
+        if s == Spawn::Fork && !python && script.is_some() {
+            problems.at(
+                start,
+                format!("pool {name}: spawn = \"fork\" applies to Python scripts only (Node cannot fork a warm process); remove it"),
+            );
+        }
+        cfg.spawn = s;
+    }
+    if let Some(n) = p.max_concurrency {
+        cfg.max_concurrency = n.get();
+    }
+    if let Some(n) = p.queue {
+        cfg.queue = n;
+    }
+    if let Some(d) = p.cancel_grace {
+        cfg.cancel_grace = d.0;
+    }
+    if let Some(d) = p.kill_grace {
+        cfg.kill_grace = d.0;
+    }
+    cfg.call_timeout = p.call_timeout.map(|d| d.0);
+    if let Some(d) = p.handshake_timeout {
+        cfg.handshake_timeout = d.0;
+    }
+    if let Some(n) = p.max_restarts {
+        cfg.max_restarts = n;
+    }
+    if let Some(d) = p.heartbeat_interval {
+        if d.0.is_zero() {
+            problems.at(start, "heartbeat_interval must be more than 0");
+        }
+        cfg.heartbeat_interval = d.0;
+    }
+    if let Some(d) = p.heartbeat_timeout {
+        cfg.heartbeat_timeout = d.0;
+    }
+    let beats = ["heartbeat_interval", "heartbeat_timeout"];
+    if cfg.heartbeat_timeout < cfg.heartbeat_interval && !beats.iter().any(|k| refused(k)) {
+        problems.at(
+            start,
+            format!(
+                "heartbeat_timeout ({:?}) must be at least heartbeat_interval ({:?})",
+                cfg.heartbeat_timeout, cfg.heartbeat_interval
+            ),
+        );
+    }
+    cfg.env = p.env.into_iter().collect();
+    cfg.pass_env = p.pass_env;
+    cfg.interpreter = p.interpreter.map(|i| {
+        let ip = PathBuf::from(&i);
+        if ip.components().count() > 1 && ip.is_relative() {
+            base.join(ip)
+        } else {
+            ip
+        }
+    });
+    cfg.watch = p.watch;
+    for w in p.watch_paths {
+        let path =
+            std::path::absolute(base.join(w.get_ref())).unwrap_or_else(|_| base.join(w.get_ref()));
+        if !files.exists(&path) {
+            problems.at(
+                w.span().start,
+                format!("watch path {} not found", path.display()),
+            );
+        }
+        cfg.watch_paths.push(path);
+    }
+    for g in p.watch_ignore {
+        if let Err(e) = globset::Glob::new(g.get_ref()) {
+            problems.at(g.span().start, format!("bad glob in watch_ignore: {e}"));
+        }
+        cfg.watch_ignore.push(g.into_inner());
+    }
+    if let Some(d) = p.reload_drain {
+        cfg.reload_drain = d.0;
+    }
+    (problems.count() == before && script.is_some()).then_some(cfg)
+}
+
+/// Applies `instances`, `min_workers`, `max_workers` and `idle_timeout`
+/// to `cfg`.
 fn workers(cfg: &mut PoolConfig, p: &RawPool) -> Result<(), String> {
     if let Some(n) = p.instances {
         if p.min_workers.is_some() || p.max_workers.is_some() {
@@ -716,25 +767,17 @@ fn workers(cfg: &mut PoolConfig, p: &RawPool) -> Result<(), String> {
     if let Some(d) = p.idle_timeout {
         cfg.idle_timeout = d.0;
     }
-    if let Some(s) = p.spawn {
-        if s == Spawn::Fork
-            && crate::sdk::Language::of(&cfg.script) != Ok(crate::sdk::Language::Python)
-        {
-            return Err(format!(
-                "pool {}: spawn = \"fork\" applies to Python scripts only (Node cannot fork a warm process); remove it",
-                cfg.name
-            ));
-        }
-        cfg.spawn = s;
-    }
     Ok(())
 }
 
 /// The `[serve]` table with its defaults; `base` is the config's folder.
-fn serve_config(raw: RawServe, base: &Path) -> Result<ServeConfig, String> {
+fn serve_config(raw: RawServe, base: &Path, problems: &mut Problems<'_>) -> ServeConfig {
     let mut c = ServeConfig::default();
     if let Some(l) = raw.listen {
-        c.listen = parse_listen(&l)?;
+        match parse_listen(l.get_ref()) {
+            Ok(listen) => c.listen = listen,
+            Err(e) => problems.at(l.span().start, e),
+        }
     }
     c.token_file = raw.token_file.map(|f| base.join(f));
     c.allowed_origins = raw.allowed_origins;
@@ -763,7 +806,7 @@ fn serve_config(raw: RawServe, base: &Path) -> Result<ServeConfig, String> {
     if let Some(o) = raw.on_disconnect {
         c.on_disconnect = o;
     }
-    Ok(c)
+    c
 }
 
 /// Parses a listen address: `HOST:PORT`, `:PORT` (loopback) or `PORT`.
@@ -788,13 +831,6 @@ pub fn parse_listen(text: &str) -> Result<std::net::SocketAddr, String> {
     }
 }
 
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, column)
-}
-
 /// Makes `script` absolute (against `base` or the current directory) and
 /// checks that it is a file flw knows how to run.
 fn resolve_script(
@@ -807,6 +843,9 @@ fn resolve_script(
         _ => script.to_path_buf(),
     };
     let abs = std::path::absolute(&joined).unwrap_or(joined);
+    if let Some(names) = files.folder_files(&abs) {
+        return Err(ConfigError::Script(folder_given(script, &abs, names)));
+    }
     if !files.is_file(&abs) {
         return Err(ConfigError::Script(format!(
             "worker script {} not found",
@@ -815,6 +854,32 @@ fn resolve_script(
     }
     crate::sdk::Language::of(&abs).map_err(|e| ConfigError::Script(e.to_string()))?;
     Ok(abs)
+}
+
+/// Why a folder is not a worker script, with the scripts in it to name
+/// instead (as paths under `given`, the folder as written).
+fn folder_given(given: &Path, abs: &Path, mut names: Vec<String>) -> String {
+    names.retain(|n| crate::sdk::Language::of(Path::new(n)).is_ok());
+    names.sort();
+    let shown: Vec<String> = names
+        .iter()
+        .take(5)
+        .map(|n| given.join(n).display().to_string())
+        .collect();
+    let hint = match shown.len() {
+        0 => "it holds no .py, .js, .mjs, .ts or .mts file".to_string(),
+        1 => format!("name the script in it: {}", shown[0]),
+        _ => format!(
+            "name one of the scripts in it: {}{}",
+            shown.join(", "),
+            if names.len() > shown.len() {
+                ", ..."
+            } else {
+                ""
+            }
+        ),
+    };
+    format!("{} is a folder, not a worker script: {hint}", abs.display())
 }
 
 #[cfg(test)]
@@ -870,6 +935,93 @@ mod tests {
     }
 
     #[test]
+    fn every_problem_is_reported_in_file_order() {
+        // serde reads a table's keys sorted (cancel_grace before mode) and
+        // stops at the first refusal: both must still come, in file order.
+        let e = parse(
+            "[pools.agent]\nscript = \"agent.py\"\nmode = \"fast\"\ncancel_grace = \"2 weeks\"\n",
+        )
+        .unwrap_err();
+        let lines: Vec<&str> = e.lines().collect();
+        assert_eq!(lines.len(), 2, "{e}");
+        assert!(
+            lines[0].starts_with("flw.toml:3:8: unknown variant `fast`"),
+            "{e}"
+        );
+        assert!(lines[1].ends_with("flw.toml:4:16: invalid duration \"2 weeks\": unknown unit \"weeks\" (use ms, s, m or h)"), "{e}");
+    }
+
+    #[test]
+    fn problems_of_every_kind_and_table_come_together() {
+        let e = parse(
+            "max_in_flight = 0\n\
+             [pools.b]\nscript = \"nope.py\"\nmodes = 1\nmin_workers = 5\nmax_workers = 2\n\
+             [pools.a]\nmode = \"shared\"\n\
+             [serve]\nlisten = \"nowhere\"\nport = 3\n",
+        )
+        .unwrap_err();
+        let places: Vec<&str> = e
+            .lines()
+            .map(|l| {
+                l.rsplit("flw.toml:")
+                    .next()
+                    .unwrap()
+                    .split(": ")
+                    .next()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(
+            places,
+            ["1:17", "2:1", "3:10", "4:1", "7:1", "10:10", "11:1"],
+            "{e}"
+        );
+        for what in [
+            "nonzero",
+            "pool b: min_workers (5) is more than max_workers (2)",
+            "nope.py not found",
+            "unknown field `modes`",
+            "pool a has no script",
+            "invalid listen address",
+            "unknown field `port`",
+        ] {
+            assert!(e.contains(what), "{what}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_file_without_pools_says_so_beside_its_other_problems() {
+        let e = parse("max_in_flight = 0\n[pool.agent]\nscript = \"agent.py\"\n").unwrap_err();
+        let lines: Vec<&str> = e.lines().collect();
+        assert_eq!(lines.len(), 3, "{e}");
+        assert!(lines[0].ends_with("flw.toml:1:1: no pools: add a [pools.NAME] table with a script, e.g. [pools.agent] script = \"agent.py\""), "{e}");
+        assert!(
+            lines[1].contains("flw.toml:1:17: invalid value: integer `0`"),
+            "{e}"
+        );
+        assert!(
+            lines[2].contains("flw.toml:2:2: unknown field `pool`"),
+            "{e}"
+        );
+        // A `pools` that is not a table is its own problem.
+        let e = parse("pools = 3\n").unwrap_err();
+        assert_eq!(e.lines().count(), 1, "{e}");
+    }
+
+    #[test]
+    fn a_refused_value_is_not_judged_again_as_its_default() {
+        // With heartbeat_interval refused, its default (5s) is not what the
+        // file says: the timeout is not compared with it.
+        let e = parse("[pools.agent]\nscript = \"agent.py\"\nheartbeat_interval = \"x\"\nheartbeat_timeout = \"1s\"\n")
+            .unwrap_err();
+        assert_eq!(e.lines().count(), 1, "{e}");
+        assert!(e.starts_with("flw.toml:3:22: invalid duration"), "{e}");
+        let e = parse("[pools.agent]\nscript = 3\n").unwrap_err();
+        assert_eq!(e.lines().count(), 1, "{e}");
+        assert!(e.starts_with("flw.toml:2:10:"), "{e}");
+    }
+
+    #[test]
     fn watch_settings_parse_and_bad_ones_name_their_line() {
         let c = parse(
             "[pools.agent]\nscript = \"agent.py\"\nwatch = false\nwatch_paths = [\".\"]\nwatch_ignore = [\"data/**\"]\nreload_drain = \"2s\"\n",
@@ -909,6 +1061,38 @@ mod tests {
     }
 
     #[test]
+    fn a_folder_given_as_the_script_names_the_scripts_in_it() {
+        let dir = std::env::temp_dir().join(format!("flw-config-folder-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        for f in ["b.py", "a.ts", "notes.txt"] {
+            std::fs::write(dir.join(f), "").unwrap();
+        }
+        let e = PoolConfig::for_script(&dir).unwrap_err().to_string();
+        let listed = format!(
+            "{}, {}",
+            dir.join("a.ts").display(),
+            dir.join("b.py").display()
+        );
+        assert_eq!(
+            e,
+            format!(
+                "{} is a folder, not a worker script: name one of the scripts in it: {listed}",
+                dir.display()
+            )
+        );
+        let e = PoolConfig::for_script(&dir.join("sub"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.ends_with(
+                "is a folder, not a worker script: it holds no .py, .js, .mjs, .ts or .mts file"
+            ),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn missing_script_is_reported_at_its_line() {
         let e = parse("[pools.agent]\nscript = \"nope.py\"\n").unwrap_err();
         assert!(
@@ -926,7 +1110,10 @@ mod tests {
         assert_eq!(c.serve.on_disconnect, OnDisconnect::Cancel);
         let e =
             parse("[pools.a]\nscript = \"agent.py\"\n[serve]\nlisten = \"nowhere\"\n").unwrap_err();
-        assert!(e.starts_with("flw.toml:3:1: invalid listen address"), "{e}");
+        assert!(
+            e.starts_with("flw.toml:4:10: invalid listen address"),
+            "{e}"
+        );
         let e = parse("[pools.a]\nscript = \"agent.py\"\n[serve]\nport = 1\n").unwrap_err();
         assert!(e.contains("unknown field `port`"), "{e}");
     }

@@ -1,4 +1,5 @@
-//! flw: a supervisor for AI-agent tools that run in Python worker processes.
+//! flw: a supervisor for AI-agent tools and flows that run in Python,
+//! TypeScript or JavaScript worker processes.
 //!
 //! The library holds the daemon work; `main.rs` is only the command line.
 //! See `ARCHITECTURE.md` at the repository root for the map.
@@ -15,6 +16,7 @@ pub mod logging;
 pub mod mcp;
 pub mod metrics;
 pub mod nofile;
+pub mod plural;
 pub mod pool;
 pub mod private_fs;
 pub mod router;

@@ -127,9 +127,9 @@ impl Server {
         let closing = accept.await.ok().map(|g| tokio::spawn(g.shutdown()));
         let deadline = tokio::time::Instant::now() + self.cfg.drain;
         tracing::info!(
-            "shutting down: {} runs and {} calls in flight get {:?} to end",
-            app.runs.live(),
-            in_flight(&app.router),
+            "shutting down: {} and {} in flight get {:?} to end",
+            crate::plural::count(app.runs.live() as u64, "run", "runs"),
+            crate::plural::count(in_flight(&app.router) as u64, "call", "calls"),
             self.cfg.drain
         );
         let drained =

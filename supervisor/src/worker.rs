@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use flw_protocol::{
     decode_worker_line, negotiate, Call, Cancel, DecodeErrorCode, ErrorKind, Heartbeat, Hello,
-    LogLevel, NodeCall, Shutdown, SupervisorMessage, Welcome, WorkerMessage, MAX_CALL_ID,
+    NodeCall, Shutdown, SupervisorMessage, Welcome, WorkerMessage, MAX_CALL_ID,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
@@ -533,21 +533,7 @@ impl Worker {
             ),
             WorkerMessage::Chunk(c) => self.emit(c.id, CallEvent::Chunk(c.data)),
             WorkerMessage::Log(l) => {
-                let w = &*self.label;
-                match l.level {
-                    LogLevel::Debug => {
-                        tracing::debug!(target: "flw::worker", worker = w, call = l.id, "{}", l.message)
-                    }
-                    LogLevel::Info => {
-                        tracing::info!(target: "flw::worker", worker = w, call = l.id, "{}", l.message)
-                    }
-                    LogLevel::Warning => {
-                        tracing::warn!(target: "flw::worker", worker = w, call = l.id, "{}", l.message)
-                    }
-                    LogLevel::Error => {
-                        tracing::error!(target: "flw::worker", worker = w, call = l.id, "{}", l.message)
-                    }
-                }
+                crate::logging::worker_log(&self.label, l.id, l.level, &l.message);
                 if let Some(id) = l.id {
                     self.emit(
                         id,

@@ -43,6 +43,16 @@ def test_messages_in_protocol_shape() -> None:
     assert ctx.tool == "t"
 
 
+def test_a_log_line_over_the_limit_says_how_much_was_cut() -> None:
+    from flw._context import _MAX_LOG_CHARS
+
+    ctx, sent = attached()
+    ctx.log("x" * (_MAX_LOG_CHARS + 1))
+    ctx.log("x" * (_MAX_LOG_CHARS + 2))
+    assert sent[0]["message"].endswith("x... [1 character cut]")
+    assert sent[1]["message"].endswith("x... [2 characters cut]")
+
+
 def test_chunk_converts_dataclasses() -> None:
     @dataclass
     class Piece:

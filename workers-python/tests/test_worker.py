@@ -487,6 +487,25 @@ def test_duplicate_tool_names_fail_the_import(spawn: Spawn, tmp_path: Path) -> N
     assert b"two tools are named 'a'" in worker.stderr
 
 
+def test_an_unsupported_parameter_type_is_one_message_at_the_script_line(
+    spawn: Spawn, tmp_path: Path
+) -> None:
+    script = tmp_path / "bad_type.py"
+    script.write_text(
+        "import socket\nfrom flw import tool\n@tool\ndef f(s: socket.socket) -> None: ...\n"
+    )
+    worker = spawn(script)
+    assert worker.wait() == 1
+    assert worker.recv_line() is None
+    lines = worker.stderr.decode().splitlines()
+    what = "tool 'f' (bad_type.f): parameter 's' has an unsupported type socket.socket"
+    assert lines[0].startswith(f"flw: cannot load {script}: {what}"), lines
+    assert f'File "{script}", line 3, in <module>' in lines[1], lines
+    # The frames of the SDK that found the problem are not the user's concern.
+    assert "Traceback" not in worker.stderr.decode()
+    assert "_tool.py" not in worker.stderr.decode()
+
+
 def test_missing_script(spawn: Spawn, tmp_path: Path) -> None:
     worker = spawn(tmp_path / "absent.py")
     assert worker.wait() == 1

@@ -84,7 +84,8 @@ export class CallContext implements Context {
     }
     let text = String(message);
     if (text.length > MAX_LOG_CHARS) {
-      text = `${text.slice(0, MAX_LOG_CHARS)}... [${text.length - MAX_LOG_CHARS} characters cut]`;
+      const cut = text.length - MAX_LOG_CHARS;
+      text = `${text.slice(0, MAX_LOG_CHARS)}... [${cut} character${cut === 1 ? "" : "s"} cut]`;
     }
     if (this.emit === undefined) {
       process.stderr.write(`flw: ${level}: ${text}\n`);

@@ -2,7 +2,6 @@
 //! and errors on stderr; Ctrl-C or SIGTERM cancels through the kill path.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -11,15 +10,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::call::events::{self, Received};
 use crate::call::CallEvent;
-use crate::config::{parse_duration, PoolConfig};
+use crate::config::parse_duration;
 use crate::pool::CallOptions;
 use crate::router::Router;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The worker script, e.g. agent.py.
-    script: PathBuf,
-    /// The tool to call (see `flw tools SCRIPT`).
+    #[command(flatten)]
+    target: super::Target,
+    /// The tool to call (see `flw tools TARGET`).
     tool: String,
     /// The arguments as a JSON object.
     #[arg(long, value_name = "JSON", default_value = "{}")]
@@ -30,58 +29,55 @@ pub struct Args {
     /// Time a cancelled call gets to stop on its own before its worker is killed.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1s")]
     cancel_grace: Duration,
-    /// The Python interpreter for the worker (default: $FLW_PYTHON, else python3).
-    #[arg(long, value_name = "PATH")]
-    python: Option<PathBuf>,
-    /// Time the worker has to start and announce its tools.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
-    handshake_timeout: Duration,
-    /// Set a variable for the worker (KEY=VALUE), or pass one through from this
-    /// environment (KEY); workers otherwise see only an allow-list (PATH, HOME, LANG, ...).
-    #[arg(long = "env", value_name = "KEY[=VALUE]")]
-    env: Vec<String>,
     /// Do not print progress and log lines on stderr.
     #[arg(long, short)]
     quiet: bool,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    crate::logging::init(if args.quiet {
-        "warn,flw::pool=off"
-    } else {
-        "info,flw::pool=off"
-    });
+    // The call's log lines are logged by the printer below, in order with
+    // its progress; the worker's reader would log them out of that order.
+    let call_logs_off = format!("{}=off", crate::logging::WORKER_CALL_TARGET);
+    let held = crate::logging::init_with(
+        if args.quiet {
+            "warn,flw::pool=off"
+        } else {
+            "info,flw::pool=off"
+        },
+        &[&call_logs_off],
+    );
     let call_args = super::json_object(&args.json, "the arguments", r#"{"text": "hi"}"#)?;
-    let mut pool = PoolConfig::for_script(&args.script)?;
-    pool.min_workers = 1;
-    pool.max_workers = 1;
-    // One worker for one command: a fork server would only add a process.
-    pool.spawn = crate::config::Spawn::Exec;
-    pool.cancel_grace = args.cancel_grace;
-    pool.max_restarts = 0;
-    pool.interpreter = args.python;
-    pool.handshake_timeout = args.handshake_timeout;
-    super::apply_env(&mut pool, &args.env);
-    let router = Router::for_pools(vec![pool]);
+    let mut config = args.target.load_one_each()?;
+    for pool in &mut config.pools {
+        pool.cancel_grace = args.cancel_grace;
+    }
+    let router = Router::start(config);
     if let Err(e) = router.tools().await {
         router.shutdown(Duration::ZERO).await;
+        held.discard(); // the error shows the end of the worker's stderr
         eprintln!("error: {e}");
         return Ok(ExitCode::from(super::EXIT_USAGE));
     }
+    held.release();
 
     let cancel = CancellationToken::new();
     let (tx, mut rx) = events::channel();
     let quiet = args.quiet;
     let printer = tokio::spawn(async move {
         while let Some(received) = rx.recv().await {
-            if quiet {
-                continue;
-            }
             match received {
-                Received::Event(ev) => print_event(&ev),
-                Received::Gap(n) => {
-                    eprintln!("({n} log lines and chunks dropped: stderr was read too slowly)")
+                // The filter decides (--quiet still shows warnings and errors).
+                Received::Event(CallEvent::Log { level, message }) => {
+                    crate::logging::call_log(level, &message)
                 }
+                Received::Event(ev) if !quiet => print_event(&ev),
+                Received::Gap(n) if !quiet => {
+                    eprintln!(
+                        "({} dropped: stderr was read too slowly)",
+                        crate::plural::count(n, "log line or chunk", "log lines and chunks")
+                    )
+                }
+                _ => {}
             }
         }
     });
@@ -138,7 +134,7 @@ fn print_event(ev: &CallEvent) {
             }
             eprintln!("{line}");
         }
-        CallEvent::Log { .. } => {} // already logged through tracing
+        CallEvent::Log { level, message } => crate::logging::call_log(*level, message),
         CallEvent::Chunk(Value::String(s)) => {
             eprint!("{s}");
         }

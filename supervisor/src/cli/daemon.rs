@@ -43,19 +43,34 @@ pub struct CancelArgs {
     reach: Reach,
 }
 
-impl Reach {
-    fn token(&self) -> anyhow::Result<Option<String>> {
-        match &self.token_file {
-            Some(f) => Ok(Some(
-                std::fs::read_to_string(f)
-                    .map_err(|e| {
-                        anyhow::anyhow!("cannot read the token file {}: {e}", f.display())
-                    })?
-                    .trim()
-                    .to_string(),
-            )),
-            None => Ok(std::env::var(super::serve::TOKEN_ENV).ok()),
+/// The bearer token sent to the daemons, and where it came from.
+struct Token(Option<(String, String)>);
+
+impl Token {
+    fn value(&self) -> Option<&str> {
+        self.0.as_ref().map(|(t, _)| t.as_str())
+    }
+
+    /// What a refusal (not 200, not 404) says; a 401 also says how to
+    /// pass a token, or where the one sent came from.
+    fn refusal(&self, status: u16, body: &Value) -> String {
+        let mut text = format!("HTTP {status}: {}", error_text(body));
+        if status == 401 {
+            match &self.0 {
+                None => text.push_str(&format!(
+                    " (pass the server's token with --token-file FILE, or set {})",
+                    super::serve::TOKEN_ENV
+                )),
+                Some((_, source)) => text.push_str(&format!(" (the token sent is from {source})")),
+            }
         }
+        text
+    }
+}
+
+impl Reach {
+    fn token(&self) -> anyhow::Result<Token> {
+        Ok(Token(super::serve::read_token(self.token_file.as_deref())?))
     }
 
     /// The daemons to ask: `--url`, else every registered `flw serve`.
@@ -139,12 +154,12 @@ pub async fn ps(args: PsArgs) -> anyhow::Result<ExitCode> {
         } else {
             "/v1/runs?status=running"
         };
-        let runs = match request(hyper::Method::GET, &url, path, token.as_deref()).await {
+        let runs = match request(hyper::Method::GET, &url, path, token.value()).await {
             Ok((200, body)) => Ok(body["runs"].as_array().cloned().unwrap_or_default()),
-            Ok((status, body)) => Err(format!("HTTP {status}: {}", error_text(&body))),
+            Ok((status, body)) => Err(token.refusal(status, &body)),
             Err(e) => Err(format!("{e:#}")),
         };
-        let pools = match request(hyper::Method::GET, &url, "/v1/pools", token.as_deref()).await {
+        let pools = match request(hyper::Method::GET, &url, "/v1/pools", token.value()).await {
             Ok((200, body)) => body["pools"].as_array().cloned().unwrap_or_default(),
             _ => Vec::new(), // an older server: no pools to show
         };
@@ -269,14 +284,22 @@ fn script_names(i: &Instance) -> String {
     names.join(", ")
 }
 
+/// What is wrong with a run id (`r_` and hex digits), if anything.
+fn run_id_problem(id: &str) -> Option<&'static str> {
+    match id.strip_prefix("r_") {
+        None => Some("run ids start with r_"),
+        Some(hex) if hex.is_empty() || !hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            Some("after r_, a run id has only hex digits (0-9, a-f)")
+        }
+        Some(_) => None,
+    }
+}
+
 /// `flw cancel RUN`.
 pub async fn cancel(args: CancelArgs) -> anyhow::Result<ExitCode> {
-    let valid = args.run.len() > 2
-        && args.run.starts_with("r_")
-        && args.run[2..].bytes().all(|b| b.is_ascii_hexdigit());
-    if !valid {
+    if let Some(problem) = run_id_problem(&args.run) {
         eprintln!(
-            "flw cancel: {:?} is not a run id: run ids look like r_3f2a9c... (flw ps lists them)",
+            "flw cancel: {:?} is not a run id: {problem}, like r_3f2a9c... (flw ps lists the runs)",
             args.run
         );
         return Ok(ExitCode::from(super::EXIT_USAGE));
@@ -293,7 +316,7 @@ pub async fn cancel(args: CancelArgs) -> anyhow::Result<ExitCode> {
     let path = format!("/v1/runs/{}", args.run);
     let mut problems = Vec::new();
     for (_, url) in servers {
-        match request(hyper::Method::DELETE, &url, &path, token.as_deref()).await {
+        match request(hyper::Method::DELETE, &url, &path, token.value()).await {
             Ok((200, run)) => {
                 let status = run["status"].as_str().unwrap_or("?");
                 let what = format!(
@@ -309,9 +332,7 @@ pub async fn cancel(args: CancelArgs) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             Ok((404, _)) => {}
-            Ok((status, body)) => {
-                problems.push(format!("{url}: HTTP {status}: {}", error_text(&body)))
-            }
+            Ok((status, body)) => problems.push(format!("{url}: {}", token.refusal(status, &body))),
             Err(e) => problems.push(format!("{e:#}")),
         }
     }
@@ -320,4 +341,22 @@ pub async fn cancel(args: CancelArgs) -> anyhow::Result<ExitCode> {
         eprintln!("  {p}");
     }
     Ok(ExitCode::from(super::EXIT_CALL_FAILED))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::run_id_problem;
+
+    #[test]
+    fn a_run_id_is_r_and_hex_digits() {
+        assert_eq!(run_id_problem("r_3f2a9c"), None);
+        assert_eq!(run_id_problem("nope"), Some("run ids start with r_"));
+        for id in ["r_nothere", "r_"] {
+            assert_eq!(
+                run_id_problem(id),
+                Some("after r_, a run id has only hex digits (0-9, a-f)"),
+                "{id}"
+            );
+        }
+    }
 }

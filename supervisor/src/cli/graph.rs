@@ -1,6 +1,5 @@
 //! `flw graph TARGET FLOW`: the flow as a Mermaid flowchart on stdout.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -8,23 +7,15 @@ use crate::router::Router;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A worker script (agent.py, agent.ts) or a flw.toml.
-    target: PathBuf,
+    #[command(flatten)]
+    target: super::Target,
     /// The flow to draw.
     flow: String,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     crate::logging::init("warn,flw::pool=off");
-    let mut config = super::config_for_target(&args.target)?;
-    for pool in &mut config.pools {
-        pool.min_workers = 1;
-        pool.max_workers = 1;
-        // One worker for one command: a fork server would only add a process.
-        pool.spawn = crate::config::Spawn::Exec;
-        pool.max_restarts = 0;
-    }
-    let router = Router::start(config);
+    let router = Router::start(args.target.load_one_each()?);
     let plan = router.plan(&args.flow).await;
     router.shutdown(Duration::ZERO).await;
     match plan {

@@ -3,7 +3,6 @@
 //! Ctrl-C or SIGTERM cancels the run through the kill path.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -18,9 +17,8 @@ use crate::router::Router;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A worker script (agent.py, agent.ts) or a flw.toml whose pools and
-    /// graph files define the flow.
-    target: PathBuf,
+    #[command(flatten)]
+    target: super::Target,
     /// The flow to run (see `flw tools TARGET` or the script's flows).
     flow: String,
     /// The initial shared store, a JSON object.
@@ -42,9 +40,6 @@ pub struct Args {
     /// Most worker processes per pool (default: the pool's max_workers).
     #[arg(long, value_name = "N", alias = "instances")]
     max_workers: Option<usize>,
-    /// Set a variable for the workers (KEY=VALUE), or pass one through (KEY).
-    #[arg(long = "env", value_name = "KEY[=VALUE]")]
-    env: Vec<String>,
     /// Show nothing on stderr but errors.
     #[arg(long, short)]
     quiet: bool,
@@ -56,12 +51,15 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         args.events.unwrap_or_else(EventsFormat::default_for_stderr)
     };
-    crate::logging::init(match format {
-        EventsFormat::View | EventsFormat::None => "warn,flw::pool=off",
-        _ => "info,flw::pool=off",
-    });
+    let held = crate::logging::init_with(
+        match format {
+            EventsFormat::View | EventsFormat::None => "warn,flw::pool=off",
+            _ => "info,flw::pool=off",
+        },
+        &[],
+    );
     let shared = super::json_object(&args.json, "the initial shared store", r#"{"query": "hi"}"#)?;
-    let mut config = super::config_for_target(&args.target)?;
+    let mut config = args.target.load()?;
     for pool in &mut config.pools {
         if let Some(g) = args.cancel_grace {
             pool.cancel_grace = g;
@@ -70,18 +68,19 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             pool.max_workers = n.max(1);
             pool.min_workers = pool.min_workers.min(pool.max_workers);
         }
-        super::apply_env(pool, &args.env);
     }
     let router = Router::start(config);
     let plan = match router.plan(&args.flow).await {
         Ok(plan) => plan,
         Err(e) => {
             router.shutdown(Duration::ZERO).await;
+            held.discard(); // the error shows the end of the worker's stderr
             eprintln!("error: {e}");
             return Ok(ExitCode::from(super::EXIT_USAGE));
         }
     };
 
+    held.release();
     let cancel = CancellationToken::new();
     let (tx, mut rx) = mpsc::unbounded_channel();
     let printer = tokio::spawn(async move {

@@ -386,8 +386,9 @@ impl View {
 
 fn summary(flow: &str, status: RunStatus, steps: u64, ms: u64, error: Option<&RunError>) -> String {
     let mut s = format!(
-        "flow {flow} {} after {steps} steps in {}",
+        "flow {flow} {} after {} in {}",
         status.as_str(),
+        crate::plural::count(steps, "step", "steps"),
         fmt_ms(ms)
     );
     if let (RunStatus::Cancelled, Some(e)) = (status, error) {

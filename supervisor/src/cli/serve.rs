@@ -149,7 +149,10 @@ fn token(c: &ServeConfig) -> anyhow::Result<Option<String>> {
         anyhow::bail!("{source} is empty: put the bearer token in it");
     }
     if token.len() < 16 {
-        anyhow::bail!("the token in {source} is {} characters long: use at least 16 (e.g. openssl rand -hex 32)", token.len());
+        anyhow::bail!(
+            "the token in {source} is {} long: use at least 16 (e.g. openssl rand -hex 32)",
+            crate::plural::count(token.chars().count() as u64, "character", "characters")
+        );
     }
     if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
         anyhow::bail!(

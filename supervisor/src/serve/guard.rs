@@ -224,8 +224,8 @@ impl ClientLimits {
                 StatusCode::TOO_MANY_REQUESTS,
                 "overloaded",
                 format!(
-                    "client {client} already has {} requests in flight (client_limit in the [serve] table of flw.toml)",
-                    self.per_client
+                    "client {client} already has {} in flight (client_limit in the [serve] table of flw.toml)",
+                    crate::plural::count(self.per_client as u64, "request", "requests")
                 ),
             )
             .with_header(header::RETRY_AFTER, "1")

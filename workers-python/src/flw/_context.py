@@ -122,7 +122,8 @@ class Context:
             raise ValueError(f"log level must be one of {', '.join(LOG_LEVELS)}, not {level!r}")
         text = str(message)
         if len(text) > _MAX_LOG_CHARS:
-            text = text[:_MAX_LOG_CHARS] + f"... [{len(text) - _MAX_LOG_CHARS} characters cut]"
+            cut = len(text) - _MAX_LOG_CHARS
+            text = text[:_MAX_LOG_CHARS] + f"... [{cut} character{'' if cut == 1 else 's'} cut]"
         if self._emit is None:
             _log(level, "%s", text)
         else:

@@ -82,13 +82,9 @@ def load_script(path: str, argv: Sequence[str] = ()) -> int | None:
         return 1
     except BaseException as exc:
         sys.modules.pop(name, None)
-        tb = exc.__traceback__
-        while tb is not None and tb.tb_frame.f_code.co_filename != full:
-            tb = tb.tb_next
-        import traceback
+        from ._load_error import load_failure
 
-        text = "".join(traceback.format_exception(type(exc), exc, tb))
-        sys.stderr.write(f"flw: cannot load {path}: the script raised an exception\n{text}")
+        sys.stderr.write(f"flw: cannot load {path}: {load_failure(exc, full)}")
         return 1
     finally:
         _loading_script = False
