@@ -52,11 +52,14 @@ def test_empty_parentheses_work() -> None:
 
 def test_public_api() -> None:
     assert set(flw.__all__) == {
+        "AsyncBatchFlow",
         "AsyncBatchNode",
         "AsyncFlow",
         "AsyncNode",
+        "AsyncParallelBatchFlow",
         "AsyncParallelBatchNode",
         "BaseNode",
+        "BatchFlow",
         "BatchNode",
         "Context",
         "Flow",
