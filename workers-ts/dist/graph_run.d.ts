@@ -8,11 +8,16 @@
  *
  * The in-process runner follows GRAPHS.md: one visit per node (counted
  * against `maxSteps`), `retries` with doubling `backoff` and a `timeout`
- * per attempt, a failed attempt's changes undone, the fallback after the
- * last failure, batch items at once (`limit` in flight), parallel branches
- * on copies of the store merged in listed order; the graph-run vectors
- * (protocol/vectors/graph_runs.json) hold it to the supervisor's runner. It
- * changes the caller's store in place.
+ * per attempt, the fallback after the last failure, batch items at once
+ * (`limit` in flight), parallel branches on copies of the store merged in
+ * listed order; the graph-run vectors
+ * (protocol/vectors/graph_runs.json) hold it to the supervisor's runner.
+ *
+ * Each phase works on a copy of the store (plain objects and arrays are
+ * copied; other values, such as class instances, are shared), and what it
+ * changed (by top-level key) goes into the caller's store when it returns:
+ * a failed or timed-out attempt's changes are dropped, even those it makes
+ * after it was abandoned.
  */
 import { type Context } from "./context.js";
 import { type AnyNode, type RunOptions, type Shared, type WorkerNode } from "./graph.js";

@@ -8,11 +8,16 @@
  *
  * The in-process runner follows GRAPHS.md: one visit per node (counted
  * against `maxSteps`), `retries` with doubling `backoff` and a `timeout`
- * per attempt, a failed attempt's changes undone, the fallback after the
- * last failure, batch items at once (`limit` in flight), parallel branches
- * on copies of the store merged in listed order; the graph-run vectors
- * (protocol/vectors/graph_runs.json) hold it to the supervisor's runner. It
- * changes the caller's store in place.
+ * per attempt, the fallback after the last failure, batch items at once
+ * (`limit` in flight), parallel branches on copies of the store merged in
+ * listed order; the graph-run vectors
+ * (protocol/vectors/graph_runs.json) hold it to the supervisor's runner.
+ *
+ * Each phase works on a copy of the store (plain objects and arrays are
+ * copied; other values, such as class instances, are shared), and what it
+ * changed (by top-level key) goes into the caller's store when it returns:
+ * a failed or timed-out attempt's changes are dropped, even those it makes
+ * after it was abandoned.
  */
 import { CallContext, currentCall, runInCall } from "./context.js";
 import { errorText } from "./error_text.js";
@@ -70,19 +75,54 @@ function diff(before, shared) {
     }
     return { set, delete: gone };
 }
-/** Put the store back as `before` held it (a failed attempt's changes undone). */
-function restore(shared, before) {
-    const now = shared;
-    for (const key of Object.keys(now)) {
-        if (!before.has(key))
-            delete now[key];
+/** Apply `changes` to `target`. */
+function apply(changes, target) {
+    const obj = target;
+    for (const [key, value] of changes.set)
+        setOwn(obj, key, value);
+    for (const key of changes.delete)
+        delete obj[key];
+}
+/** What turned `before` into `after`, by top-level key. */
+function between(before, after) {
+    return diff(snapshot(before), after);
+}
+function isPlainObject(value) {
+    if (typeof value !== "object" || value === null || Array.isArray(value))
+        return false;
+    const proto = Object.getPrototypeOf(value);
+    return proto === Object.prototype || proto === null;
+}
+/** A copy of the store's own members, made by `copyValue`. */
+function copyStore(shared) {
+    const seen = new Map();
+    const out = {};
+    for (const [key, value] of Object.entries(shared))
+        setOwn(out, key, copyValue(value, seen));
+    return out;
+}
+/** Plain objects and arrays copied all the way down (cycles kept); anything else is shared. */
+function copyValue(value, seen) {
+    if (typeof value !== "object" || value === null)
+        return value;
+    const known = seen.get(value);
+    if (known !== undefined)
+        return known;
+    if (Array.isArray(value)) {
+        const out = new Array(value.length);
+        seen.set(value, out);
+        value.forEach((v, i) => {
+            out[i] = copyValue(v, seen);
+        });
+        return out;
     }
-    for (const [key, held] of before) {
-        const has = Object.prototype.hasOwnProperty.call(now, key);
-        if (has && same(held, now[key]))
-            continue;
-        setOwn(now, key, held.text === undefined ? held.value : JSON.parse(held.text));
-    }
+    if (!isPlainObject(value))
+        return value;
+    const out = Object.create(Object.getPrototypeOf(value));
+    seen.set(value, out);
+    for (const [key, v] of Object.entries(value))
+        setOwn(out, key, copyValue(v, seen));
+    return out;
 }
 /** The phases a node answers: `run` (and `fallback`) or, for a batch node, `prep`, `exec`, `post` (and `fallback`). */
 export function phasesOf(node) {
@@ -292,6 +332,19 @@ function contextFor(state, name, signal) {
 function warn(state, message) {
     void contextFor(state, undefined, state.signal).warning(message);
 }
+function shallowCopy(shared) {
+    const out = {};
+    for (const [key, value] of Object.entries(shared))
+        setOwn(out, key, value);
+    return out;
+}
+/** Run `body` on a copy of `store`; its value and its changes to the copy. */
+async function onCopy(store, body) {
+    const before = snapshot(store);
+    const work = copyStore(store);
+    const value = await body(work);
+    return { value, changes: diff(before, work) };
+}
 /** `run()` of any node: the graph under it, in this process, on `shared`. */
 export async function runGraph(root, shared, options) {
     if (typeof shared !== "object" || shared === null || Array.isArray(shared)) {
@@ -332,6 +385,7 @@ async function visit(node, shared, state, path) {
         return runNode(node, shared, state, path);
     throw new TypeError(`${path} is not a node, flow or parallel`);
 }
+/** Walk `flow` from its start; the last node's action. */
 async function runFlow(flow, shared, state, path) {
     let current = flow.start;
     let action;
@@ -350,40 +404,30 @@ async function runFlow(flow, shared, state, path) {
     return action;
 }
 async function runParallel(par, shared, state, path) {
-    const before = snapshot(shared);
-    const copies = par.branches.map(() => {
-        try {
-            return structuredClone(shared);
-        }
-        catch (err) {
-            throw new TypeError(`parallel ${path}: the shared store cannot be copied for its branches: ${errorText(err)}`);
-        }
-    });
-    await allOrFirstFailure(par.branches.length, par.options.limit, state, (i, branchState) => {
+    const before = shallowCopy(shared);
+    const copies = await allOrFirstFailure(par.branches.length, par.options.limit, state, async (i, branchState) => {
         const branch = par.branches[i];
-        return visit(branch, copies[i], branchState, `${path}/${labelOf(branch)}`);
+        const copy = copyStore(before);
+        await visit(branch, copy, branchState, `${path}/${labelOf(branch)}`);
+        return copy;
     });
-    const target = shared;
-    const touched = new Map();
+    const merged = shallowCopy(before);
+    const touched = new Set();
     const clashes = new Set();
-    copies.forEach((copy, i) => {
-        const changes = diff(before, copy);
-        for (const [key, value] of changes.set) {
-            setOwn(target, key, value);
+    for (const copy of copies) {
+        // In listed order: a key two branches change ends as the later one left it.
+        const changes = between(before, copy);
+        for (const key of [...changes.set.map(([k]) => k), ...changes.delete]) {
             if (touched.has(key))
                 clashes.add(key);
-            touched.set(key, i);
+            touched.add(key);
         }
-        for (const key of changes.delete) {
-            delete target[key];
-            if (touched.has(key))
-                clashes.add(key);
-            touched.set(key, i);
-        }
-    });
+        apply(changes, merged);
+    }
     if (clashes.size > 0) {
         warn(state, `parallel ${path}: more than one branch changed ${[...clashes].join(", ")}; the later-listed branch won`);
     }
+    apply(between(before, merged), shared);
     return undefined;
 }
 /**
@@ -420,34 +464,49 @@ async function allOrFirstFailure(total, limit, state, one) {
         throw failures[0];
     return values;
 }
-/** A function, class or batch node: its phases with retries, backoff, timeouts, then its fallback. */
+/**
+ * A function or class node: `run` with retries, backoff and timeouts, then
+ * its fallback; a batch node: `prep`, each item's `exec`, `post`, each with
+ * them. The changes go into the store when the node has succeeded.
+ */
 async function runNode(node, shared, state, path) {
     const name = labelOf(node);
-    try {
-        if (!(node instanceof BatchNode)) {
-            return await attempts(node, shared, state, path, (ctx) => runOnce(node, shared, ctx, name));
-        }
-        const items = await attempts(node, shared, state, path, () => batchPrep(node, shared, name));
+    const phase = (store, body) => () => onCopy(store, body);
+    if (node instanceof BatchNode) {
+        // As the supervisor: no fallback phase (execFallback applies per item, within exec).
+        const prep = await attempts(node, state, path, phase(shared, (work) => batchPrep(node, work, name)));
+        const items = prep.value;
         // The items at once, at most `limit` in flight, as the supervisor spreads them.
-        const results = await allOrFirstFailure(items.length, node.options.limit, state, (i, itemState) => attempts(node, undefined, itemState, `${path}[${i}]`, () => batchExec(node, items[i])));
-        return await attempts(node, shared, state, path, () => batchPost(node, shared, items, results, name));
+        const results = await allOrFirstFailure(items.length, node.options.limit, state, (i, itemState) => attempts(node, itemState, `${path}[${i}]`, () => batchExec(node, items[i])));
+        const postStore = shallowCopy(shared);
+        apply(prep.changes, postStore);
+        const post = await attempts(node, state, path, phase(postStore, (work) => batchPost(node, work, items, results, name)));
+        apply(prep.changes, shared);
+        apply(post.changes, shared);
+        return post.value;
+    }
+    let done;
+    try {
+        done = await attempts(node, state, path, (ctx) => phase(shared, (work) => runOnce(node, work, ctx, name))());
     }
     catch (err) {
         if (state.signal.aborted || !(err instanceof NodeError) || !hasFallback(node) || err.kind === "max_steps")
             throw err;
-        return await attempts(node, shared, state, path, (ctx) => fallbackOnce(node, shared, err, ctx, name), 0);
+        done = await attempts(node, state, path, (ctx) => phase(shared, (work) => fallbackOnce(node, work, err, ctx, name))(), 0);
     }
+    apply(done.changes, shared);
+    return done.value;
 }
 /**
  * Run `body` with the node's retries, each attempt under its timeout and
- * inside a call scope; a failed attempt's changes to `shared` are undone.
- * Throws a NodeError after the last failure (or the reason the run stopped).
+ * inside a call scope. Throws a NodeError after the last failure (or the
+ * reason the run stopped). An attempt that is abandoned (timed out,
+ * stopped) runs on if it ignores its signal; what it gives is dropped.
  */
-async function attempts(node, shared, state, path, body, retries = node.options.retries ?? 0) {
+async function attempts(node, state, path, body, retries = node.options.retries ?? 0) {
     const backoff = node.options.backoff ?? DEFAULT_BACKOFF_MS;
     const timeout = node.options.timeout;
     for (let attempt = 1;; attempt++) {
-        const before = shared === undefined ? undefined : snapshot(shared);
         const { controller, dispose } = linked(state.signal);
         let timer;
         if (timeout !== undefined) {
@@ -459,8 +518,6 @@ async function attempts(node, shared, state, path, body, retries = node.options.
             return await untilAborted(() => runInCall(scope, () => body(ctx)), controller.signal);
         }
         catch (err) {
-            if (before !== undefined && shared !== undefined)
-                restore(shared, before);
             if (state.signal.aborted)
                 throw stopped(state.signal, path);
             const error = err instanceof NodeError && timeouts.has(err)

@@ -8,11 +8,16 @@
  *
  * The in-process runner follows GRAPHS.md: one visit per node (counted
  * against `maxSteps`), `retries` with doubling `backoff` and a `timeout`
- * per attempt, a failed attempt's changes undone, the fallback after the
- * last failure, batch items at once (`limit` in flight), parallel branches
- * on copies of the store merged in listed order; the graph-run vectors
- * (protocol/vectors/graph_runs.json) hold it to the supervisor's runner. It
- * changes the caller's store in place.
+ * per attempt, the fallback after the last failure, batch items at once
+ * (`limit` in flight), parallel branches on copies of the store merged in
+ * listed order; the graph-run vectors
+ * (protocol/vectors/graph_runs.json) hold it to the supervisor's runner.
+ *
+ * Each phase works on a copy of the store (plain objects and arrays are
+ * copied; other values, such as class instances, are shared), and what it
+ * changed (by top-level key) goes into the caller's store when it returns:
+ * a failed or timed-out attempt's changes are dropped, even those it makes
+ * after it was abandoned.
  */
 
 import { CallContext, type CallScope, type Context, currentCall, runInCall } from "./context.js";
@@ -103,17 +108,50 @@ function diff(before: Snapshot, shared: Shared): Diff {
   return { set, delete: gone };
 }
 
-/** Put the store back as `before` held it (a failed attempt's changes undone). */
-function restore(shared: Shared, before: Snapshot): void {
-  const now = shared as Record<string, unknown>;
-  for (const key of Object.keys(now)) {
-    if (!before.has(key)) delete now[key];
+/** Apply `changes` to `target`. */
+function apply(changes: Diff, target: Shared): void {
+  const obj = target as Record<string, unknown>;
+  for (const [key, value] of changes.set) setOwn(obj, key, value);
+  for (const key of changes.delete) delete obj[key];
+}
+
+/** What turned `before` into `after`, by top-level key. */
+function between(before: Shared, after: Shared): Diff {
+  return diff(snapshot(before), after);
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return false;
+  const proto: unknown = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+}
+
+/** A copy of the store's own members, made by `copyValue`. */
+function copyStore(shared: Shared): Shared {
+  const seen = new Map<object, unknown>();
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(shared)) setOwn(out, key, copyValue(value, seen));
+  return out;
+}
+
+/** Plain objects and arrays copied all the way down (cycles kept); anything else is shared. */
+function copyValue(value: unknown, seen: Map<object, unknown>): unknown {
+  if (typeof value !== "object" || value === null) return value;
+  const known = seen.get(value);
+  if (known !== undefined) return known;
+  if (Array.isArray(value)) {
+    const out: unknown[] = new Array<unknown>(value.length);
+    seen.set(value, out);
+    value.forEach((v: unknown, i) => {
+      out[i] = copyValue(v, seen);
+    });
+    return out;
   }
-  for (const [key, held] of before) {
-    const has = Object.prototype.hasOwnProperty.call(now, key);
-    if (has && same(held, now[key])) continue;
-    setOwn(now, key, held.text === undefined ? held.value : JSON.parse(held.text));
-  }
+  if (!isPlainObject(value)) return value;
+  const out = Object.create(Object.getPrototypeOf(value) as object | null) as Record<string, unknown>;
+  seen.set(value, out);
+  for (const [key, v] of Object.entries(value)) setOwn(out, key, copyValue(v, seen));
+  return out;
 }
 
 // ---------------------------------------------------------------------------
@@ -372,6 +410,26 @@ function warn(state: RunState, message: string): void {
   void contextFor(state, undefined, state.signal).warning(message);
 }
 
+function shallowCopy(shared: Shared): Shared {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(shared)) setOwn(out, key, value);
+  return out;
+}
+
+/** What a phase gave, and what it changed in the store it got. */
+interface Done<T> {
+  readonly value: T;
+  readonly changes: Diff;
+}
+
+/** Run `body` on a copy of `store`; its value and its changes to the copy. */
+async function onCopy<T>(store: Shared, body: (work: Shared) => Promise<T>): Promise<Done<T>> {
+  const before = snapshot(store);
+  const work = copyStore(store);
+  const value = await body(work);
+  return { value, changes: diff(before, work) };
+}
+
 /** `run()` of any node: the graph under it, in this process, on `shared`. */
 export async function runGraph(root: AnyNode, shared: Shared, options: RunOptions): Promise<string | undefined> {
   if (typeof shared !== "object" || shared === null || Array.isArray(shared)) {
@@ -408,6 +466,7 @@ async function visit(node: AnyNode, shared: Shared, state: RunState, path: strin
   throw new TypeError(`${path} is not a node, flow or parallel`);
 }
 
+/** Walk `flow` from its start; the last node's action. */
 async function runFlow(flow: Flow, shared: Shared, state: RunState, path: string): Promise<string | undefined> {
   let current: AnyNode | undefined = flow.start;
   let action: string | undefined;
@@ -427,37 +486,29 @@ async function runFlow(flow: Flow, shared: Shared, state: RunState, path: string
 }
 
 async function runParallel(par: Parallel, shared: Shared, state: RunState, path: string): Promise<string | undefined> {
-  const before = snapshot(shared);
-  const copies = par.branches.map(() => {
-    try {
-      return structuredClone(shared);
-    } catch (err) {
-      throw new TypeError(`parallel ${path}: the shared store cannot be copied for its branches: ${errorText(err)}`);
-    }
-  });
-  await allOrFirstFailure(par.branches.length, par.options.limit, state, (i, branchState) => {
+  const before = shallowCopy(shared);
+  const copies = await allOrFirstFailure(par.branches.length, par.options.limit, state, async (i, branchState) => {
     const branch = par.branches[i] as AnyNode;
-    return visit(branch, copies[i] as Shared, branchState, `${path}/${labelOf(branch)}`);
+    const copy = copyStore(before);
+    await visit(branch, copy, branchState, `${path}/${labelOf(branch)}`);
+    return copy;
   });
-  const target = shared as Record<string, unknown>;
-  const touched = new Map<string, number>();
+  const merged = shallowCopy(before);
+  const touched = new Set<string>();
   const clashes = new Set<string>();
-  copies.forEach((copy, i) => {
-    const changes = diff(before, copy);
-    for (const [key, value] of changes.set) {
-      setOwn(target, key, value);
+  for (const copy of copies) {
+    // In listed order: a key two branches change ends as the later one left it.
+    const changes = between(before, copy);
+    for (const key of [...changes.set.map(([k]) => k), ...changes.delete]) {
       if (touched.has(key)) clashes.add(key);
-      touched.set(key, i);
+      touched.add(key);
     }
-    for (const key of changes.delete) {
-      delete target[key];
-      if (touched.has(key)) clashes.add(key);
-      touched.set(key, i);
-    }
-  });
+    apply(changes, merged);
+  }
   if (clashes.size > 0) {
     warn(state, `parallel ${path}: more than one branch changed ${[...clashes].join(", ")}; the later-listed branch won`);
   }
+  apply(between(before, merged), shared);
   return undefined;
 }
 
@@ -497,33 +548,48 @@ async function allOrFirstFailure<T>(
   return values;
 }
 
-/** A function, class or batch node: its phases with retries, backoff, timeouts, then its fallback. */
+/**
+ * A function or class node: `run` with retries, backoff and timeouts, then
+ * its fallback; a batch node: `prep`, each item's `exec`, `post`, each with
+ * them. The changes go into the store when the node has succeeded.
+ */
 async function runNode(node: WorkerNode, shared: Shared, state: RunState, path: string): Promise<string | undefined> {
   const name = labelOf(node);
-  try {
-    if (!(node instanceof BatchNode)) {
-      return await attempts(node, shared, state, path, (ctx) => runOnce(node, shared, ctx, name));
-    }
-    const items = await attempts(node, shared, state, path, () => batchPrep(node, shared, name));
+  const phase = <T>(store: Shared, body: (work: Shared) => Promise<T>) => (): Promise<Done<T>> => onCopy(store, body);
+  if (node instanceof BatchNode) {
+    // As the supervisor: no fallback phase (execFallback applies per item, within exec).
+    const prep = await attempts(node, state, path, phase(shared, (work) => batchPrep(node, work, name)));
+    const items = prep.value;
     // The items at once, at most `limit` in flight, as the supervisor spreads them.
     const results = await allOrFirstFailure(items.length, node.options.limit, state, (i, itemState) =>
-      attempts(node, undefined, itemState, `${path}[${i}]`, () => batchExec(node, items[i])),
+      attempts(node, itemState, `${path}[${i}]`, () => batchExec(node, items[i])),
     );
-    return await attempts(node, shared, state, path, () => batchPost(node, shared, items, results, name));
+    const postStore = shallowCopy(shared);
+    apply(prep.changes, postStore);
+    const post = await attempts(node, state, path, phase(postStore, (work) => batchPost(node, work, items, results, name)));
+    apply(prep.changes, shared);
+    apply(post.changes, shared);
+    return post.value;
+  }
+  let done: Done<string | undefined>;
+  try {
+    done = await attempts(node, state, path, (ctx) => phase(shared, (work) => runOnce(node, work, ctx, name))());
   } catch (err) {
     if (state.signal.aborted || !(err instanceof NodeError) || !hasFallback(node) || err.kind === "max_steps") throw err;
-    return await attempts(node, shared, state, path, (ctx) => fallbackOnce(node, shared, err, ctx, name), 0);
+    done = await attempts(node, state, path, (ctx) => phase(shared, (work) => fallbackOnce(node, work, err, ctx, name))(), 0);
   }
+  apply(done.changes, shared);
+  return done.value;
 }
 
 /**
  * Run `body` with the node's retries, each attempt under its timeout and
- * inside a call scope; a failed attempt's changes to `shared` are undone.
- * Throws a NodeError after the last failure (or the reason the run stopped).
+ * inside a call scope. Throws a NodeError after the last failure (or the
+ * reason the run stopped). An attempt that is abandoned (timed out,
+ * stopped) runs on if it ignores its signal; what it gives is dropped.
  */
 async function attempts<T>(
   node: GraphNode<Shared>,
-  shared: Shared | undefined,
   state: RunState,
   path: string,
   body: (ctx: Context) => T | Promise<T>,
@@ -532,7 +598,6 @@ async function attempts<T>(
   const backoff = node.options.backoff ?? DEFAULT_BACKOFF_MS;
   const timeout = node.options.timeout;
   for (let attempt = 1; ; attempt++) {
-    const before = shared === undefined ? undefined : snapshot(shared);
     const { controller, dispose } = linked(state.signal);
     let timer: NodeJS.Timeout | undefined;
     if (timeout !== undefined) {
@@ -546,7 +611,6 @@ async function attempts<T>(
       const scope = { context: ctx, children: state.outer?.children };
       return await untilAborted(() => runInCall(scope, () => body(ctx)), controller.signal);
     } catch (err) {
-      if (before !== undefined && shared !== undefined) restore(shared, before);
       if (state.signal.aborted) throw stopped(state.signal, path);
       const error =
         err instanceof NodeError && timeouts.has(err)
