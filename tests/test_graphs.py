@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, McpPipe, alive, run_flw, start_flw, wait_until
+from conftest import FIXTURES, ROOT, McpPipe, alive, run_flw, start_flw, wait_until
 
 GRAPHS = FIXTURES / "graphs"
 FLOWS = GRAPHS / "flows.py"
 PATTERNS = GRAPHS / "patterns.py"
+TS_BATCH_FLOWS = GRAPHS / "batch_flows.mjs"
 
 
 def events_of(stderr: str) -> list[dict]:
@@ -268,6 +269,15 @@ def test_mcp_cancel_of_a_flow_kills_its_calls(tmp_path):
     ],
 )
 def test_same_nodes_and_store_as_pocketflow(flow, store):
+    expected = run_pocketflow(flow, store)
+    code, got, events, stderr = run_flow(PATTERNS, flow, store, "--instances", "2")
+    assert code == 0, stderr
+    assert visited(events) == expected["sequence"]
+    assert got == expected["shared"]
+
+
+def run_pocketflow(flow: str, store: dict) -> dict:
+    """The sequence of nodes and the final store when the pocketflow package runs patterns.py's `flow`."""
     pocket = subprocess.run(
         [sys.executable, str(GRAPHS / "run_pocketflow.py"), flow, json.dumps(store)],
         capture_output=True,
@@ -275,8 +285,53 @@ def test_same_nodes_and_store_as_pocketflow(flow, store):
         timeout=60,
         check=True,
     )
-    expected = json.loads(pocket.stdout)
-    code, got, events, stderr = run_flow(PATTERNS, flow, store, "--instances", "2")
+    return json.loads(pocket.stdout)
+
+
+def run_in_node(script: Path, flow: str, store: dict) -> dict:
+    """The final store when `flow` of a TypeScript-SDK script runs in-process (`flow.run`) in node."""
+    code = (
+        'import { register } from "node:module";'
+        "register(process.argv[1]);"
+        "const flows = await import(process.argv[2]);"
+        "const shared = JSON.parse(process.argv[4]);"
+        "await flows[process.argv[3]].run(shared);"
+        "process.stdout.write(JSON.stringify(shared));"
+    )
+    resolve = (ROOT / "workers-ts" / "dist" / "resolve.js").as_uri()
+    p = subprocess.run(
+        ["node", "--input-type=module", "-e", code, resolve, script.as_uri(), flow, json.dumps(store)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
+def test_a_typescript_batch_flow_runs_under_flw_as_pocketflow_and_in_process():
+    store = {"inputs": {"b": 2, "a": 1, "c": 3}}
+    expected = run_pocketflow("batch_flow", store)
+    code, got, events, stderr = run_flow(TS_BATCH_FLOWS, "batch_flow", store, "--instances", "2")
     assert code == 0, stderr
     assert visited(events) == expected["sequence"]
     assert got == expected["shared"]
+    started = [(e["path"], e["kind"]) for e in events if e["event"] == "node_started"]
+    assert ("batch_flow/per_key", "batch_flow") in started
+    assert ("batch_flow/per_key[2]/tally", "node") in started
+    runs = [e["path"] for e in events if e["event"] == "item_finished"]
+    assert runs == [f"batch_flow/per_key[{i}]" for i in range(3)]
+    assert run_in_node(TS_BATCH_FLOWS, "batch_flow", store) == got
+
+
+def test_the_runs_of_a_typescript_parallel_batch_flow_overlap_on_one_store():
+    store = {"ids": [1, 2, 3]}
+    code, got, events, stderr = run_flow(TS_BATCH_FLOWS, "overlapping", store)
+    assert code == 0, stderr
+    # Each run added its member to the one object, none lost.
+    assert got == {"ids": [1, 2, 3], "squares": {"1": 1, "2": 4, "3": 9}, "count": 3}
+    # Run 0 waits 400 ms; with two runs at once, runs 1 and 2 finish before it.
+    done = [e["path"] for e in events if e["event"] == "item_finished"]
+    assert sorted(done) == ["overlapping[0]", "overlapping[1]", "overlapping[2]"]
+    assert done[-1] == "overlapping[0]", done
+    assert run_in_node(TS_BATCH_FLOWS, "overlapping", store) == got

@@ -7,7 +7,8 @@
  * into `prep`, `exec` (retried in-process, with `execFallback`) and `post`;
  * a `BatchNode` runs `exec` once per item. `flow()` wires nodes into a
  * graph that is itself a node; `parallel()` runs branches on copies of the
- * store and merges them.
+ * store and merges them; a `BatchFlow` runs its graph once per parameter
+ * set, its nodes reading the set in `this.params` (PocketFlow's batch flows).
  *
  * The worker announces the nodes and the flows a script exports
  * (`graph_manifest.ts`) and runs one phase of a node per `node` message;
@@ -35,6 +36,11 @@ import { type Context } from "./context.js";
  * `node<MyStore>(...)`, `class X extends Node<MyStore>`.
  */
 export type Shared = Record<string, any>;
+/**
+ * PocketFlow's `params`: what the batch flows around a node set for one run
+ * of their graph (a parameter set), as class nodes read it in `this.params`.
+ */
+export type Params = Record<string, any>;
 /** What a node returns: the action that picks the next edge, or nothing for `"default"`. */
 export type Action = string | null | undefined | void;
 /** A node of any store type (what successors and branches hold). */
@@ -69,6 +75,13 @@ export declare class NodeError extends Error {
         cause?: unknown;
     });
 }
+/** The parameters of the phase running now, and the node they are for (see {@link GraphNode.params}). */
+export declare const paramsScope: AsyncLocalStorage<{
+    readonly node: AnyNode;
+    readonly params: Params;
+}>;
+/** What `setParams` set on `node` (`{}` if nothing), whatever phase runs now. */
+export declare function ownParamsOf(node: AnyNode): Params;
 /** What every node, flow and parallel fan-out has: a name, successors, `run()`. */
 export declare abstract class GraphNode<S extends object = Shared> {
     /** The name given with the `name` option; else the worker names it by its export, function or class name. */
@@ -83,6 +96,16 @@ export declare abstract class GraphNode<S extends object = Shared> {
         readonly name?: string;
         readonly description?: string;
     });
+    /**
+     * PocketFlow's `params`. In a phase of this node: the parameters of the
+     * batch flows it runs in (for a batch flow's own `prep` and `post`, what
+     * `setParams` set with those added over it); elsewhere what `setParams`
+     * set (`{}` by default). A run of this node as the top one starts with
+     * its `setParams` parameters.
+     */
+    get params(): Params;
+    /** Set `params` outside a run (PocketFlow's `set_params`). */
+    setParams(params: Params): void;
     /** The node kind: `node` and `batch` run in a worker; `flow` and `parallel` are run by the graph. */
     abstract get kind(): "node" | "batch" | "flow" | "parallel";
     /**
@@ -228,7 +251,8 @@ export declare class Flow<S extends object = Shared> extends GraphNode<S> {
     readonly start: AnyNode;
     readonly maxSteps: number | undefined;
     readonly deadline: number | undefined;
-    constructor(options: FlowOptions<S>);
+    /** `what` names the constructor in errors (`flow()`, `BatchFlow`). */
+    constructor(options: FlowOptions<S>, what?: string);
     get kind(): "flow";
 }
 /**
@@ -236,6 +260,64 @@ export declare class Flow<S extends object = Shared> extends GraphNode<S> {
  * a node has no edge for it; its action is that last action.
  */
 export declare function flow<S extends object = Shared>(options: FlowOptions<S>): Flow<S>;
+/** What a batch flow's constructor takes: a flow's options, and `limit`. */
+export interface BatchFlowOptions<S extends object = Shared> extends FlowOptions<S> {
+    /** Runs of the graph at once (`AsyncParallelBatchFlow`; default: all). */
+    readonly limit?: number;
+}
+/** What a batch flow's `prep` returns: the parameter sets (`null` or `undefined`: none). */
+export type ParameterSets<P extends Params = Params> = readonly P[] | null | undefined | void;
+/**
+ * PocketFlow's `BatchFlow`: `prep(shared)` returns parameter sets (an array
+ * of objects), the graph runs from `start` once per set, one run after
+ * another on the store, its nodes reading the set (added to the parameters
+ * of the batch flows around it) in `this.params`; then `post(shared,
+ * prepRes, undefined)` returns the flow's action. Every method may be
+ * async. The supervisor runs it too: its `prep` and `post` are a node of
+ * kind `batch_flow` named after the flow (GRAPHS.md, "Batch flows").
+ *
+ * @example
+ * ```ts
+ * class Summarize extends Node {
+ *   override prep(shared: Shared) { return shared.files[this.params.file] as string; }
+ *   override post(shared: Shared, text: string) { (shared.summaries ??= {})[this.params.file] = text.slice(0, 80); }
+ * }
+ * class EachFile extends BatchFlow {
+ *   override prep(shared: Shared) { return Object.keys(shared.files).map((file) => ({ file })); }
+ * }
+ * export const summaries = new EachFile({ start: new Summarize({ name: "summarize" }) });
+ * ```
+ */
+export declare class BatchFlow<S extends object = Shared, P extends Params = Params> extends Flow<S> {
+    /** Runs in flight at once when they overlap (`AsyncParallelBatchFlow`). */
+    readonly limit: number | undefined;
+    constructor(options: BatchFlowOptions<S>, what?: string);
+    /** Whether the runs overlap on the store (`AsyncParallelBatchFlow`) rather than go one after another. */
+    get concurrent(): boolean;
+    /** The parameter sets, one per run of the graph. */
+    prep(_shared: S): ParameterSets<P> | Promise<ParameterSets<P>>;
+    /** After the runs: the flow's action (`execRes` is always `undefined`, as in PocketFlow). */
+    post(_shared: S, _prepRes: P[], _execRes: undefined): Action | Promise<Action>;
+}
+/**
+ * PocketFlow's `AsyncBatchFlow`: a {@link BatchFlow} (whose methods may be
+ * async already), under the name code ported from PocketFlow uses.
+ */
+export declare class AsyncBatchFlow<S extends object = Shared, P extends Params = Params> extends BatchFlow<S, P> {
+    constructor(options: BatchFlowOptions<S>, what?: string);
+}
+/**
+ * PocketFlow's `AsyncParallelBatchFlow`: the runs overlap (at most `limit`
+ * at once) on the one store. Each node works on the store as it was when
+ * the node started, and its changes go in when it finishes: a key another
+ * run changed meanwhile takes this node's value, except that where both
+ * changed an object, the members each changed are kept. The first run that
+ * fails stops the others.
+ */
+export declare class AsyncParallelBatchFlow<S extends object = Shared, P extends Params = Params> extends AsyncBatchFlow<S, P> {
+    constructor(options: BatchFlowOptions<S>, what?: string);
+    get concurrent(): boolean;
+}
 /** What `parallel()` takes besides the branches. */
 export interface ParallelOptions {
     /** The entry's id in a flow document; by default its export name, else `parallel_1`, `parallel_2`, ... */
@@ -258,6 +340,8 @@ export declare class Parallel<S extends object = Shared> extends GraphNode<S> {
 export declare function parallel<S extends object = Shared>(branches: readonly GraphNode<S>[], options?: ParallelOptions): Parallel<S>;
 /** A node a worker runs: a function node, a class node or a batch node. */
 export type WorkerNode = FunctionNode<Shared> | Node<Shared> | BatchNode<Shared>;
+/** What a worker runs one phase of for a `node` message: a worker node, or a batch flow's own `prep` and `post`. */
+export type PhaseNode = WorkerNode | BatchFlow<Shared>;
 /** Whether `value` is a node a worker runs (rather than a flow or a fan-out). */
 export declare function isWorkerNode(value: unknown): value is WorkerNode;
 /** Whether the node has a fallback: a function node's `fallback`, a class node's own `execFallback`. */

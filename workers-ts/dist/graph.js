@@ -7,7 +7,8 @@
  * into `prep`, `exec` (retried in-process, with `execFallback`) and `post`;
  * a `BatchNode` runs `exec` once per item. `flow()` wires nodes into a
  * graph that is itself a node; `parallel()` runs branches on copies of the
- * store and merges them.
+ * store and merges them; a `BatchFlow` runs its graph once per parameter
+ * set, its nodes reading the set in `this.params` (PocketFlow's batch flows).
  *
  * The worker announces the nodes and the flows a script exports
  * (`graph_manifest.ts`) and runs one phase of a node per `node` message;
@@ -85,6 +86,14 @@ function entryOptions(options) {
         out.limit = options.limit;
     return Object.freeze(out);
 }
+/** The parameters of the phase running now, and the node they are for (see {@link GraphNode.params}). */
+export const paramsScope = new AsyncLocalStorage();
+/** What `setParams` set on each node. */
+const ownParams = new WeakMap();
+/** What `setParams` set on `node` (`{}` if nothing), whatever phase runs now. */
+export function ownParamsOf(node) {
+    return ownParams.get(node) ?? {};
+}
 /** What every node, flow and parallel fan-out has: a name, successors, `run()`. */
 export class GraphNode {
     /** The name given with the `name` option; else the worker names it by its export, function or class name. */
@@ -103,6 +112,29 @@ export class GraphNode {
             throw new TypeError(`${what}: description must be a string`);
         this.description = description;
         this.options = entryOptions(options);
+    }
+    /**
+     * PocketFlow's `params`. In a phase of this node: the parameters of the
+     * batch flows it runs in (for a batch flow's own `prep` and `post`, what
+     * `setParams` set with those added over it); elsewhere what `setParams`
+     * set (`{}` by default). A run of this node as the top one starts with
+     * its `setParams` parameters.
+     */
+    get params() {
+        const current = paramsScope.getStore();
+        if (current !== undefined && current.node === this)
+            return current.params;
+        let own = ownParams.get(this);
+        if (own === undefined)
+            ownParams.set(this, (own = {}));
+        return own;
+    }
+    /** Set `params` outside a run (PocketFlow's `set_params`). */
+    setParams(params) {
+        if (typeof params !== "object" || params === null || Array.isArray(params)) {
+            throw new TypeError(`setParams(): params must be an object, got ${Array.isArray(params) ? "an array" : String(params)}`);
+        }
+        ownParams.set(this, params);
     }
     /**
      * Follow `target` after this node returns `action` (default `"default"`).
@@ -267,13 +299,14 @@ export class Flow extends GraphNode {
     start;
     maxSteps;
     deadline;
-    constructor(options) {
+    /** `what` names the constructor in errors (`flow()`, `BatchFlow`). */
+    constructor(options, what = "flow()") {
         if (typeof options !== "object" || options === null)
-            throw new TypeError("flow(): pass { start, ... }");
-        super("flow()", { name: options.name, description: options.description });
-        checkOptions("flow()", { maxSteps: options.maxSteps, deadline: options.deadline });
+            throw new TypeError(`${what}: pass { start, ... }`);
+        super(what, { name: options.name, description: options.description });
+        checkOptions(what, { maxSteps: options.maxSteps, deadline: options.deadline });
         if (!(options.start instanceof GraphNode))
-            throw new TypeError("flow(): start must be a node, flow or parallel");
+            throw new TypeError(`${what}: start must be a node, flow or parallel`);
         this.start = options.start;
         this.maxSteps = options.maxSteps;
         this.deadline = options.deadline;
@@ -288,6 +321,73 @@ export class Flow extends GraphNode {
  */
 export function flow(options) {
     return new Flow(options);
+}
+/**
+ * PocketFlow's `BatchFlow`: `prep(shared)` returns parameter sets (an array
+ * of objects), the graph runs from `start` once per set, one run after
+ * another on the store, its nodes reading the set (added to the parameters
+ * of the batch flows around it) in `this.params`; then `post(shared,
+ * prepRes, undefined)` returns the flow's action. Every method may be
+ * async. The supervisor runs it too: its `prep` and `post` are a node of
+ * kind `batch_flow` named after the flow (GRAPHS.md, "Batch flows").
+ *
+ * @example
+ * ```ts
+ * class Summarize extends Node {
+ *   override prep(shared: Shared) { return shared.files[this.params.file] as string; }
+ *   override post(shared: Shared, text: string) { (shared.summaries ??= {})[this.params.file] = text.slice(0, 80); }
+ * }
+ * class EachFile extends BatchFlow {
+ *   override prep(shared: Shared) { return Object.keys(shared.files).map((file) => ({ file })); }
+ * }
+ * export const summaries = new EachFile({ start: new Summarize({ name: "summarize" }) });
+ * ```
+ */
+export class BatchFlow extends Flow {
+    /** Runs in flight at once when they overlap (`AsyncParallelBatchFlow`). */
+    limit;
+    constructor(options, what = "BatchFlow") {
+        super(options, what);
+        checkOptions(what, { limit: options.limit });
+        this.limit = options.limit;
+    }
+    /** Whether the runs overlap on the store (`AsyncParallelBatchFlow`) rather than go one after another. */
+    get concurrent() {
+        return false;
+    }
+    /** The parameter sets, one per run of the graph. */
+    prep(_shared) {
+        return [];
+    }
+    /** After the runs: the flow's action (`execRes` is always `undefined`, as in PocketFlow). */
+    post(_shared, _prepRes, _execRes) {
+        return undefined;
+    }
+}
+/**
+ * PocketFlow's `AsyncBatchFlow`: a {@link BatchFlow} (whose methods may be
+ * async already), under the name code ported from PocketFlow uses.
+ */
+export class AsyncBatchFlow extends BatchFlow {
+    constructor(options, what = "AsyncBatchFlow") {
+        super(options, what);
+    }
+}
+/**
+ * PocketFlow's `AsyncParallelBatchFlow`: the runs overlap (at most `limit`
+ * at once) on the one store. Each node works on the store as it was when
+ * the node started, and its changes go in when it finishes: a key another
+ * run changed meanwhile takes this node's value, except that where both
+ * changed an object, the members each changed are kept. The first run that
+ * fails stops the others.
+ */
+export class AsyncParallelBatchFlow extends AsyncBatchFlow {
+    constructor(options, what = "AsyncParallelBatchFlow") {
+        super(options, what);
+    }
+    get concurrent() {
+        return true;
+    }
 }
 /** A fan-out: its branches run on copies of the store, merged in listed order. */
 export class Parallel extends GraphNode {

@@ -10,12 +10,13 @@
  * naming where each was found.
  *
  * `hello.nodes`: every exported node and every node an announced flow
- * reaches. `hello.flows`: every exported flow and every named flow nested
- * in one. In a document an entry's id is its name; a named nested flow is
+ * reaches, and for each batch flow its `prep` and `post` as a node of kind
+ * `batch_flow` with the flow's name (its document's `batch.node`).
+ * `hello.flows`: every exported flow and every named flow nested in one. In a document an entry's id is its name; a named nested flow is
  * referenced (`{"flow": "review"}`), an unnamed one is inlined with the id
  * `flow_1`, `flow_2`, ... (an unnamed fan-out: `parallel_1`, ...).
  */
-import { type WorkerNode } from "./graph.js";
+import { type PhaseNode } from "./graph.js";
 import { type NodeKind } from "./protocol.js";
 /** A node object of `hello.nodes`. */
 export interface NodeManifest {
@@ -26,7 +27,7 @@ export interface NodeManifest {
 }
 /** What the worker serves besides tools: nodes by name, their manifest, and the flow documents. */
 export interface Graph {
-    readonly nodes: ReadonlyMap<string, WorkerNode>;
+    readonly nodes: ReadonlyMap<string, PhaseNode>;
     readonly manifest: readonly NodeManifest[];
     readonly flows: readonly Record<string, unknown>[];
 }

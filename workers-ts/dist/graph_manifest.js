@@ -10,18 +10,23 @@
  * naming where each was found.
  *
  * `hello.nodes`: every exported node and every node an announced flow
- * reaches. `hello.flows`: every exported flow and every named flow nested
- * in one. In a document an entry's id is its name; a named nested flow is
+ * reaches, and for each batch flow its `prep` and `post` as a node of kind
+ * `batch_flow` with the flow's name (its document's `batch.node`).
+ * `hello.flows`: every exported flow and every named flow nested in one. In a document an entry's id is its name; a named nested flow is
  * referenced (`{"flow": "review"}`), an unnamed one is inlined with the id
  * `flow_1`, `flow_2`, ... (an unnamed fan-out: `parallel_1`, ...).
  */
-import { BatchNode, Flow, FunctionNode, GraphNode, Parallel, hasFallback, isWorkerNode, labelOf, resolvedNames, } from "./graph.js";
+import { BatchFlow, BatchNode, Flow, FunctionNode, GraphNode, Parallel, hasFallback, isWorkerNode, labelOf, resolvedNames, } from "./graph.js";
 import { isValidToolName } from "./protocol.js";
 /** An empty graph (a script without nodes). */
 export const NO_GRAPH = { nodes: new Map(), manifest: [], flows: [] };
 function describeNode(node) {
     if (node instanceof FunctionNode)
         return node.fn.name ? `the function node of ${node.fn.name}()` : "a function node";
+    if (node instanceof BatchFlow) {
+        const cls = node.constructor.name;
+        return cls && cls !== "BatchFlow" && cls !== "AsyncBatchFlow" && cls !== "AsyncParallelBatchFlow" ? `the batch flow ${cls}` : "a batch flow";
+    }
     if (node instanceof Flow)
         return "a flow";
     if (node instanceof Parallel)
@@ -130,6 +135,18 @@ class Collector {
             entry.fallback = true;
         this.manifest.push(entry);
         return name;
+    }
+    /** Add a batch flow's `prep` and `post` to the manifest as the node `name` of kind `batch_flow` (once). */
+    registerBatchFlow(flow, name, where) {
+        const other = this.nodes.get(name);
+        if (other?.node === flow)
+            return;
+        if (other !== undefined) {
+            throw new Error(`batch flow ${JSON.stringify(name)} (${where}) needs a node of its name for its prep and post, ` +
+                `but ${describeNode(other.node)} (${other.where}) has it; rename one of them`);
+        }
+        this.nodes.set(name, { node: flow, where });
+        this.manifest.push({ name, kind: "batch_flow", description: flow.description });
     }
     /** Add a named flow to `hello.flows` (once); returns its name, or `undefined` for an unnamed flow. */
     announce(flow, where) {
@@ -250,6 +267,13 @@ class Collector {
         const doc = { name };
         if (flow.description)
             doc["description"] = flow.description;
+        if (flow instanceof BatchFlow) {
+            this.registerBatchFlow(flow, name, within);
+            const batch = { node: name, concurrent: flow.concurrent };
+            if (flow.limit !== undefined)
+                batch["limit"] = flow.limit;
+            doc["batch"] = batch;
+        }
         doc["start"] = ids.get(flow.start);
         doc["nodes"] = nodes;
         doc["edges"] = edges;

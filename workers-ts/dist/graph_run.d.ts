@@ -8,14 +8,20 @@
  *
  * The in-process runner follows GRAPHS.md: one visit per node (counted
  * against `maxSteps`), `retries` with doubling `backoff` and a `timeout`
- * per attempt, a failed attempt's changes undone, the fallback after the
- * last failure, batch items at once (`limit` in flight), parallel branches
- * on copies of the store merged in listed order; the graph-run vectors
- * (protocol/vectors/graph_runs.json) hold it to the supervisor's runner. It
- * changes the caller's store in place.
+ * per attempt, the fallback after the last failure, batch items at once
+ * (`limit` in flight), parallel branches on copies of the store merged in
+ * listed order, batch flows once per parameter set (overlapping for
+ * `AsyncParallelBatchFlow`); the graph-run vectors
+ * (protocol/vectors/graph_runs.json) hold it to the supervisor's runner.
+ *
+ * Each phase works on a copy of the store (plain objects and arrays are
+ * copied; other values, such as class instances, are shared), and what it
+ * changed (by top-level key) goes into the caller's store when it returns:
+ * a failed or timed-out attempt's changes are dropped, even those it makes
+ * after it was abandoned.
  */
 import { type Context } from "./context.js";
-import { type AnyNode, type RunOptions, type Shared, type WorkerNode } from "./graph.js";
+import { type AnyNode, type Params, type PhaseNode, type RunOptions, type Shared } from "./graph.js";
 import { type NodePhase } from "./protocol.js";
 /** Steps a run may take unless its flow says otherwise (GRAPHS.md). */
 export declare const DEFAULT_MAX_STEPS = 10000;
@@ -42,14 +48,18 @@ export interface PhaseRequest {
         kind: string;
         message: string;
     };
+    readonly params?: Params;
 }
-/** The phases a node answers: `run` (and `fallback`) or, for a batch node, `prep`, `exec`, `post` (and `fallback`). */
-export declare function phasesOf(node: WorkerNode): NodePhase[];
+/**
+ * The phases a node answers: `run` (and `fallback`); for a batch node
+ * `prep`, `exec`, `post` (and `fallback`); for a batch flow `prep`, `post`.
+ */
+export declare function phasesOf(node: PhaseNode): NodePhase[];
 /**
  * Run one phase of `node` (named `name`) for a `node` message and return
  * its outcome. Throws what the node threw, or a `TypeError` naming the node
  * for a return value the protocol cannot carry.
  */
-export declare function runPhase(node: WorkerNode, name: string, request: PhaseRequest, ctx: Context): Promise<Outcome>;
+export declare function runPhase(node: PhaseNode, name: string, request: PhaseRequest, ctx: Context): Promise<Outcome>;
 /** `run()` of any node: the graph under it, in this process, on `shared`. */
 export declare function runGraph(root: AnyNode, shared: Shared, options: RunOptions): Promise<string | undefined>;

@@ -8,15 +8,21 @@
  *
  * The in-process runner follows GRAPHS.md: one visit per node (counted
  * against `maxSteps`), `retries` with doubling `backoff` and a `timeout`
- * per attempt, a failed attempt's changes undone, the fallback after the
- * last failure, batch items at once (`limit` in flight), parallel branches
- * on copies of the store merged in listed order; the graph-run vectors
- * (protocol/vectors/graph_runs.json) hold it to the supervisor's runner. It
- * changes the caller's store in place.
+ * per attempt, the fallback after the last failure, batch items at once
+ * (`limit` in flight), parallel branches on copies of the store merged in
+ * listed order, batch flows once per parameter set (overlapping for
+ * `AsyncParallelBatchFlow`); the graph-run vectors
+ * (protocol/vectors/graph_runs.json) hold it to the supervisor's runner.
+ *
+ * Each phase works on a copy of the store (plain objects and arrays are
+ * copied; other values, such as class instances, are shared), and what it
+ * changed (by top-level key) goes into the caller's store when it returns:
+ * a failed or timed-out attempt's changes are dropped, even those it makes
+ * after it was abandoned.
  */
 import { CallContext, currentCall, runInCall } from "./context.js";
 import { errorText } from "./error_text.js";
-import { BatchNode, Flow, FunctionNode, NodeError, Parallel, asError, attemptScope, hasFallback, isWorkerNode, labelOf, } from "./graph.js";
+import { BatchFlow, BatchNode, Flow, FunctionNode, NodeError, Parallel, asError, attemptScope, hasFallback, isWorkerNode, labelOf, ownParamsOf, paramsScope, } from "./graph.js";
 import { pause } from "./pause.js";
 import { toJsonText } from "./protocol.js";
 /** Steps a run may take unless its flow says otherwise (GRAPHS.md). */
@@ -70,22 +76,116 @@ function diff(before, shared) {
     }
     return { set, delete: gone };
 }
-/** Put the store back as `before` held it (a failed attempt's changes undone). */
-function restore(shared, before) {
-    const now = shared;
-    for (const key of Object.keys(now)) {
-        if (!before.has(key))
-            delete now[key];
-    }
-    for (const [key, held] of before) {
-        const has = Object.prototype.hasOwnProperty.call(now, key);
-        if (has && same(held, now[key]))
-            continue;
-        setOwn(now, key, held.text === undefined ? held.value : JSON.parse(held.text));
-    }
+/** Apply `changes` to `target`. */
+function apply(changes, target) {
+    const obj = target;
+    for (const [key, value] of changes.set)
+        setOwn(obj, key, value);
+    for (const key of changes.delete)
+        delete obj[key];
 }
-/** The phases a node answers: `run` (and `fallback`) or, for a batch node, `prep`, `exec`, `post` (and `fallback`). */
+/** What turned `before` into `after`, by top-level key. */
+function between(before, after) {
+    return diff(snapshot(before), after);
+}
+function hasOwn(obj, key) {
+    return Object.prototype.hasOwnProperty.call(obj, key);
+}
+function isPlainObject(value) {
+    if (typeof value !== "object" || value === null || Array.isArray(value))
+        return false;
+    const proto = Object.getPrototypeOf(value);
+    return proto === Object.prototype || proto === null;
+}
+/** Whether two values differ: by JSON text, or (for what JSON cannot hold) by reference. */
+function differs(a, b) {
+    const ta = textOf(a);
+    const tb = textOf(b);
+    return ta === undefined || tb === undefined ? a !== b : ta !== tb;
+}
+/** A copy of the store's own members, made by `copyValue`. */
+function copyStore(shared) {
+    const seen = new Map();
+    const out = {};
+    for (const [key, value] of Object.entries(shared))
+        setOwn(out, key, copyValue(value, seen));
+    return out;
+}
+/** Plain objects and arrays copied all the way down (cycles kept); anything else is shared. */
+function copyValue(value, seen) {
+    if (typeof value !== "object" || value === null)
+        return value;
+    const known = seen.get(value);
+    if (known !== undefined)
+        return known;
+    if (Array.isArray(value)) {
+        const out = new Array(value.length);
+        seen.set(value, out);
+        value.forEach((v, i) => {
+            out[i] = copyValue(v, seen);
+        });
+        return out;
+    }
+    if (!isPlainObject(value))
+        return value;
+    const out = Object.create(Object.getPrototypeOf(value));
+    seen.set(value, out);
+    for (const [key, v] of Object.entries(value))
+        setOwn(out, key, copyValue(v, seen));
+    return out;
+}
+/**
+ * `changes` made on `base` into `store`, which others changed since (the
+ * runs of a concurrent batch flow share one store): a key nobody else
+ * changed takes the new value; where both sides changed objects, the
+ * members each changed are kept, recursively; any other clash goes to this
+ * side. The supervisor's `Changes::apply_since`.
+ */
+function applySince(changes, base, store) {
+    const b = base;
+    const now = store;
+    for (const [key, value] of changes.set) {
+        let merged = value;
+        if (hasOwn(now, key) && (!hasOwn(b, key) || differs(b[key], now[key]))) {
+            merged = merge3(b[key], hasOwn(b, key), now[key], value);
+        }
+        setOwn(now, key, merged);
+    }
+    for (const key of changes.delete)
+        delete now[key];
+}
+function merge3(base, hadBase, now, theirs) {
+    if (hadBase && !isPlainObject(base))
+        return theirs;
+    if (!isPlainObject(now) || !isPlainObject(theirs))
+        return theirs;
+    const baseObj = isPlainObject(base) ? base : {};
+    const out = {};
+    for (const [key, value] of Object.entries(now))
+        setOwn(out, key, value);
+    for (const [key, value] of Object.entries(theirs)) {
+        const had = hasOwn(baseObj, key);
+        if (had && !differs(baseObj[key], value))
+            continue; // this side left it as it was
+        let merged = value;
+        if (hasOwn(out, key) && (!had || differs(baseObj[key], out[key])))
+            merged = merge3(baseObj[key], had, out[key], value);
+        setOwn(out, key, merged);
+    }
+    for (const key of Object.keys(baseObj)) {
+        // this side deleted it, and the other left it
+        if (!hasOwn(theirs, key) && hasOwn(out, key) && !differs(baseObj[key], out[key]))
+            delete out[key];
+    }
+    return out;
+}
+/**
+ * The phases a node answers: `run` (and `fallback`); for a batch node
+ * `prep`, `exec`, `post` (and `fallback`); for a batch flow `prep`, `post`.
+ */
 export function phasesOf(node) {
+    if (node instanceof BatchFlow)
+        return ["prep", "post"];
     const phases = node instanceof BatchNode ? ["prep", "exec", "post"] : ["run"];
     if (hasFallback(node))
         phases.push("fallback");
@@ -100,29 +200,38 @@ export async function runPhase(node, name, request, ctx) {
     const shared = request.shared ?? {};
     const before = request.phase === "exec" ? undefined : snapshot(shared);
     const outcome = {};
-    switch (request.phase) {
-        case "run":
-            setAction(outcome, await runOnce(node, shared, ctx, name));
-            break;
-        case "fallback": {
-            const given = request.error;
-            const error = given ? new NodeError(given.kind, given.message) : new NodeError("internal", "no error was given to the fallback");
-            setAction(outcome, await fallbackOnce(node, shared, error, ctx, name));
-            break;
+    await withParams(node, paramsFor(node, request.params ?? {}), async () => {
+        if (node instanceof BatchFlow) {
+            if (request.phase === "prep")
+                outcome.value = await batchFlowPrep(node, shared, name);
+            else
+                setAction(outcome, await batchFlowPost(node, shared, request.prep ?? null, name));
+            return;
         }
-        case "prep":
-            outcome.value = await batchPrep(node, shared, name);
-            break;
-        case "exec": {
-            const value = await batchExec(node, request.item ?? null);
-            if (value !== undefined && value !== null)
-                outcome.value = value;
-            break;
+        switch (request.phase) {
+            case "run":
+                setAction(outcome, await runOnce(node, shared, ctx, name));
+                break;
+            case "fallback": {
+                const given = request.error;
+                const error = given ? new NodeError(given.kind, given.message) : new NodeError("internal", "no error was given to the fallback");
+                setAction(outcome, await fallbackOnce(node, shared, error, ctx, name));
+                break;
+            }
+            case "prep":
+                outcome.value = await batchPrep(node, shared, name);
+                break;
+            case "exec": {
+                const value = await batchExec(node, request.item ?? null);
+                if (value !== undefined && value !== null)
+                    outcome.value = value;
+                break;
+            }
+            case "post":
+                setAction(outcome, await batchPost(node, shared, request.prep ?? null, request.results ?? [], name));
+                break;
         }
-        case "post":
-            setAction(outcome, await batchPost(node, shared, request.prep ?? null, request.results ?? [], name));
-            break;
-    }
+    });
     if (before !== undefined) {
         const changes = diff(before, shared);
         const set = {};
@@ -219,6 +328,40 @@ function batchExec(node, item) {
 async function batchPost(node, shared, items, results, name) {
     return actionOf(await node.post(shared, items, results), `post() of batch node ${JSON.stringify(name)}`);
 }
+/** What a batch flow's `prep` returned, checked: an array of parameter objects (`[]` for none). */
+async function batchFlowPrep(flow, shared, name) {
+    const sets = await flow.prep(shared);
+    if (sets === undefined || sets === null)
+        return [];
+    if (!Array.isArray(sets) || !sets.every((set) => typeof set === "object" && set !== null && !Array.isArray(set))) {
+        let shown;
+        try {
+            shown = toJsonText(sets);
+            if (shown.length > 200)
+                shown = `${shown.slice(0, 200)}...`;
+        }
+        catch {
+            shown = Array.isArray(sets) ? "an array" : typeof sets;
+        }
+        throw new TypeError(`prep() of batch flow ${JSON.stringify(name)} returned ${shown}; it must return an array of parameter objects`);
+    }
+    return sets;
+}
+async function batchFlowPost(flow, shared, prepRes, name) {
+    return actionOf(await flow.post(shared, prepRes, undefined), `post() of batch flow ${JSON.stringify(name)}`);
+}
+/**
+ * The `params` a phase of `node` sees, given those of the batch flows it
+ * runs in: a batch flow's own (`setParams`) with them added, as PocketFlow's
+ * `BatchFlow` merges them; for any other node, them.
+ */
+function paramsFor(node, given) {
+    return node instanceof BatchFlow ? { ...ownParamsOf(node), ...given } : { ...given };
+}
+/** Run `body` with `node.params` reading `params`. */
+function withParams(node, params, body) {
+    return paramsScope.run({ node, params }, body);
+}
 /** PocketFlow's `Node._exec`: `maxRetries` attempts of `exec`, `wait` ms apart, then `execFallback`. */
 async function retried(node, exec, fallback) {
     const tries = Math.max(1, node.maxRetries);
@@ -292,6 +435,46 @@ function contextFor(state, name, signal) {
 function warn(state, message) {
     void contextFor(state, undefined, state.signal).warning(message);
 }
+/** Bring `shared` up to date with the store the walk shares, if any. */
+function refresh(scope, shared) {
+    if (scope.sharedWith === undefined)
+        return;
+    const obj = shared;
+    for (const key of Object.keys(obj))
+        delete obj[key];
+    for (const [key, value] of Object.entries(scope.sharedWith))
+        setOwn(obj, key, value);
+}
+/**
+ * Apply `changes`, in order, to `shared`, which is as the node that made
+ * them found it; with a store the walk shares, their net effect goes into
+ * that store and `shared` is brought up to date with it.
+ */
+function commit(scope, shared, ...changes) {
+    if (scope.sharedWith === undefined) {
+        for (const c of changes)
+            apply(c, shared);
+        return;
+    }
+    const after = shallowCopy(shared);
+    for (const c of changes)
+        apply(c, after);
+    applySince(between(shared, after), shared, scope.sharedWith);
+    refresh(scope, shared);
+}
+function shallowCopy(shared) {
+    const out = {};
+    for (const [key, value] of Object.entries(shared))
+        setOwn(out, key, value);
+    return out;
+}
+/** Run `body` on a copy of `store`; its value and its changes to the copy. */
+async function onCopy(store, body) {
+    const before = snapshot(store);
+    const work = copyStore(store);
+    const value = await body(work);
+    return { value, changes: diff(before, work) };
+}
 /** `run()` of any node: the graph under it, in this process, on `shared`. */
 export async function runGraph(root, shared, options) {
     if (typeof shared !== "object" || shared === null || Array.isArray(shared)) {
@@ -307,37 +490,44 @@ export async function runGraph(root, shared, options) {
         timer = setTimeout(() => controller.abort(reason()), ms);
     }
     const state = { steps: { n: 0 }, maxSteps: flow?.maxSteps ?? DEFAULT_MAX_STEPS, signal: controller.signal, outer };
+    const scope = { params: { ...ownParamsOf(root) }, sharedWith: undefined };
     try {
         // The top flow is the run itself, not a visit (as in the supervisor).
         if (root instanceof Flow)
-            return await runFlow(root, shared, state, labelOf(root));
-        return await visit(root, shared, state, labelOf(root));
+            return await runFlow(root, shared, state, scope, labelOf(root));
+        return await visit(root, shared, state, scope, labelOf(root));
     }
     finally {
         clearTimeout(timer);
         dispose();
     }
 }
-async function visit(node, shared, state, path) {
+async function visit(node, shared, state, scope, path) {
     if (state.signal.aborted)
         throw stopped(state.signal, path);
     if (++state.steps.n > state.maxSteps) {
         throw new NodeError("max_steps", `the run passed its limit of ${state.maxSteps} steps at ${path}`);
     }
     if (node instanceof Flow)
-        return runFlow(node, shared, state, path);
+        return runFlow(node, shared, state, scope, path);
     if (node instanceof Parallel)
-        return runParallel(node, shared, state, path);
+        return runParallel(node, shared, state, scope, path);
     if (isWorkerNode(node))
-        return runNode(node, shared, state, path);
+        return runNode(node, shared, state, scope, path);
     throw new TypeError(`${path} is not a node, flow or parallel`);
 }
-async function runFlow(flow, shared, state, path) {
+function runFlow(flow, shared, state, scope, path) {
+    if (flow instanceof BatchFlow)
+        return runBatchFlow(flow, shared, state, scope, path);
+    return walk(flow, shared, state, scope, path);
+}
+/** Walk `flow` from its start; the last node's action. */
+async function walk(flow, shared, state, scope, path) {
     let current = flow.start;
     let action;
     while (current !== undefined) {
         const id = labelOf(current);
-        action = await visit(current, shared, state, `${path}/${id}`);
+        action = await visit(current, shared, state, scope, `${path}/${id}`);
         const key = action ?? "default";
         const next = current.successors.get(key);
         if (next === undefined && current.successors.size > 0) {
@@ -349,41 +539,68 @@ async function runFlow(flow, shared, state, path) {
     }
     return action;
 }
-async function runParallel(par, shared, state, path) {
-    const before = snapshot(shared);
-    const copies = par.branches.map(() => {
+/**
+ * A batch flow: its `prep` gives the parameter sets, the graph runs once
+ * per set (path `PATH[i]`) with the set added to the parameters in force,
+ * one run after another or (`concurrent`) overlapping on one store, then
+ * its `post` gives the action. Its own phases have no retries or timeout.
+ */
+async function runBatchFlow(flow, shared, state, scope, path) {
+    const name = labelOf(flow);
+    const own = paramsFor(flow, scope.params);
+    refresh(scope, shared);
+    const prep = await attempts(flow, state, path, () => onCopy(shared, (work) => withParams(flow, own, () => batchFlowPrep(flow, work, name))));
+    const sets = prep.value;
+    commit(scope, shared, prep.changes);
+    const paramsOf = (i) => ({ ...scope.params, ...sets[i] });
+    if (flow.concurrent && sets.length > 0) {
+        const before = shallowCopy(shared);
+        const store = shallowCopy(shared);
         try {
-            return structuredClone(shared);
+            await allOrFirstFailure(sets.length, flow.limit, state, (i, runState) => walk(flow, {}, runState, { params: paramsOf(i), sharedWith: store }, `${path}[${i}]`));
         }
-        catch (err) {
-            throw new TypeError(`parallel ${path}: the shared store cannot be copied for its branches: ${errorText(err)}`);
+        finally {
+            // The runs' net changes, as far as they went, go on to the store this flow works on.
+            commit(scope, shared, between(before, store));
         }
-    });
-    await allOrFirstFailure(par.branches.length, par.options.limit, state, (i, branchState) => {
+    }
+    else {
+        for (let i = 0; i < sets.length; i++) {
+            await walk(flow, shared, state, { params: paramsOf(i), sharedWith: scope.sharedWith }, `${path}[${i}]`);
+        }
+    }
+    refresh(scope, shared);
+    const post = await attempts(flow, state, path, () => onCopy(shared, (work) => withParams(flow, own, () => batchFlowPost(flow, work, prep.value, name))));
+    commit(scope, shared, post.changes);
+    return post.value;
+}
+async function runParallel(par, shared, state, scope, path) {
+    refresh(scope, shared);
+    const before = shallowCopy(shared);
+    const alone = { params: scope.params, sharedWith: undefined };
+    const copies = await allOrFirstFailure(par.branches.length, par.options.limit, state, async (i, branchState) => {
         const branch = par.branches[i];
-        return visit(branch, copies[i], branchState, `${path}/${labelOf(branch)}`);
+        const copy = copyStore(before);
+        await visit(branch, copy, branchState, alone, `${path}/${labelOf(branch)}`);
+        return copy;
     });
-    const target = shared;
-    const touched = new Map();
+    const merged = shallowCopy(before);
+    const touched = new Set();
     const clashes = new Set();
-    copies.forEach((copy, i) => {
-        const changes = diff(before, copy);
-        for (const [key, value] of changes.set) {
-            setOwn(target, key, value);
+    for (const copy of copies) {
+        // In listed order: a key two branches change ends as the later one left it.
+        const changes = between(before, copy);
+        for (const key of [...changes.set.map(([k]) => k), ...changes.delete]) {
             if (touched.has(key))
                 clashes.add(key);
-            touched.set(key, i);
+            touched.add(key);
         }
-        for (const key of changes.delete) {
-            delete target[key];
-            if (touched.has(key))
-                clashes.add(key);
-            touched.set(key, i);
-        }
-    });
+        apply(changes, merged);
+    }
     if (clashes.size > 0) {
         warn(state, `parallel ${path}: more than one branch changed ${[...clashes].join(", ")}; the later-listed branch won`);
     }
+    commit(scope, shared, between(before, merged));
     return undefined;
 }
 /**
@@ -420,34 +637,50 @@ async function allOrFirstFailure(total, limit, state, one) {
         throw failures[0];
     return values;
 }
-/** A function, class or batch node: its phases with retries, backoff, timeouts, then its fallback. */
-async function runNode(node, shared, state, path) {
+/**
+ * A function or class node: `run` with retries, backoff and timeouts, then
+ * its fallback; a batch node: `prep`, each item's `exec`, `post`, each with
+ * them. The changes go into the store when the node has succeeded.
+ */
+async function runNode(node, shared, state, scope, path) {
     const name = labelOf(node);
-    try {
-        if (!(node instanceof BatchNode)) {
-            return await attempts(node, shared, state, path, (ctx) => runOnce(node, shared, ctx, name));
-        }
-        const items = await attempts(node, shared, state, path, () => batchPrep(node, shared, name));
+    const params = scope.params;
+    const phase = (store, body) => () => onCopy(store, (work) => withParams(node, params, () => body(work)));
+    refresh(scope, shared);
+    if (node instanceof BatchNode) {
+        // As the supervisor: no fallback phase (execFallback applies per item, within exec).
+        const prep = await attempts(node, state, path, phase(shared, (work) => batchPrep(node, work, name)));
+        const items = prep.value;
         // The items at once, at most `limit` in flight, as the supervisor spreads them.
-        const results = await allOrFirstFailure(items.length, node.options.limit, state, (i, itemState) => attempts(node, undefined, itemState, `${path}[${i}]`, () => batchExec(node, items[i])));
-        return await attempts(node, shared, state, path, () => batchPost(node, shared, items, results, name));
+        const results = await allOrFirstFailure(items.length, node.options.limit, state, (i, itemState) => attempts(node, itemState, `${path}[${i}]`, () => withParams(node, params, () => batchExec(node, items[i]))));
+        const postStore = shallowCopy(shared);
+        apply(prep.changes, postStore);
+        const post = await attempts(node, state, path, phase(postStore, (work) => batchPost(node, work, items, results, name)));
+        commit(scope, shared, prep.changes, post.changes);
+        return post.value;
+    }
+    let done;
+    try {
+        done = await attempts(node, state, path, (ctx) => phase(shared, (work) => runOnce(node, work, ctx, name))());
     }
     catch (err) {
         if (state.signal.aborted || !(err instanceof NodeError) || !hasFallback(node) || err.kind === "max_steps")
             throw err;
-        return await attempts(node, shared, state, path, (ctx) => fallbackOnce(node, shared, err, ctx, name), 0);
+        done = await attempts(node, state, path, (ctx) => phase(shared, (work) => fallbackOnce(node, work, err, ctx, name))(), 0);
     }
+    commit(scope, shared, done.changes);
+    return done.value;
 }
 /**
  * Run `body` with the node's retries, each attempt under its timeout and
- * inside a call scope; a failed attempt's changes to `shared` are undone.
- * Throws a NodeError after the last failure (or the reason the run stopped).
+ * inside a call scope. Throws a NodeError after the last failure (or the
+ * reason the run stopped). An attempt that is abandoned (timed out,
+ * stopped) runs on if it ignores its signal; what it gives is dropped.
  */
-async function attempts(node, shared, state, path, body, retries = node.options.retries ?? 0) {
+async function attempts(node, state, path, body, retries = node.options.retries ?? 0) {
     const backoff = node.options.backoff ?? DEFAULT_BACKOFF_MS;
     const timeout = node.options.timeout;
     for (let attempt = 1;; attempt++) {
-        const before = shared === undefined ? undefined : snapshot(shared);
         const { controller, dispose } = linked(state.signal);
         let timer;
         if (timeout !== undefined) {
@@ -459,8 +692,6 @@ async function attempts(node, shared, state, path, body, retries = node.options.
             return await untilAborted(() => runInCall(scope, () => body(ctx)), controller.signal);
         }
         catch (err) {
-            if (before !== undefined && shared !== undefined)
-                restore(shared, before);
             if (state.signal.aborted)
                 throw stopped(state.signal, path);
             const error = err instanceof NodeError && timeouts.has(err)

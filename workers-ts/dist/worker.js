@@ -379,7 +379,7 @@ export class Worker {
         }
         const phases = phasesOf(node);
         if (!phases.includes(phase)) {
-            const kind = node.kind === "batch" ? "a batch node" : "a node";
+            const kind = node.kind === "batch" ? "a batch node" : node.kind === "flow" ? "a batch flow" : "a node";
             this.writeReply(errorReply(id, "invalid_arguments", `node ${JSON.stringify(name)} is ${kind} with the phases ${phases.join(", ")}, not ${phase}`));
             return;
         }

@@ -7,7 +7,8 @@
  * into `prep`, `exec` (retried in-process, with `execFallback`) and `post`;
  * a `BatchNode` runs `exec` once per item. `flow()` wires nodes into a
  * graph that is itself a node; `parallel()` runs branches on copies of the
- * store and merges them.
+ * store and merges them; a `BatchFlow` runs its graph once per parameter
+ * set, its nodes reading the set in `this.params` (PocketFlow's batch flows).
  *
  * The worker announces the nodes and the flows a script exports
  * (`graph_manifest.ts`) and runs one phase of a node per `node` message;
@@ -41,6 +42,13 @@ import { isValidToolName } from "./protocol.js";
  */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type Shared = Record<string, any>;
+
+/**
+ * PocketFlow's `params`: what the batch flows around a node set for one run
+ * of their graph (a parameter set), as class nodes read it in `this.params`.
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type Params = Record<string, any>;
 
 /** What a node returns: the action that picks the next edge, or nothing for `"default"`. */
 export type Action = string | null | undefined | void;
@@ -124,6 +132,17 @@ function entryOptions(options: EntryOptions): EntryOptions {
   return Object.freeze(out);
 }
 
+/** The parameters of the phase running now, and the node they are for (see {@link GraphNode.params}). */
+export const paramsScope = new AsyncLocalStorage<{ readonly node: AnyNode; readonly params: Params }>();
+
+/** What `setParams` set on each node. */
+const ownParams = new WeakMap<AnyNode, Params>();
+
+/** What `setParams` set on `node` (`{}` if nothing), whatever phase runs now. */
+export function ownParamsOf(node: AnyNode): Params {
+  return ownParams.get(node) ?? {};
+}
+
 /** What every node, flow and parallel fan-out has: a name, successors, `run()`. */
 export abstract class GraphNode<S extends object = Shared> {
   /** The name given with the `name` option; else the worker names it by its export, function or class name. */
@@ -142,6 +161,29 @@ export abstract class GraphNode<S extends object = Shared> {
     if (typeof description !== "string") throw new TypeError(`${what}: description must be a string`);
     this.description = description;
     this.options = entryOptions(options);
+  }
+
+  /**
+   * PocketFlow's `params`. In a phase of this node: the parameters of the
+   * batch flows it runs in (for a batch flow's own `prep` and `post`, what
+   * `setParams` set with those added over it); elsewhere what `setParams`
+   * set (`{}` by default). A run of this node as the top one starts with
+   * its `setParams` parameters.
+   */
+  get params(): Params {
+    const current = paramsScope.getStore();
+    if (current !== undefined && current.node === this) return current.params;
+    let own = ownParams.get(this);
+    if (own === undefined) ownParams.set(this, (own = {}));
+    return own;
+  }
+
+  /** Set `params` outside a run (PocketFlow's `set_params`). */
+  setParams(params: Params): void {
+    if (typeof params !== "object" || params === null || Array.isArray(params)) {
+      throw new TypeError(`setParams(): params must be an object, got ${Array.isArray(params) ? "an array" : String(params)}`);
+    }
+    ownParams.set(this, params);
   }
 
   /** The node kind: `node` and `batch` run in a worker; `flow` and `parallel` are run by the graph. */
@@ -401,11 +443,12 @@ export class Flow<S extends object = Shared> extends GraphNode<S> {
   readonly maxSteps: number | undefined;
   readonly deadline: number | undefined;
 
-  constructor(options: FlowOptions<S>) {
-    if (typeof options !== "object" || options === null) throw new TypeError("flow(): pass { start, ... }");
-    super("flow()", { name: options.name, description: options.description });
-    checkOptions("flow()", { maxSteps: options.maxSteps, deadline: options.deadline });
-    if (!(options.start instanceof GraphNode)) throw new TypeError("flow(): start must be a node, flow or parallel");
+  /** `what` names the constructor in errors (`flow()`, `BatchFlow`). */
+  constructor(options: FlowOptions<S>, what: string = "flow()") {
+    if (typeof options !== "object" || options === null) throw new TypeError(`${what}: pass { start, ... }`);
+    super(what, { name: options.name, description: options.description });
+    checkOptions(what, { maxSteps: options.maxSteps, deadline: options.deadline });
+    if (!(options.start instanceof GraphNode)) throw new TypeError(`${what}: start must be a node, flow or parallel`);
     this.start = options.start;
     this.maxSteps = options.maxSteps;
     this.deadline = options.deadline;
@@ -422,6 +465,90 @@ export class Flow<S extends object = Shared> extends GraphNode<S> {
  */
 export function flow<S extends object = Shared>(options: FlowOptions<S>): Flow<S> {
   return new Flow(options);
+}
+
+/** What a batch flow's constructor takes: a flow's options, and `limit`. */
+export interface BatchFlowOptions<S extends object = Shared> extends FlowOptions<S> {
+  /** Runs of the graph at once (`AsyncParallelBatchFlow`; default: all). */
+  readonly limit?: number;
+}
+
+/** What a batch flow's `prep` returns: the parameter sets (`null` or `undefined`: none). */
+export type ParameterSets<P extends Params = Params> = readonly P[] | null | undefined | void;
+
+/**
+ * PocketFlow's `BatchFlow`: `prep(shared)` returns parameter sets (an array
+ * of objects), the graph runs from `start` once per set, one run after
+ * another on the store, its nodes reading the set (added to the parameters
+ * of the batch flows around it) in `this.params`; then `post(shared,
+ * prepRes, undefined)` returns the flow's action. Every method may be
+ * async. The supervisor runs it too: its `prep` and `post` are a node of
+ * kind `batch_flow` named after the flow (GRAPHS.md, "Batch flows").
+ *
+ * @example
+ * ```ts
+ * class Summarize extends Node {
+ *   override prep(shared: Shared) { return shared.files[this.params.file] as string; }
+ *   override post(shared: Shared, text: string) { (shared.summaries ??= {})[this.params.file] = text.slice(0, 80); }
+ * }
+ * class EachFile extends BatchFlow {
+ *   override prep(shared: Shared) { return Object.keys(shared.files).map((file) => ({ file })); }
+ * }
+ * export const summaries = new EachFile({ start: new Summarize({ name: "summarize" }) });
+ * ```
+ */
+export class BatchFlow<S extends object = Shared, P extends Params = Params> extends Flow<S> {
+  /** Runs in flight at once when they overlap (`AsyncParallelBatchFlow`). */
+  readonly limit: number | undefined;
+
+  constructor(options: BatchFlowOptions<S>, what: string = "BatchFlow") {
+    super(options, what);
+    checkOptions(what, { limit: options.limit });
+    this.limit = options.limit;
+  }
+
+  /** Whether the runs overlap on the store (`AsyncParallelBatchFlow`) rather than go one after another. */
+  get concurrent(): boolean {
+    return false;
+  }
+
+  /** The parameter sets, one per run of the graph. */
+  prep(_shared: S): ParameterSets<P> | Promise<ParameterSets<P>> {
+    return [];
+  }
+
+  /** After the runs: the flow's action (`execRes` is always `undefined`, as in PocketFlow). */
+  post(_shared: S, _prepRes: P[], _execRes: undefined): Action | Promise<Action> {
+    return undefined;
+  }
+}
+
+/**
+ * PocketFlow's `AsyncBatchFlow`: a {@link BatchFlow} (whose methods may be
+ * async already), under the name code ported from PocketFlow uses.
+ */
+export class AsyncBatchFlow<S extends object = Shared, P extends Params = Params> extends BatchFlow<S, P> {
+  constructor(options: BatchFlowOptions<S>, what: string = "AsyncBatchFlow") {
+    super(options, what);
+  }
+}
+
+/**
+ * PocketFlow's `AsyncParallelBatchFlow`: the runs overlap (at most `limit`
+ * at once) on the one store. Each node works on the store as it was when
+ * the node started, and its changes go in when it finishes: a key another
+ * run changed meanwhile takes this node's value, except that where both
+ * changed an object, the members each changed are kept. The first run that
+ * fails stops the others.
+ */
+export class AsyncParallelBatchFlow<S extends object = Shared, P extends Params = Params> extends AsyncBatchFlow<S, P> {
+  constructor(options: BatchFlowOptions<S>, what: string = "AsyncParallelBatchFlow") {
+    super(options, what);
+  }
+
+  override get concurrent(): boolean {
+    return true;
+  }
 }
 
 /** What `parallel()` takes besides the branches. */
@@ -465,6 +592,9 @@ export function parallel<S extends object = Shared>(branches: readonly GraphNode
 
 /** A node a worker runs: a function node, a class node or a batch node. */
 export type WorkerNode = FunctionNode<Shared> | Node<Shared> | BatchNode<Shared>;
+
+/** What a worker runs one phase of for a `node` message: a worker node, or a batch flow's own `prep` and `post`. */
+export type PhaseNode = WorkerNode | BatchFlow<Shared>;
 
 /** Whether `value` is a node a worker runs (rather than a flow or a fan-out). */
 export function isWorkerNode(value: unknown): value is WorkerNode {

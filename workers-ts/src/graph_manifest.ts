@@ -10,19 +10,22 @@
  * naming where each was found.
  *
  * `hello.nodes`: every exported node and every node an announced flow
- * reaches. `hello.flows`: every exported flow and every named flow nested
- * in one. In a document an entry's id is its name; a named nested flow is
+ * reaches, and for each batch flow its `prep` and `post` as a node of kind
+ * `batch_flow` with the flow's name (its document's `batch.node`).
+ * `hello.flows`: every exported flow and every named flow nested in one. In a document an entry's id is its name; a named nested flow is
  * referenced (`{"flow": "review"}`), an unnamed one is inlined with the id
  * `flow_1`, `flow_2`, ... (an unnamed fan-out: `parallel_1`, ...).
  */
 
 import {
   type AnyNode,
+  BatchFlow,
   BatchNode,
   Flow,
   FunctionNode,
   GraphNode,
   Parallel,
+  type PhaseNode,
   type WorkerNode,
   hasFallback,
   isWorkerNode,
@@ -41,7 +44,7 @@ export interface NodeManifest {
 
 /** What the worker serves besides tools: nodes by name, their manifest, and the flow documents. */
 export interface Graph {
-  readonly nodes: ReadonlyMap<string, WorkerNode>;
+  readonly nodes: ReadonlyMap<string, PhaseNode>;
   readonly manifest: readonly NodeManifest[];
   readonly flows: readonly Record<string, unknown>[];
 }
@@ -51,6 +54,10 @@ export const NO_GRAPH: Graph = { nodes: new Map(), manifest: [], flows: [] };
 
 function describeNode(node: AnyNode): string {
   if (node instanceof FunctionNode) return node.fn.name ? `the function node of ${node.fn.name}()` : "a function node";
+  if (node instanceof BatchFlow) {
+    const cls = node.constructor.name;
+    return cls && cls !== "BatchFlow" && cls !== "AsyncBatchFlow" && cls !== "AsyncParallelBatchFlow" ? `the batch flow ${cls}` : "a batch flow";
+  }
   if (node instanceof Flow) return "a flow";
   if (node instanceof Parallel) return "a parallel()";
   const cls = node.constructor.name;
@@ -68,7 +75,7 @@ export function collectGraph(namespace: Record<string, unknown>): Graph {
 
 class Collector {
   private readonly exportNames = new Map<AnyNode, string[]>();
-  private readonly nodes = new Map<string, { node: WorkerNode; where: string }>();
+  private readonly nodes = new Map<string, { node: PhaseNode; where: string }>();
   private readonly registered = new Map<WorkerNode, string>();
   private readonly manifest: NodeManifest[] = [];
   /** The flows `hello.flows` documents, by name, and the ones still to document. */
@@ -158,6 +165,20 @@ class Collector {
     if (hasFallback(node)) entry.fallback = true;
     this.manifest.push(entry);
     return name;
+  }
+
+  /** Add a batch flow's `prep` and `post` to the manifest as the node `name` of kind `batch_flow` (once). */
+  private registerBatchFlow(flow: BatchFlow, name: string, where: string): void {
+    const other = this.nodes.get(name);
+    if (other?.node === flow) return;
+    if (other !== undefined) {
+      throw new Error(
+        `batch flow ${JSON.stringify(name)} (${where}) needs a node of its name for its prep and post, ` +
+          `but ${describeNode(other.node)} (${other.where}) has it; rename one of them`,
+      );
+    }
+    this.nodes.set(name, { node: flow, where });
+    this.manifest.push({ name, kind: "batch_flow", description: flow.description });
   }
 
   /** Add a named flow to `hello.flows` (once); returns its name, or `undefined` for an unnamed flow. */
@@ -269,6 +290,12 @@ class Collector {
 
     const doc: Record<string, unknown> = { name };
     if (flow.description) doc["description"] = flow.description;
+    if (flow instanceof BatchFlow) {
+      this.registerBatchFlow(flow, name, within);
+      const batch: Record<string, unknown> = { node: name, concurrent: flow.concurrent };
+      if (flow.limit !== undefined) batch["limit"] = flow.limit;
+      doc["batch"] = batch;
+    }
     doc["start"] = ids.get(flow.start) as string;
     doc["nodes"] = nodes;
     doc["edges"] = edges;

@@ -31,7 +31,7 @@ import { CallChildren, installChildTracking, killTaggedProcesses } from "./child
 import { CallContext, type Context, runInCall } from "./context.js";
 import { errorText } from "./error_text.js";
 import { FdWriter } from "./fd_writer.js";
-import type { WorkerNode } from "./graph.js";
+import type { PhaseNode } from "./graph.js";
 import { type Graph, NO_GRAPH } from "./graph_manifest.js";
 import { type PhaseRequest, phasesOf, runPhase } from "./graph_run.js";
 import { killOwnGroup, note } from "./process_group.js";
@@ -150,7 +150,7 @@ export class Worker {
   private readonly state = newSharedState();
   private readonly writer: LineWriter;
   private tools = new Map<string, NamedTool>();
-  private nodes: ReadonlyMap<string, WorkerNode> = new Map();
+  private nodes: ReadonlyMap<string, PhaseNode> = new Map();
   private readonly calls = new Map<number, Call>();
   private pending: Buffer[] | undefined = [];
   private welcomed = false;
@@ -429,7 +429,7 @@ export class Worker {
     }
     const phases = phasesOf(node);
     if (!phases.includes(phase)) {
-      const kind = node.kind === "batch" ? "a batch node" : "a node";
+      const kind = node.kind === "batch" ? "a batch node" : node.kind === "flow" ? "a batch flow" : "a node";
       this.writeReply(
         errorReply(id, "invalid_arguments", `node ${JSON.stringify(name)} is ${kind} with the phases ${phases.join(", ")}, not ${phase}`),
       );

@@ -435,6 +435,61 @@ describe("in-process runs", () => {
     assert.ok(aborted);
   });
 
+  test("an attempt abandoned at its timeout cannot change the store afterwards", async () => {
+    let attempt = 0;
+    const late = node(async (s) => {
+      attempt++;
+      if (attempt === 1) {
+        await sleep(60); // ignores ctx.signal, so it runs on past its timeout
+        s.stale = true;
+        s.list.push("stale");
+        return;
+      }
+      s.list.push("fresh");
+    }, { name: "late", timeout: 20, retries: 1, backoff: 1 });
+    const shared = { list: [] };
+    await flow({ start: late }).run(shared);
+    await sleep(100); // the first attempt has finished by now
+    assert.equal(attempt, 2);
+    assert.deepStrictEqual(shared, { list: ["fresh"] });
+
+    const alone = node(async (s) => { await sleep(40); s.late = true; }, { name: "alone", timeout: 10 });
+    const store = { x: 1 };
+    await assert.rejects(alone.run(store), (err) => err.kind === "timeout");
+    await sleep(80);
+    assert.deepStrictEqual(store, { x: 1 });
+  });
+
+  test("a batch node's prep changes count only when the whole node succeeds", async () => {
+    class Half extends BatchNode {
+      prep(shared) { shared.prepped = true; return [1, 2]; }
+      exec(item) { if (item === 2) throw new Error("item 2 failed"); return item; }
+      post(shared) { shared.posted = true; }
+    }
+    const shared = { x: 1 };
+    await assert.rejects(new Half({ name: "half" }).run(shared), /node half\[1\] failed: Error: item 2 failed/);
+    assert.deepStrictEqual(shared, { x: 1 });
+  });
+
+  test("a phase works on a copy: plain objects and arrays are copied, other values shared", async () => {
+    class Counter { constructor() { this.n = 0; } }
+    const counter = new Counter();
+    const seen = [];
+    const touch = node((s) => {
+      seen.push(s.counter === counter, s.nested !== shared.nested);
+      s.counter.n++;
+      s.nested.list.push(2);
+    }, { name: "touch" });
+    const shared = { counter, nested: { list: [1] } };
+    const nested = shared.nested;
+    await touch.run(shared);
+    assert.deepStrictEqual(seen, [true, true]);
+    assert.equal(shared.counter, counter);
+    assert.equal(counter.n, 1);
+    assert.deepStrictEqual(shared.nested, { list: [1, 2] });
+    assert.deepStrictEqual(nested, { list: [1] }, "the caller's object was not changed in place");
+  });
+
   test("max_steps stops a loop", async () => {
     const loop = node(() => "again", { name: "loop" });
     loop.on("again", loop);
@@ -480,7 +535,7 @@ describe("in-process runs", () => {
     assert.equal(currentContext(), undefined);
   });
 
-  test("batch nodes run their items in order", async () => {
+  test("batch nodes give post the results in item order", async () => {
     class Double extends BatchNode {
       prep(shared) { return shared.items; }
       async exec(item) { await sleep(5 - item); return item * 2; }

@@ -1,12 +1,15 @@
 // Type tests of the graph DSL: `tsc --noEmit` (npm run check) fails when they break.
 import {
   type Action,
+  AsyncParallelBatchFlow,
+  BatchFlow,
   BatchNode,
   type Context,
   Flow,
   FunctionNode,
   Node,
   NodeError,
+  type Params,
   type Shared,
   currentContext,
   flow,
@@ -100,3 +103,33 @@ class Lengths extends BatchNode<Shared, string, number> {
 export const lengths = new Lengths({ limit: 8 });
 summarize.on("done", lengths).next(parallel([decide, answer], { limit: 2 }));
 export const pipeline = flow({ start: summarize, name: "pipeline", deadline: 60_000 });
+
+// Batch flows: prep returns parameter sets, nodes read them in this.params.
+class Summary extends Node<Shared, string, string> {
+  override prep(shared: Shared): string {
+    expectType<Equal<typeof this.params, Params>>(true);
+    return String(shared.files[this.params.file]);
+  }
+}
+interface FileSet {
+  file: string;
+}
+class EachFile extends BatchFlow<Shared, FileSet> {
+  override prep(shared: Shared): FileSet[] {
+    return Object.keys(shared.files).map((file) => ({ file }));
+  }
+  override post(_shared: Shared, sets: FileSet[]): Action {
+    return sets.length > 0 ? "some" : "none";
+  }
+}
+export const eachFile = new EachFile({ start: new Summary(), name: "each_file" });
+expectType<Equal<ReturnType<typeof eachFile.run>, Promise<string | undefined>>>(true);
+export const overlapping = new AsyncParallelBatchFlow({ start: new Summary(), limit: 4 });
+expectType<Equal<typeof overlapping.concurrent, boolean>>(true);
+class BadSets extends BatchFlow {
+  // @ts-expect-error: prep returns an array of parameter objects
+  override prep(): string {
+    return "no";
+  }
+}
+void BadSets;
