@@ -60,7 +60,7 @@ pub fn main(args: &[OsString]) -> ! {
         ))
     })();
     let Some((worker, lifeline, grace_ms, label)) = parsed else {
-        eprintln!("flw: {ARG} takes a worker pid, a lifeline fd, a grace in ms and a label; it is run by the fork server, not by hand");
+        note("flw", &format!("{ARG} takes a worker pid, a lifeline fd, a grace in ms and a label; it is run by the fork server, not by hand"));
         std::process::exit(2);
     };
     let mut mask = SigSet::empty();
@@ -77,7 +77,10 @@ pub fn main(args: &[OsString]) -> ! {
     {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("flw[{label}]: keeper: cannot take its signals: {e}; killing the worker");
+            note(
+                &format!("flw[{label}]"),
+                &format!("keeper: cannot take its signals: {e}; killing the worker"),
+            );
             let _ = killpg(worker, Signal::SIGKILL);
             std::process::exit(1);
         }
@@ -100,7 +103,7 @@ pub fn main(args: &[OsString]) -> ! {
 
 impl Keeper {
     fn note(&self, text: &str) {
-        eprintln!("flw[{}]: {text}", self.label);
+        note(&format!("flw[{}]", self.label), text);
     }
 
     /// Waits for W's exit, a signal or the lifeline's end; W's status if it
@@ -220,6 +223,14 @@ impl Keeper {
             while let Ok(Some(_)) = self.signals.read_signal() {}
         }
     }
+}
+
+/// Writes `who: text` to stderr, never failing: once the supervisor is gone
+/// its end of the pipe is closed, and the keeper must still sweep (where
+/// `eprintln!` would panic on `EPIPE`).
+fn note(who: &str, text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{who}: {text}");
 }
 
 /// Whether `poll` says the lifeline's writer (the supervisor) is gone.

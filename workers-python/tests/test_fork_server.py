@@ -109,10 +109,16 @@ class Forked(ChannelPeer):
                 data += chunk
         return data
 
+    def close_output(self) -> None:
+        """Close the supervisor's ends of the worker's stdout and stderr."""
+        for fd in (self.out, self.err):
+            if fd >= 0:
+                os.close(fd)
+        self.out = self.err = -1
+
     def close(self) -> None:
         self.sock.close()
-        for fd in (self.out, self.err):
-            os.close(fd)
+        self.close_output()
 
 
 class ForkServer:
@@ -453,6 +459,10 @@ def test_a_cut_lifeline_ends_keepers_workers_and_what_they_started(server: ForkS
     pids = [first.handshake()["pid"], second.handshake()["pid"]]
     escaped = list(only_result(first.call(1, "escape")).values())
     escaped += only_result(second.call(1, "daemons", {"count": 2, "seconds": 60}))
+    # A dead supervisor's ends of the output pipes are closed too: a keeper's
+    # note must not end it (EPIPE) before it has swept.
+    for worker in (first, second):
+        worker.close_output()
     server.cut_lifeline()
     assert server.wait() == 0
     for pid in (*pids, *escaped):
