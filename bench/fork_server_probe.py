@@ -304,7 +304,8 @@ def main() -> None:
     server = ForkServer(args.script, args.keeper)
     try:
         keeper = f"keepers: {args.keeper} __keeper" if args.keeper else "keepers: Python"
-        print(f"{args.script}: fork server ready in {server.ready_seconds * 1000:.0f} ms, on {os.cpu_count()} cores; {keeper}")
+        ready_ms = server.ready_seconds * 1000
+        print(f"{args.script}: fork server ready in {ready_ms:.0f} ms, on {os.cpu_count()} cores; {keeper}")
         print(f"load average at start: {os.getloadavg()[0]:.2f} (timings mean little on a busy machine)")
         one_at_a_time(server, args.forks)
         kill_to_ready(server, args.forks)

@@ -350,6 +350,12 @@ def test_the_keeper_exits_with_the_workers_status(server: ForkServer) -> None:
     os.kill(pid, signal.SIGSEGV)
     exited = server.expect("exited", pid=killed.keeper)
     assert (exited["code"], exited["signal"]) == (None, signal.SIGSEGV)
+    # A real-time signal too (which some wait wrappers cannot represent).
+    realtime = server.fork(3)
+    pid = realtime.handshake()["pid"]
+    os.kill(pid, signal.SIGRTMIN + 2)
+    exited = server.expect("exited", pid=realtime.keeper)
+    assert (exited["code"], exited["signal"]) == (None, signal.SIGRTMIN + 2)
 
 
 # -- what the fork server refuses --------------------------------------------------
