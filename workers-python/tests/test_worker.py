@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import pytest
 
-from conftest import FIXTURES, WorkerProcess, wait_dead, worker_env
+from conftest import FIXTURES, SDK_FILES, WorkerProcess, wait_dead, worker_env
 from flw import _worker
 from flw._protocol import decode, encode, encode_line
 
@@ -156,7 +156,7 @@ def test_tool_exception_is_a_tool_error_with_traceback(shared: WorkerProcess) ->
     assert "tools_script.py" in trace
     assert "in fail" in trace
     assert trace.endswith("ValueError: bad url\n")
-    assert "_worker.py" not in trace
+    assert SDK_FILES not in trace
 
 
 def test_unknown_tool(shared: WorkerProcess) -> None:

@@ -46,7 +46,6 @@ from typing import Any, NamedTuple, NoReturn
 
 from . import _fork_wire
 from ._channel import open_channel
-from ._graph import NodeDefinitionError
 from ._keeper import (
     block_signals,
     catch_signals,
@@ -59,6 +58,7 @@ from ._keeper import (
 from ._protocol import ProtocolError
 from ._tool import ToolDefinitionError, registered_tools
 from ._worker import Prepared, Settings, Worker, flush_std_streams, note, prepare_worker
+from .graph._base import NodeDefinitionError
 
 CONTROL_FD = 3
 LIFELINE_FD = 4
