@@ -224,6 +224,7 @@ mod tests {
             "py.typed",
             "llm/__init__.py",
             "graph/_run.py",
+            "worker/_entry.py",
         ] {
             assert!(names.contains(&needed), "{needed} missing from {names:?}");
         }

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from flw import _tool
-from flw._protocol import decode, encode_line
 from flw.graph import _node
+from flw.worker._protocol import decode, encode_line
 
 TESTS = Path(__file__).resolve().parent
 FIXTURES = TESTS / "fixtures"

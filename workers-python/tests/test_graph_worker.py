@@ -14,7 +14,7 @@ from typing import Any, Callable
 import pytest
 
 from conftest import FIXTURES, SDK_FILES, WorkerProcess, worker_env
-from flw._protocol import decode
+from flw.worker._protocol import decode
 
 GRAPH = FIXTURES / "graph_script.py"
 

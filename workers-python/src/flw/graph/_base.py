@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
-from .._protocol import is_valid_tool_name
+from ..worker._protocol import is_valid_tool_name
 
 if TYPE_CHECKING:
     from .._context import Context

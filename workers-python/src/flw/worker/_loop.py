@@ -44,10 +44,16 @@ from collections.abc import Mapping, Sequence
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, Union
 
+from .._context import _CURRENT, Context
+from .._convert import NotJSONSerializable, to_json
+from .._tool import InvalidArguments, Tool, ToolDefinitionError
+from .._version import __version__
+from ..graph._base import NodeDefinitionError, NodeResultError
+from ..graph._manifest import Graph, build_graph
+from ..graph._node import registered_nodes
+from ..graph._node_call import NodeTask, PhaseRefused, prepare
 from . import _children
 from ._channel import Channel, LineReader, LineWriter
-from ._context import _CURRENT, Context
-from ._convert import NotJSONSerializable, to_json
 from ._protocol import (
     DEFAULT_MAX_LINE_BYTES,
     MAX_ID,
@@ -57,12 +63,6 @@ from ._protocol import (
     encode_line,
     result_line,
 )
-from ._tool import InvalidArguments, Tool, ToolDefinitionError
-from ._version import __version__
-from .graph._base import NodeDefinitionError, NodeResultError
-from .graph._manifest import Graph, build_graph
-from .graph._node import registered_nodes
-from .graph._node_call import NodeTask, PhaseRefused, prepare
 
 if TYPE_CHECKING:
     import asyncio
@@ -71,7 +71,7 @@ _Runnable = Union[Tool, NodeTask]
 
 # The SDK's package folder, subpackages included: frames from files under it
 # are the SDK's, not the tool's.
-_SDK_PREFIX = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_SDK_PREFIX = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 SHUTDOWN_GRACE_SECONDS = 3.0
 """How long ``shutdown`` waits for calls still in flight."""

@@ -44,6 +44,8 @@ import threading
 from collections.abc import Sequence
 from typing import Any, NamedTuple, NoReturn
 
+from .._tool import ToolDefinitionError, registered_tools
+from ..graph._base import NodeDefinitionError
 from . import _fork_wire
 from ._channel import open_channel
 from ._keeper import (
@@ -55,10 +57,8 @@ from ._keeper import (
     start_worker,
     unblock_signals,
 )
+from ._loop import Prepared, Settings, Worker, flush_std_streams, note, prepare_worker
 from ._protocol import ProtocolError
-from ._tool import ToolDefinitionError, registered_tools
-from ._worker import Prepared, Settings, Worker, flush_std_streams, note, prepare_worker
-from .graph._base import NodeDefinitionError
 
 CONTROL_FD = 3
 LIFELINE_FD = 4
