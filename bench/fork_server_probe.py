@@ -32,8 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SDK = ROOT / "workers-python" / "src"
 sys.path.insert(0, str(SDK))
 
-from flw import _fork_wire  # noqa: E402
-from flw._protocol import encode_line  # noqa: E402
+from flw.worker import _fork_wire  # noqa: E402
+from flw.worker._protocol import encode_line  # noqa: E402
 
 
 def environment(**extra: str) -> dict[str, str]:

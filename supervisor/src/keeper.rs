@@ -5,7 +5,7 @@
 //! the process that stays beside each worker holds none of the fork
 //! server's Python heap: about 0.75 MB of private memory instead of 2 MB
 //! (relocated read-only data and jemalloc's first arena), and no
-//! copy-on-write faults. It does what `_keeper.py` does, on the same
+//! copy-on-write faults. It does what `worker/_keeper.py` does, on the same
 //! signals: SIGUSR1 kills W's tree now, SIGTERM (or SIGINT) stops W
 //! gracefully within the grace, the lifeline's end means the supervisor is
 //! gone; then the sweep, and an exit with W's status.

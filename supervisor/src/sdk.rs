@@ -218,7 +218,14 @@ mod tests {
     #[test]
     fn sdk_is_embedded_with_its_entry_points() {
         let names: Vec<_> = PYTHON_SDK.iter().map(|(n, _)| *n).collect();
-        for needed in ["__init__.py", "__main__.py", "py.typed"] {
+        for needed in [
+            "__init__.py",
+            "__main__.py",
+            "py.typed",
+            "llm/__init__.py",
+            "graph/_run.py",
+            "worker/_entry.py",
+        ] {
             assert!(names.contains(&needed), "{needed} missing from {names:?}");
         }
     }

@@ -15,12 +15,14 @@ from typing import Any
 
 import pytest
 
-from flw import _node, _tool
-from flw._protocol import decode, encode_line
+from flw import _tool
+from flw.graph import _node
+from flw.worker._protocol import decode, encode_line
 
 TESTS = Path(__file__).resolve().parent
 FIXTURES = TESTS / "fixtures"
 SRC = TESTS.parent / "src"
+SDK_FILES = f"{SRC / 'flw'}{os.sep}"  # what every SDK file's path starts with
 REPO_TESTS = TESTS.parent.parent / "tests"  # the end-to-end tests: openai_server.py
 TERMINAL = ("result", "error")
 

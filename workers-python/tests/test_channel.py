@@ -9,9 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from flw import _channel
-from flw._channel import LineReader, LineWriter
-from flw._protocol import ProtocolError, decode
+from flw.worker import _channel
+from flw.worker._channel import LineReader, LineWriter
+from flw.worker._protocol import ProtocolError, decode
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from typing import Any, Callable
 import pytest
 
 from conftest import FIXTURES, ChannelPeer, WorkerProcess, wait_dead, worker_env
-from flw import _fork_wire
+from flw.worker import _fork_wire
 
 TOOLS = FIXTURES / "fork_tools.py"
 LABEL = "fork_tools.py#fork"
@@ -599,8 +599,8 @@ def test_exec_mode_keeper_sweeps_when_the_supervisor_dies(tmp_path: Path) -> Non
 
 def test_the_prepared_hello_line_is_the_encoded_hello() -> None:
     from flw import Tool
-    from flw._protocol import MAX_ID, encode_line
-    from flw._worker import prepare_worker
+    from flw.worker._loop import prepare_worker
+    from flw.worker._protocol import MAX_ID, encode_line
 
     def tricky(pid: int = MAX_ID) -> int:
         """Mentions "pid":9007199254740991, in its description."""
@@ -615,7 +615,7 @@ def test_the_prepared_hello_line_is_the_encoded_hello() -> None:
 def test_children_are_found_with_and_without_the_children_file(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from flw import _keeper
+    from flw.worker import _keeper
 
     procs = [
         subprocess.Popen(["sleep", "10"]),

@@ -23,7 +23,7 @@ from flw import (
     node,
     registered_nodes,
 )
-from flw._graph_manifest import build_graph
+from flw.graph._manifest import build_graph
 
 
 def make_agent() -> Flow:

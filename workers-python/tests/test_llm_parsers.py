@@ -10,17 +10,18 @@ from typing import Any, Callable
 
 import pytest
 
-from flw import Context, _llm_exchange, llm
-from flw._llm_exchange import Exchange, Request, Retry, backoff, retry_after, retryable_status
-from flw._llm_http import (
+from flw import Context, llm
+from flw.llm import _exchange
+from flw.llm._exchange import Exchange, Request, Retry, backoff, retry_after, retryable_status
+from flw.llm._http import (
     HTTPProtocolError,
     ResponseParser,
     endpoint,
     header_problem,
     request_bytes,
 )
-from flw._llm_reply import Accumulator
-from flw._llm_sse import Event, EventStreamError, SSEParser
+from flw.llm._reply import Accumulator
+from flw.llm._sse import Event, EventStreamError, SSEParser
 
 # -- HTTP ------------------------------------------------------------------------
 
@@ -561,7 +562,7 @@ def test_a_stream_ends_at_done_without_waiting_for_the_body_to_end() -> None:
 
 
 def test_a_json_body_over_the_limit_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_llm_exchange, "MAX_BODY_BYTES", 1 << 20)
+    monkeypatch.setattr(_exchange, "MAX_BODY_BYTES", 1 << 20)
     ex = exchange()
     ex.feed(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n")
     ex.feed(b" " * (1 << 20))
@@ -591,7 +592,7 @@ def test_a_stream_line_over_the_limit_is_an_llm_error() -> None:
 
 
 def test_a_streamed_reply_over_the_limit_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_llm_exchange, "MAX_REPLY_CHARS", 1 << 20)
+    monkeypatch.setattr(_exchange, "MAX_REPLY_CHARS", 1 << 20)
     ex = exchange()
     ex.feed(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n")
     event = b'data: {"choices": [{"delta": {"content": "%s"}}]}\n\n' % (b"x" * 1000)

@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
-from flw import Context, _llm_transport, llm
+from flw import Context, llm
 from flw._context import _CURRENT
+from flw.llm import _transport
 from llm_helpers import HANG, LONG, cancel_achat_after, closed
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
@@ -98,7 +99,7 @@ def https_url(
     server_side = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_side.load_cert_chain(cert, key)
     client_side = ssl.create_default_context(cafile=str(cert))
-    monkeypatch.setattr(_llm_transport, "_ssl_context", client_side)
+    monkeypatch.setattr(_transport, "_ssl_context", client_side)
     monkeypatch.setenv("OPENAI_MODEL", "loopback")
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     relay = TLSRelay(server_side, openai_server.port)
@@ -120,7 +121,7 @@ def test_chat_over_https(https_url: str) -> None:
 def test_an_untrusted_certificate_is_a_connection_error(
     https_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_llm_transport, "_ssl_context", ssl.create_default_context())
+    monkeypatch.setattr(_transport, "_ssl_context", ssl.create_default_context())
     with pytest.raises(llm.ConnectionError, match="CERTIFICATE_VERIFY_FAILED"):
         llm.chat("hi", base_url=https_url)
     with pytest.raises(llm.ConnectionError, match="CERTIFICATE_VERIFY_FAILED"):

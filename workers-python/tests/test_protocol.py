@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flw._protocol import MAX_ID, ProtocolError, decode, encode, is_valid_tool_name
+from flw.worker._protocol import MAX_ID, ProtocolError, decode, encode, is_valid_tool_name
 
 
 def code_of(line: str, sender: str = "worker", limit: int = 1 << 24) -> str:

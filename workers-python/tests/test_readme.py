@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from flw import registered_nodes
-from flw._graph_manifest import build_graph
+from flw.graph._manifest import build_graph
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

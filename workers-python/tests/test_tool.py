@@ -82,6 +82,8 @@ def test_public_api() -> None:
         "run",
         "tool",
     }
+    for name in flw.__all__:
+        assert getattr(flw, name) is not None, name
     assert flw.__version__ == "0.1.0"
 
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from flw import _fork_wire
-from flw._channel import LineReader
-from flw._protocol import (
+from flw.worker import _fork_wire
+from flw.worker._channel import LineReader
+from flw.worker._protocol import (
     ERROR_CODES,
     ProtocolError,
     decode,

@@ -13,9 +13,9 @@ from typing import Any, Callable
 
 import pytest
 
-from conftest import FIXTURES, WorkerProcess, wait_dead, worker_env
-from flw import _worker
-from flw._protocol import decode, encode, encode_line
+from conftest import FIXTURES, SDK_FILES, WorkerProcess, wait_dead, worker_env
+from flw.worker import _loop
+from flw.worker._protocol import decode, encode, encode_line
 
 TOOLS = FIXTURES / "tools_script.py"
 
@@ -156,7 +156,7 @@ def test_tool_exception_is_a_tool_error_with_traceback(shared: WorkerProcess) ->
     assert "tools_script.py" in trace
     assert "in fail" in trace
     assert trace.endswith("ValueError: bad url\n")
-    assert "_worker.py" not in trace
+    assert SDK_FILES not in trace
 
 
 def test_unknown_tool(shared: WorkerProcess) -> None:
@@ -266,7 +266,7 @@ def test_hundreds_of_sync_calls_in_one_read_all_get_their_reply(shared: WorkerPr
 def test_sync_calls_past_the_thread_limit_wait_and_heartbeats_go_on(
     shared: WorkerProcess,
 ) -> None:
-    ids = [next_id() for _ in range(_worker.SHARED_THREADS + 6)]
+    ids = [next_id() for _ in range(_loop.SHARED_THREADS + 6)]
     for call_id in ids:
         shared.send({"type": "call", "id": call_id, "tool": "sync_sleep", "args": {"seconds": 0.5}})
     time.sleep(0.1)

@@ -12,11 +12,10 @@ supervisor runs (or ``flow.run(shared)`` in-process).
 
 from typing import TYPE_CHECKING, Any
 
-from ._batch_flow import AsyncBatchFlow, AsyncParallelBatchFlow, BatchFlow
-from ._class_node import AsyncBatchNode, AsyncNode, AsyncParallelBatchNode, BatchNode, Node
 from ._context import Context, Sent, current_context
-from ._entry import run
-from ._graph import (
+from ._tool import InvalidArguments, Tool, ToolDefinitionError, registered_tools, tool
+from ._version import __version__
+from .graph._base import (
     AsyncFlow,
     BaseNode,
     Flow,
@@ -25,9 +24,10 @@ from ._graph import (
     NodeResultError,
     Parallel,
 )
-from ._node import FunctionNode, node, registered_nodes
-from ._tool import InvalidArguments, Tool, ToolDefinitionError, registered_tools, tool
-from ._version import __version__
+from .graph._batch_flow import AsyncBatchFlow, AsyncParallelBatchFlow, BatchFlow
+from .graph._class_node import AsyncBatchNode, AsyncNode, AsyncParallelBatchNode, BatchNode, Node
+from .graph._node import FunctionNode, node, registered_nodes
+from .worker._entry import run
 
 if TYPE_CHECKING:
     from . import llm

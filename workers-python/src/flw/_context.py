@@ -20,7 +20,7 @@ from collections.abc import Generator
 from typing import Any, Callable
 
 from ._convert import NotJSONSerializable, to_json
-from ._protocol import LOG_LEVELS
+from .worker._protocol import LOG_LEVELS
 
 
 def _log(level: str, fmt: str, *args: Any) -> None:

@@ -17,9 +17,9 @@ from typing import Any, Callable, NamedTuple, TypeVar, overload
 from ._context import Context
 from ._convert import InvalidArgument, from_json
 from ._docstring import parse_docstring
-from ._protocol import is_valid_tool_name
 from ._schema import UnsupportedType, is_object_shaped, json_default, type_schema
 from ._typing import NoneType, is_union, type_name, unwrap
+from .worker._protocol import is_valid_tool_name
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -17,11 +17,11 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable, Union
 
-from ._context import current_context
-from ._convert import NotJSONSerializable, to_json
-from ._llm_errors import Cancelled, LLMError
-from ._llm_reply import ToolCall
-from ._tool import Tool, ToolDefinitionError, registered_tools
+from .._context import current_context
+from .._convert import NotJSONSerializable, to_json
+from .._tool import Tool, ToolDefinitionError, registered_tools
+from ._errors import Cancelled, LLMError
+from ._reply import ToolCall
 
 ToolLike = Union[Callable[..., Any], Tool, Mapping[str, Any]]
 """A tool for ``tools=``: an ``@flw.tool`` function, ``flw.Tool``, function or OpenAI dict."""

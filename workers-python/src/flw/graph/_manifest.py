@@ -24,8 +24,8 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ._base import BaseNode, Flow, NodeDefinitionError, Parallel, WorkerNode, check_name
 from ._batch_flow import BatchFlowBase
-from ._graph import BaseNode, Flow, NodeDefinitionError, Parallel, WorkerNode, check_name
 from ._node import FunctionNode
 
 

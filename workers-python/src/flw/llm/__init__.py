@@ -39,11 +39,11 @@ event, 64 Mi characters of streamed reply) raises ``LLMError``.
 
 from __future__ import annotations
 
-from ._llm_call import AsyncStream, OnDelta, Stream
-from ._llm_client import Client, Messages
-from ._llm_errors import APIError, Cancelled, ConfigError, ConnectionError, LLMError, TimeoutError
-from ._llm_reply import Reply, ToolCall
-from ._llm_tools import ToolLike
+from ._call import AsyncStream, OnDelta, Stream
+from ._client import Client, Messages
+from ._errors import APIError, Cancelled, ConfigError, ConnectionError, LLMError, TimeoutError
+from ._reply import Reply, ToolCall
+from ._tools import ToolLike
 
 __all__ = [
     "APIError",

@@ -32,9 +32,9 @@ from collections.abc import AsyncGenerator, Generator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable
 
-from . import _llm_errors as errors
-from ._context import Context
-from ._llm_exchange import Exchange, Request, Retry
+from .._context import Context
+from . import _errors as errors
+from ._exchange import Exchange, Request, Retry
 
 _READ_SIZE = 65536
 

@@ -15,9 +15,9 @@ import copy
 import time
 from typing import Any
 
-from ._context import Context, current_context
-from ._docstring import class_description
-from ._graph import (
+from .._context import Context, current_context
+from .._docstring import class_description
+from ._base import (
     NodeError,
     NodeResultError,
     PhaseInput,

@@ -51,7 +51,7 @@ from collections.abc import Iterable
 from types import FrameType
 from typing import Any, NoReturn
 
-from ._worker import flush_std_streams, note
+from ._loop import flush_std_streams, note
 
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4

@@ -1,6 +1,6 @@
 """Sans-IO HTTP/1.1 for ``flw.llm``: the request bytes and a response parser fed bytes.
 
-The transports (``_llm_transport``) only move bytes: they write what
+The transports (``_transport``) only move bytes: they write what
 ``request_bytes`` builds and feed what they read to ``ResponseParser``, which
 reads the status line and headers, then the body as ``Content-Length``,
 chunked transfer encoding or read-to-close says. One parser serves the

@@ -44,14 +44,16 @@ from collections.abc import Mapping, Sequence
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, Union
 
+from .._context import _CURRENT, Context
+from .._convert import NotJSONSerializable, to_json
+from .._tool import InvalidArguments, Tool, ToolDefinitionError
+from .._version import __version__
+from ..graph._base import NodeDefinitionError, NodeResultError
+from ..graph._manifest import Graph, build_graph
+from ..graph._node import registered_nodes
+from ..graph._node_call import NodeTask, PhaseRefused, prepare
 from . import _children
 from ._channel import Channel, LineReader, LineWriter
-from ._context import _CURRENT, Context
-from ._convert import NotJSONSerializable, to_json
-from ._graph import NodeDefinitionError, NodeResultError
-from ._graph_manifest import Graph, build_graph
-from ._node import registered_nodes
-from ._node_call import NodeTask, PhaseRefused, prepare
 from ._protocol import (
     DEFAULT_MAX_LINE_BYTES,
     MAX_ID,
@@ -61,15 +63,15 @@ from ._protocol import (
     encode_line,
     result_line,
 )
-from ._tool import InvalidArguments, Tool, ToolDefinitionError
-from ._version import __version__
 
 if TYPE_CHECKING:
     import asyncio
 
 _Runnable = Union[Tool, NodeTask]
 
-_SDK_DIR = os.path.dirname(os.path.abspath(__file__))
+# The SDK's package folder, subpackages included: frames from files under it
+# are the SDK's, not the tool's.
+_SDK_PREFIX = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 SHUTDOWN_GRACE_SECONDS = 3.0
 """How long ``shutdown`` waits for calls still in flight."""
@@ -857,7 +859,7 @@ def _error(call_id: int, kind: str, message: str, tb: str | None = None) -> dict
 def _user_frames(tb: TracebackType | None) -> TracebackType | None:
     """The traceback from the first frame outside the SDK (the tool's or node's own)."""
     first = tb
-    while tb is not None and os.path.dirname(tb.tb_frame.f_code.co_filename) == _SDK_DIR:
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_SDK_PREFIX):
         tb = tb.tb_next
     return tb if tb is not None else first
 

@@ -44,9 +44,10 @@ import threading
 from collections.abc import Sequence
 from typing import Any, NamedTuple, NoReturn
 
+from .._tool import ToolDefinitionError, registered_tools
+from ..graph._base import NodeDefinitionError
 from . import _fork_wire
 from ._channel import open_channel
-from ._graph import NodeDefinitionError
 from ._keeper import (
     block_signals,
     catch_signals,
@@ -56,9 +57,8 @@ from ._keeper import (
     start_worker,
     unblock_signals,
 )
+from ._loop import Prepared, Settings, Worker, flush_std_streams, note, prepare_worker
 from ._protocol import ProtocolError
-from ._tool import ToolDefinitionError, registered_tools
-from ._worker import Prepared, Settings, Worker, flush_std_streams, note, prepare_worker
 
 CONTROL_FD = 3
 LIFELINE_FD = 4

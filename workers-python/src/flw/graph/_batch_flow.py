@@ -14,11 +14,11 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any
 
-from ._docstring import class_description
-from ._graph import AsyncFlow, BaseNode, Flow, NodeError, Options, PhaseInput, count_option
+from .._docstring import class_description
+from ._base import AsyncFlow, BaseNode, Flow, NodeError, Options, PhaseInput, count_option
 
 if TYPE_CHECKING:
-    from ._context import Context
+    from .._context import Context
 
 _PHASES = ("prep", "post")
 

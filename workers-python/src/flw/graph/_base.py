@@ -4,7 +4,7 @@ PocketFlow's model: a node's *successors* map an action to the next node
 (``a >> b``, ``a - "action" >> b``, ``a.next(b, action)``), a ``Flow`` runs
 from its start node following the actions nodes return, and a flow is itself
 a node. ``BaseNode`` holds the linking; ``WorkerNode`` is what a worker
-implements (``@node`` functions and the class nodes of ``_node``);
+implements (``@node`` functions and the class nodes of ``_class_node``);
 ``Flow`` and ``Parallel`` are run by the supervisor (or in-process by
 ``Flow.run``). Names, options and the errors of the DSL live here too.
 """
@@ -16,10 +16,10 @@ import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
-from ._protocol import is_valid_tool_name
+from ..worker._protocol import is_valid_tool_name
 
 if TYPE_CHECKING:
-    from ._context import Context
+    from .._context import Context
 
 N = TypeVar("N", bound="BaseNode")
 
@@ -220,13 +220,13 @@ class BaseNode:
         Async nodes run on an asyncio loop (a new one; in a thread when this
         thread already runs a loop, as in a notebook).
         """
-        from ._graph_run import run
+        from ._run import run
 
         return run(self, shared)
 
     async def run_async(self, shared: dict[str, Any]) -> str | None:
         """``run`` on the running event loop: async nodes are awaited on it."""
-        from ._graph_run import run_async
+        from ._run import run_async
 
         return await run_async(self, shared)
 

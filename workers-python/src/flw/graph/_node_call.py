@@ -15,10 +15,10 @@ import json
 from collections.abc import Mapping
 from typing import Any, Callable
 
+from .._context import Context
+from .._convert import NotJSONSerializable, to_json
+from ._base import NodeError, NodeResultError, PhaseInput, WorkerNode, check_action
 from ._class_node import items_of
-from ._context import Context
-from ._convert import NotJSONSerializable, to_json
-from ._graph import NodeError, NodeResultError, PhaseInput, WorkerNode, check_action
 
 _STORE_PHASES = ("run", "prep", "post", "fallback")
 

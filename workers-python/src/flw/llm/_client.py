@@ -3,7 +3,7 @@
 Each method resolves its configuration when it is called (argument, then
 the client's, then ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` /
 ``OPENAI_MODEL``) into a ``_Prepared`` request (``_prepare``, shared by all
-six methods), and runs it as a ``ChatCall`` (``_llm_call``). ``run_tools``
+six methods), and runs it as a ``ChatCall`` (``_call``). ``run_tools``
 and ``arun_tools`` drive one ``_ToolLoop`` over those requests; only the
 awaiting differs.
 """
@@ -15,14 +15,14 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple, Union
 
-from ._context import current_context
-from ._llm_call import AsyncStream, ChatCall, OnDelta, Stream
-from ._llm_errors import ConfigError, LLMError
-from ._llm_exchange import Request
-from ._llm_http import Endpoint, endpoint, header_problem, request_bytes
-from ._llm_reply import Reply, ToolCall
-from ._llm_tools import ToolLike, ToolSet
-from ._version import __version__
+from .._context import current_context
+from .._version import __version__
+from ._call import AsyncStream, ChatCall, OnDelta, Stream
+from ._errors import ConfigError, LLMError
+from ._exchange import Request
+from ._http import Endpoint, endpoint, header_problem, request_bytes
+from ._reply import Reply, ToolCall
+from ._tools import ToolLike, ToolSet
 
 Messages = Union[str, Sequence[Mapping[str, Any]]]
 """One user message, or a list of OpenAI message dicts."""

@@ -31,9 +31,8 @@ import warnings
 from collections.abc import Awaitable, Coroutine
 from typing import Any, Callable, NamedTuple, TypeVar
 
-from ._batch_flow import BatchFlowBase
-from ._context import _CURRENT, Context
-from ._graph import (
+from .._context import _CURRENT, Context
+from ._base import (
     DEFAULT_MAX_STEPS,
     BaseNode,
     Flow,
@@ -47,6 +46,7 @@ from ._graph import (
     check_action,
     reachable,
 )
+from ._batch_flow import BatchFlowBase
 
 T = TypeVar("T")
 

@@ -13,9 +13,9 @@ import functools
 import inspect
 from typing import Any, Callable, overload
 
-from ._context import Context
-from ._docstring import parse_docstring
-from ._graph import NodeDefinitionError, NodeError, PhaseInput, WorkerNode, check_name, make_options
+from .._context import Context
+from .._docstring import parse_docstring
+from ._base import NodeDefinitionError, NodeError, PhaseInput, WorkerNode, check_name, make_options
 
 _P = inspect.Parameter
 

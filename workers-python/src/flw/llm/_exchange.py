@@ -20,10 +20,10 @@ import random
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from ._llm_errors import APIError, ConnectionError, LLMError
-from ._llm_http import Endpoint, HTTPProtocolError, ResponseParser
-from ._llm_reply import Accumulator, Reply
-from ._llm_sse import Event, EventStreamError, SSEParser
+from ._errors import APIError, ConnectionError, LLMError
+from ._http import Endpoint, HTTPProtocolError, ResponseParser
+from ._reply import Accumulator, Reply
+from ._sse import Event, EventStreamError, SSEParser
 
 MAX_BACKOFF = 8.0
 """The longest of the exponential backoff's waits, in seconds."""

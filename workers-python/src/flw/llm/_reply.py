@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._llm_errors import LLMError
+from ._errors import LLMError
 
 
 @dataclass

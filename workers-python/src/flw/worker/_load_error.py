@@ -13,10 +13,10 @@ import os
 import traceback
 from types import TracebackType
 
-from ._graph import NodeDefinitionError
-from ._tool import ToolDefinitionError
+from .._tool import ToolDefinitionError
+from ..graph._base import NodeDefinitionError
 
-_SDK_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_SDK_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
 def load_failure(exc: BaseException, script: str) -> str:

@@ -22,10 +22,10 @@ import types
 from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
+from .._tool import registered_tools
+from .._version import __version__
 from ._channel import Channel, open_channel
-from ._tool import registered_tools
-from ._version import __version__
-from ._worker import Settings, Worker, flush_std_streams, note
+from ._loop import Settings, Worker, flush_std_streams, note
 
 _loading_script = False
 _serving = False

@@ -17,11 +17,11 @@ from collections.abc import AsyncGenerator, Coroutine, Generator
 from types import TracebackType
 from typing import Any, Callable, Optional
 
-from ._context import Context, _log
-from ._llm_errors import LLMError
-from ._llm_exchange import Exchange, Request, Retry, backoff
-from ._llm_reply import Reply
-from ._llm_transport import CancelGuard, async_attempt, sync_attempt
+from .._context import Context, _log
+from ._errors import LLMError
+from ._exchange import Exchange, Request, Retry, backoff
+from ._reply import Reply
+from ._transport import CancelGuard, async_attempt, sync_attempt
 
 OnDelta = Optional[Callable[[str], Any]]
 """Called with each text delta; in ``achat``/``astream`` it may be ``async``."""
