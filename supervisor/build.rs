@@ -1,7 +1,8 @@
 //! Embeds the worker SDKs into the binary, so that running a worker needs no
 //! separate `pip install` or `npm install`:
-//! - the Python SDK: `workers-python/src/flw/*.py` (and `py.typed`);
-//! - the TypeScript SDK, compiled: `workers-ts/dist/*.js` and its
+//! - the Python SDK: the `.py` files (and `py.typed`) of
+//!   `workers-python/src/flw` and its subpackages;
+//! - the TypeScript SDK, compiled: the `.js` files of `workers-ts/dist` and its
 //!   `package.json` (the compiled files are committed; `scripts/test.sh`
 //!   checks they match the sources).
 
@@ -34,28 +35,31 @@ fn main() {
     std::fs::write(dest, out).unwrap();
 }
 
-/// The files of `dir` with one of `extensions`, named `prefix` + file name.
+/// The files of `dir` and of its subfolders (but Python's `__pycache__`)
+/// with one of `extensions`, named `prefix` + their path inside `dir`.
 fn files(dir: &Path, extensions: &[&str], prefix: &str) -> Vec<(String, PathBuf)> {
     println!("cargo:rerun-if-changed={}", dir.display());
-    let mut found: Vec<(String, PathBuf)> = std::fs::read_dir(dir)
+    let mut found = Vec::new();
+    let entries = std::fs::read_dir(dir)
         .map(|d| {
             d.filter_map(Result::ok)
                 .map(|e| e.path())
                 .collect::<Vec<_>>()
         })
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|p| {
-            p.is_file()
-                && p.extension()
-                    .and_then(|e| e.to_str())
-                    .is_some_and(|e| extensions.contains(&e))
-        })
-        .map(|p| {
-            let name = format!("{prefix}{}", p.file_name().unwrap().to_string_lossy());
-            (name, p)
-        })
-        .collect();
+        .unwrap_or_default();
+    for path in entries {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if path.is_dir() && name != "__pycache__" {
+            found.extend(files(&path, extensions, &format!("{prefix}{name}/")));
+        } else if path.is_file()
+            && path
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| extensions.contains(&e))
+        {
+            found.push((format!("{prefix}{name}"), path));
+        }
+    }
     found.sort();
     found
 }
