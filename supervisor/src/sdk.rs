@@ -231,6 +231,8 @@ mod tests {
             "dist/main.js",
             "dist/index.js",
             "dist/resolve.js",
+            // The modules in its folders.
+            "dist/llm/index.js",
         ] {
             assert!(names.contains(&needed), "{needed} missing from {names:?}");
         }

@@ -42,7 +42,7 @@
  */
 export { currentContext, detachedContext } from "./context.js";
 export { AsyncBatchFlow, AsyncParallelBatchFlow, BatchFlow, BatchNode, ClassNode, Flow, FunctionNode, GraphNode, Node, NodeError, Parallel, flow, node, parallel, } from "./graph.js";
-export * as llm from "./llm.js";
+export * as llm from "./llm/index.js";
 export { isTool, tool } from "./tool.js";
 export { validate } from "./schema.js";
 export { ProtocolError } from "./protocol.js";

@@ -73,7 +73,7 @@ export {
   node,
   parallel,
 } from "./graph.js";
-export * as llm from "./llm.js";
+export * as llm from "./llm/index.js";
 export { type AnyTool, type StandardToolDefinition, type Tool, type ToolDefinition, isTool, tool } from "./tool.js";
 export type { InferStandardInput, InferStandardOutput, StandardIssue, StandardResult, StandardSchemaV1 } from "./standard_schema.js";
 export type { Infer, JsonSchema, JsonTypeName, JsonValue, ObjectSchema } from "./schema.js";
