@@ -233,6 +233,7 @@ mod tests {
             "dist/resolve.js",
             // The modules in its folders.
             "dist/llm/index.js",
+            "dist/graph/run.js",
         ] {
             assert!(names.contains(&needed), "{needed} missing from {names:?}");
         }

@@ -41,7 +41,7 @@
  * nodes and flows the script exports.
  */
 export { currentContext, detachedContext } from "./context.js";
-export { AsyncBatchFlow, AsyncParallelBatchFlow, BatchFlow, BatchNode, ClassNode, Flow, FunctionNode, GraphNode, Node, NodeError, Parallel, flow, node, parallel, } from "./graph.js";
+export { AsyncBatchFlow, AsyncParallelBatchFlow, BatchFlow, BatchNode, ClassNode, Flow, FunctionNode, GraphNode, Node, NodeError, Parallel, flow, node, parallel, } from "./graph/dsl.js";
 export * as llm from "./llm/index.js";
 export { isTool, tool } from "./tool.js";
 export { validate } from "./schema.js";

@@ -11,7 +11,7 @@ import { register } from "node:module";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { openChannel } from "./channel.js";
-import { collectGraph } from "./graph_manifest.js";
+import { collectGraph } from "./graph/manifest.js";
 import { collectTools } from "./tool.js";
 import { SDK_VERSION } from "./version.js";
 import { Worker, note, settingsFromEnv } from "./worker.js";

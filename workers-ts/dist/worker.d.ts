@@ -24,7 +24,7 @@
  * and the supervisor's SIGKILL of the group comes first.
  */
 import { type Channel } from "./channel.js";
-import { type Graph } from "./graph_manifest.js";
+import { type Graph } from "./graph/manifest.js";
 import type { NamedTool } from "./tool.js";
 export { note } from "./process_group.js";
 /** How long `shutdown` waits for calls still in flight, in milliseconds. */

@@ -30,8 +30,8 @@ import { CallChildren, installChildTracking, killTaggedProcesses } from "./child
 import { CallContext, runInCall } from "./context.js";
 import { errorText } from "./error_text.js";
 import { FdWriter } from "./fd_writer.js";
-import { NO_GRAPH } from "./graph_manifest.js";
-import { phasesOf, runPhase } from "./graph_run.js";
+import { NO_GRAPH } from "./graph/manifest.js";
+import { phasesOf, runPhase } from "./graph/run.js";
 import { killOwnGroup, note } from "./process_group.js";
 import { WORKER_TAG, callTag } from "./process_tags.js";
 import { DEFAULT_MAX_LINE_BYTES, PROTOCOL_VERSIONS, ProtocolError, decode, toJsonText, } from "./protocol.js";

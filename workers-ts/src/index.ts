@@ -72,7 +72,7 @@ export {
   flow,
   node,
   parallel,
-} from "./graph.js";
+} from "./graph/dsl.js";
 export * as llm from "./llm/index.js";
 export { type AnyTool, type StandardToolDefinition, type Tool, type ToolDefinition, isTool, tool } from "./tool.js";
 export type { InferStandardInput, InferStandardOutput, StandardIssue, StandardResult, StandardSchemaV1 } from "./standard_schema.js";

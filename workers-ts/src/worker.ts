@@ -31,9 +31,9 @@ import { CallChildren, installChildTracking, killTaggedProcesses } from "./child
 import { CallContext, type Context, runInCall } from "./context.js";
 import { errorText } from "./error_text.js";
 import { FdWriter } from "./fd_writer.js";
-import type { PhaseNode } from "./graph.js";
-import { type Graph, NO_GRAPH } from "./graph_manifest.js";
-import { type PhaseRequest, phasesOf, runPhase } from "./graph_run.js";
+import type { PhaseNode } from "./graph/dsl.js";
+import { type Graph, NO_GRAPH } from "./graph/manifest.js";
+import { type PhaseRequest, phasesOf, runPhase } from "./graph/run.js";
 import { killOwnGroup, note } from "./process_group.js";
 import { WORKER_TAG, callTag } from "./process_tags.js";
 import {
