@@ -234,6 +234,8 @@ mod tests {
             // The modules in its folders.
             "dist/llm/index.js",
             "dist/graph/run.js",
+            // Loaded by its path at run time, from its own folder.
+            "dist/worker/reader_thread.js",
         ] {
             assert!(names.contains(&needed), "{needed} missing from {names:?}");
         }

@@ -47,5 +47,5 @@ export { type AnyTool, type StandardToolDefinition, type Tool, type ToolDefiniti
 export type { InferStandardInput, InferStandardOutput, StandardIssue, StandardResult, StandardSchemaV1 } from "./standard_schema.js";
 export type { Infer, JsonSchema, JsonTypeName, JsonValue, ObjectSchema } from "./schema.js";
 export { validate } from "./schema.js";
-export { type ErrorKind, type LogLevel, ProtocolError } from "./protocol.js";
+export { type ErrorKind, type LogLevel, ProtocolError } from "./worker/protocol.js";
 export { SDK_VERSION } from "./version.js";

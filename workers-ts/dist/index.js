@@ -45,5 +45,5 @@ export { AsyncBatchFlow, AsyncParallelBatchFlow, BatchFlow, BatchNode, ClassNode
 export * as llm from "./llm/index.js";
 export { isTool, tool } from "./tool.js";
 export { validate } from "./schema.js";
-export { ProtocolError } from "./protocol.js";
+export { ProtocolError } from "./worker/protocol.js";
 export { SDK_VERSION } from "./version.js";

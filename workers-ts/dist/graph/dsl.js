@@ -31,7 +31,7 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import { errorText } from "../error_text.js";
 import { runGraph } from "./run.js";
-import { isValidToolName } from "../protocol.js";
+import { isValidToolName } from "../worker/protocol.js";
 /**
  * Why a node failed, as a fallback gets it and as `run()` throws it:
  * `kind` is an error kind of PROTOCOL.md (`tool_error`, `timeout`, ...) or

@@ -17,7 +17,7 @@
  * `flow_1`, `flow_2`, ... (an unnamed fan-out: `parallel_1`, ...).
  */
 import { type PhaseNode } from "./dsl.js";
-import { type NodeKind } from "../protocol.js";
+import { type NodeKind } from "../worker/protocol.js";
 /** A node object of `hello.nodes`. */
 export interface NodeManifest {
     readonly name: string;

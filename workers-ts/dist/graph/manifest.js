@@ -17,7 +17,7 @@
  * `flow_1`, `flow_2`, ... (an unnamed fan-out: `parallel_1`, ...).
  */
 import { BatchFlow, BatchNode, Flow, FunctionNode, GraphNode, Parallel, hasFallback, isWorkerNode, labelOf, resolvedNames, } from "./dsl.js";
-import { isValidToolName } from "../protocol.js";
+import { isValidToolName } from "../worker/protocol.js";
 /** An empty graph (a script without nodes). */
 export const NO_GRAPH = { nodes: new Map(), manifest: [], flows: [] };
 function describeNode(node) {

@@ -24,7 +24,7 @@ import { CallContext, currentCall, runInCall } from "../context.js";
 import { errorText } from "../error_text.js";
 import { BatchFlow, BatchNode, Flow, FunctionNode, NodeError, Parallel, asError, attemptScope, hasFallback, isWorkerNode, labelOf, ownParamsOf, paramsScope, } from "./dsl.js";
 import { pause } from "../pause.js";
-import { toJsonText } from "../protocol.js";
+import { toJsonText } from "../worker/protocol.js";
 /** Steps a run may take unless its flow says otherwise (GRAPHS.md). */
 export const DEFAULT_MAX_STEPS = 10_000;
 /** The first retry's wait unless a node says otherwise, and the cap of later ones, in milliseconds. */

@@ -5,7 +5,7 @@
  */
 import { currentContext, detachedContext } from "../context.js";
 import { errorText } from "../error_text.js";
-import { isValidToolName } from "../protocol.js";
+import { isValidToolName } from "../worker/protocol.js";
 import { validate } from "../schema.js";
 import { checkWithStandardSchema } from "../standard_schema.js";
 import { isTool } from "../tool.js";

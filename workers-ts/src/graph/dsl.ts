@@ -33,7 +33,7 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import { type Context } from "../context.js";
 import { errorText } from "../error_text.js";
 import { runGraph } from "./run.js";
-import { isValidToolName } from "../protocol.js";
+import { isValidToolName } from "../worker/protocol.js";
 
 /**
  * The shared store as nodes see it unless told otherwise: a JSON object

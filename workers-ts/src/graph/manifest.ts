@@ -32,7 +32,7 @@ import {
   labelOf,
   resolvedNames,
 } from "./dsl.js";
-import { type NodeKind, isValidToolName } from "../protocol.js";
+import { type NodeKind, isValidToolName } from "../worker/protocol.js";
 
 /** A node object of `hello.nodes`. */
 export interface NodeManifest {

@@ -47,7 +47,7 @@ import {
   paramsScope,
 } from "./dsl.js";
 import { pause } from "../pause.js";
-import { type NodePhase, toJsonText } from "../protocol.js";
+import { type NodePhase, toJsonText } from "../worker/protocol.js";
 
 /** Steps a run may take unless its flow says otherwise (GRAPHS.md). */
 export const DEFAULT_MAX_STEPS = 10_000;

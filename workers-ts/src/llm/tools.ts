@@ -7,7 +7,7 @@
 import { type Context, currentContext, detachedContext } from "../context.js";
 import { errorText } from "../error_text.js";
 import type { ToolCall } from "./reply.js";
-import { isValidToolName } from "../protocol.js";
+import { isValidToolName } from "../worker/protocol.js";
 import { type JsonSchema, validate } from "../schema.js";
 import { checkWithStandardSchema } from "../standard_schema.js";
 import { type Tool, isTool } from "../tool.js";
