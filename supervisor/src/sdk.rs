@@ -238,6 +238,11 @@ mod tests {
             "dist/main.js",
             "dist/index.js",
             "dist/resolve.js",
+            // The modules in its folders.
+            "dist/llm/index.js",
+            "dist/graph/run.js",
+            // Loaded by its path at run time, from its own folder.
+            "dist/worker/reader_thread.js",
         ] {
             assert!(names.contains(&needed), "{needed} missing from {names:?}");
         }

@@ -33,8 +33,8 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
-import { LineReader } from "../dist/channel.js";
-import { decode, encode } from "../dist/protocol.js";
+import { LineReader } from "../dist/worker/channel.js";
+import { decode, encode } from "../dist/worker/protocol.js";
 
 const MAIN = fileURLToPath(new URL("../dist/main.js", import.meta.url));
 const TICK_MS = 10; // USER_HZ is 100 on Linux

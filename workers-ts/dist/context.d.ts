@@ -9,8 +9,8 @@
  * script run by hand) is not attached to a worker: progress and chunks go
  * nowhere and logs go to stderr.
  */
-import type { CallChildren } from "./children.js";
-import { type LogLevel } from "./protocol.js";
+import type { CallChildren } from "./worker/children.js";
+import { type LogLevel } from "./worker/protocol.js";
 /** The running call, as seen by the tool (the second argument of `run`). */
 export interface Context {
     /** The id of the call (`undefined` outside a worker). */

@@ -10,7 +10,7 @@
  * nowhere and logs go to stderr.
  */
 import { AsyncLocalStorage } from "node:async_hooks";
-import { LOG_LEVELS, toJsonText } from "./protocol.js";
+import { LOG_LEVELS, toJsonText } from "./worker/protocol.js";
 const MAX_LOG_CHARS = 1024 * 1024;
 const SENT = Promise.resolve();
 function finite(name, value) {

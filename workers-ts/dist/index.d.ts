@@ -41,11 +41,11 @@
  * nodes and flows the script exports.
  */
 export { type Context, currentContext, detachedContext } from "./context.js";
-export { type Action, type AnyNode, AsyncBatchFlow, AsyncParallelBatchFlow, BatchFlow, type BatchFlowOptions, BatchNode, ClassNode, type ClassNodeOptions, type EntryOptions, type FallbackFn, Flow, type FlowOptions, FunctionNode, GraphNode, Node, type NodeDefinition, NodeError, type NodeFn, type NodeOptions, Parallel, type ParallelOptions, type ParameterSets, type Params, type RunOptions, type Shared, flow, node, parallel, } from "./graph.js";
-export * as llm from "./llm.js";
+export { type Action, type AnyNode, AsyncBatchFlow, AsyncParallelBatchFlow, BatchFlow, type BatchFlowOptions, BatchNode, ClassNode, type ClassNodeOptions, type EntryOptions, type FallbackFn, Flow, type FlowOptions, FunctionNode, GraphNode, Node, type NodeDefinition, NodeError, type NodeFn, type NodeOptions, Parallel, type ParallelOptions, type ParameterSets, type Params, type RunOptions, type Shared, flow, node, parallel, } from "./graph/dsl.js";
+export * as llm from "./llm/index.js";
 export { type AnyTool, type StandardToolDefinition, type Tool, type ToolDefinition, isTool, tool } from "./tool.js";
 export type { InferStandardInput, InferStandardOutput, StandardIssue, StandardResult, StandardSchemaV1 } from "./standard_schema.js";
 export type { Infer, JsonSchema, JsonTypeName, JsonValue, ObjectSchema } from "./schema.js";
 export { validate } from "./schema.js";
-export { type ErrorKind, type LogLevel, ProtocolError } from "./protocol.js";
+export { type ErrorKind, type LogLevel, ProtocolError } from "./worker/protocol.js";
 export { SDK_VERSION } from "./version.js";

@@ -41,9 +41,9 @@
  * nodes and flows the script exports.
  */
 export { currentContext, detachedContext } from "./context.js";
-export { AsyncBatchFlow, AsyncParallelBatchFlow, BatchFlow, BatchNode, ClassNode, Flow, FunctionNode, GraphNode, Node, NodeError, Parallel, flow, node, parallel, } from "./graph.js";
-export * as llm from "./llm.js";
+export { AsyncBatchFlow, AsyncParallelBatchFlow, BatchFlow, BatchNode, ClassNode, Flow, FunctionNode, GraphNode, Node, NodeError, Parallel, flow, node, parallel, } from "./graph/dsl.js";
+export * as llm from "./llm/index.js";
 export { isTool, tool } from "./tool.js";
 export { validate } from "./schema.js";
-export { ProtocolError } from "./protocol.js";
+export { ProtocolError } from "./worker/protocol.js";
 export { SDK_VERSION } from "./version.js";

@@ -10,11 +10,11 @@ import { existsSync } from "node:fs";
 import { register } from "node:module";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
-import { openChannel } from "./channel.js";
-import { collectGraph } from "./graph_manifest.js";
+import { openChannel } from "./worker/channel.js";
+import { collectGraph } from "./graph/manifest.js";
 import { collectTools } from "./tool.js";
 import { SDK_VERSION } from "./version.js";
-import { Worker, note, settingsFromEnv } from "./worker.js";
+import { Worker, note, settingsFromEnv } from "./worker/loop.js";
 const USAGE = `usage: node dist/main.js SCRIPT [ARGS...]
 
 Serves the tools SCRIPT exports (made with tool() from flw-worker), and its

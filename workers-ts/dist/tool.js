@@ -4,7 +4,7 @@
  * given. The input is a JSON Schema literal or a Standard Schema (a zod 4
  * object, for one; see `standard_schema.ts`).
  */
-import { isValidToolName } from "./protocol.js";
+import { isValidToolName } from "./worker/protocol.js";
 import { inputJsonSchemaOf, isStandardSchema, jsonSchemaOf, } from "./standard_schema.js";
 const TOOL = Symbol.for("flw.tool");
 function isPlainObject(value) {

@@ -11,8 +11,8 @@
  */
 
 import { AsyncLocalStorage } from "node:async_hooks";
-import type { CallChildren } from "./children.js";
-import { LOG_LEVELS, type LogLevel, toJsonText } from "./protocol.js";
+import type { CallChildren } from "./worker/children.js";
+import { LOG_LEVELS, type LogLevel, toJsonText } from "./worker/protocol.js";
 
 /** The running call, as seen by the tool (the second argument of `run`). */
 export interface Context {

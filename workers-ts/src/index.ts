@@ -72,11 +72,11 @@ export {
   flow,
   node,
   parallel,
-} from "./graph.js";
-export * as llm from "./llm.js";
+} from "./graph/dsl.js";
+export * as llm from "./llm/index.js";
 export { type AnyTool, type StandardToolDefinition, type Tool, type ToolDefinition, isTool, tool } from "./tool.js";
 export type { InferStandardInput, InferStandardOutput, StandardIssue, StandardResult, StandardSchemaV1 } from "./standard_schema.js";
 export type { Infer, JsonSchema, JsonTypeName, JsonValue, ObjectSchema } from "./schema.js";
 export { validate } from "./schema.js";
-export { type ErrorKind, type LogLevel, ProtocolError } from "./protocol.js";
+export { type ErrorKind, type LogLevel, ProtocolError } from "./worker/protocol.js";
 export { SDK_VERSION } from "./version.js";

@@ -6,7 +6,7 @@
  */
 
 import type { Context } from "./context.js";
-import { isValidToolName } from "./protocol.js";
+import { isValidToolName } from "./worker/protocol.js";
 import type { Infer, JsonSchema, ObjectSchema } from "./schema.js";
 import {
   type InferStandardOutput,

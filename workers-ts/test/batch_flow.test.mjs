@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { AsyncBatchFlow, AsyncParallelBatchFlow, BatchFlow, Node, NodeError, currentContext, flow } from "../dist/index.js";
-import { collectGraph } from "../dist/graph_manifest.js";
+import { collectGraph } from "../dist/graph/manifest.js";
 import { killSpawned, sleep, spawnWorker } from "./helpers.mjs";
 
 after(killSpawned);

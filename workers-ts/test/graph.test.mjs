@@ -93,7 +93,7 @@ describe("manifest", () => {
   });
 
   test("node options become entry options; a named nested flow is announced too", async () => {
-    const { collectGraph } = await import("../dist/graph_manifest.js");
+    const { collectGraph } = await import("../dist/graph/manifest.js");
     const a = node(() => "x", { retries: 3, backoff: 10, timeout: 2000 });
     const b = node(() => {});
     class Tidy extends Node {}
@@ -132,7 +132,7 @@ describe("manifest", () => {
   }
 
   test("more definition errors name the problem", async () => {
-    const { collectGraph } = await import("../dist/graph_manifest.js");
+    const { collectGraph } = await import("../dist/graph/manifest.js");
     const lone = node(() => {});
     assert.throws(() => collectGraph({ one: lone, two: lone }), /export one, two: a function node is exported as one and two: give it one name/);
     assert.throws(() => collectGraph({ x: node(() => {}, { name: "s" }), y: node(() => {}, { name: "s" }) }), /two different nodes are named "s"/);

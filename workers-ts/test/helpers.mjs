@@ -1,8 +1,8 @@
 // A real worker process, started as the supervisor starts it (fd 3, new process group).
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { LineReader } from "../dist/channel.js";
-import { decode, encode } from "../dist/protocol.js";
+import { LineReader } from "../dist/worker/channel.js";
+import { decode, encode } from "../dist/worker/protocol.js";
 
 export const MAIN = fileURLToPath(new URL("../dist/main.js", import.meta.url));
 export const fixture = (name) => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));

@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 import { after, afterEach, before, beforeEach, describe, test } from "node:test";
 import { z } from "zod";
 import { llm, tool } from "../dist/index.js";
-import { SseParser } from "../dist/llm_sse.js";
+import { SseParser } from "../dist/llm/sse.js";
 import { killSpawned, sleep, spawnWorker } from "./helpers.mjs";
 
 const SERVER = fileURLToPath(new URL("../../tests/openai_server.py", import.meta.url));

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { after, test } from "node:test";
-import { canSweep, killAllTagged, signalTagged } from "../dist/process_tags.js";
+import { canSweep, killAllTagged, signalTagged } from "../dist/worker/process_tags.js";
 import { alive, sleep, waitDead } from "./helpers.mjs";
 
 const started = [];

@@ -3,8 +3,8 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { test } from "node:test";
-import { LineReader } from "../dist/channel.js";
-import { ProtocolError, decode, encode, toJsonText } from "../dist/protocol.js";
+import { LineReader } from "../dist/worker/channel.js";
+import { ProtocolError, decode, encode, toJsonText } from "../dist/worker/protocol.js";
 
 const vectors = JSON.parse(readFileSync(new URL("../../protocol/vectors/vectors.json", import.meta.url), "utf8"));
 const bytesOf = (c) => (c.line_hex !== undefined ? Buffer.from(c.line_hex, "hex") : Buffer.from(c.line, "utf8"));

@@ -178,7 +178,15 @@ describe("calls", () => {
     assert.equal(reply.kind, "tool_error");
     assert.equal(reply.message, "RangeError: bad url");
     assert.match(reply.traceback, /^RangeError: bad url\n\s+at .*fixtures\/tools\.mjs:\d+:\d+/);
-    assert.doesNotMatch(reply.traceback, /dist\/worker\.js/);
+    // No frame of the SDK, in any of its folders.
+    assert.doesNotMatch(reply.traceback, /workers-ts\/dist\//);
+  });
+
+  test("a tool that throws at once has no SDK frame in its stack, from any SDK folder", async () => {
+    const [reply] = await worker.call(id(), "failAtOnce", {});
+    assert.equal(reply.kind, "tool_error");
+    assert.match(reply.traceback, /^TypeError: bad at once\n\s+at .*fixtures\/tools\.mjs:\d+:\d+/);
+    assert.doesNotMatch(reply.traceback, /workers-ts\/dist\//);
   });
 
   test("unknown tool", async () => {

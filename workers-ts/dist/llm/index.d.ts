@@ -18,13 +18,13 @@
  * });
  * ```
  */
-import { type Message, type Reply } from "./llm_reply.js";
-import { type ChatStream } from "./llm_stream.js";
-import { type Tools } from "./llm_tools.js";
-export { APIError, ConfigError, ConnectionError, LLMError, TimeoutError, isLLMError } from "./llm_errors.js";
-export type { AssistantMessage, Message, Reply, ToolCall, Usage, WireToolCall } from "./llm_reply.js";
-export type { ChatStream } from "./llm_stream.js";
-export type { FunctionTool, OpenAITool, Tools, ToolSpec } from "./llm_tools.js";
+import { type Message, type Reply } from "./reply.js";
+import { type ChatStream } from "./stream.js";
+import { type Tools } from "./tools.js";
+export { APIError, ConfigError, ConnectionError, LLMError, TimeoutError, isLLMError } from "./errors.js";
+export type { AssistantMessage, Message, Reply, ToolCall, Usage, WireToolCall } from "./reply.js";
+export type { ChatStream } from "./stream.js";
+export type { FunctionTool, OpenAITool, Tools, ToolSpec } from "./tools.js";
 /** Where and how to call: the options `llm.client()` keeps, and every call may override. */
 export interface ClientOptions {
     /** The endpoint's base URL, such as `http://localhost:11434/v1` (default: `OPENAI_BASE_URL`, else OpenAI's when there is a key). */

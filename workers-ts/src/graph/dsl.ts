@@ -11,9 +11,9 @@
  * set, its nodes reading the set in `this.params` (PocketFlow's batch flows).
  *
  * The worker announces the nodes and the flows a script exports
- * (`graph_manifest.ts`) and runs one phase of a node per `node` message;
+ * (`manifest.ts`) and runs one phase of a node per `node` message;
  * `run()` on any of these objects runs it in this process instead
- * (`graph_run.ts`), with the semantics of GRAPHS.md.
+ * (`run.ts`), with the semantics of GRAPHS.md.
  *
  * @example
  * ```ts
@@ -30,10 +30,10 @@
  */
 
 import { AsyncLocalStorage } from "node:async_hooks";
-import { type Context } from "./context.js";
-import { errorText } from "./error_text.js";
-import { runGraph } from "./graph_run.js";
-import { isValidToolName } from "./protocol.js";
+import { type Context } from "../context.js";
+import { errorText } from "../error_text.js";
+import { runGraph } from "./run.js";
+import { isValidToolName } from "../worker/protocol.js";
 
 /**
  * The shared store as nodes see it unless told otherwise: a JSON object

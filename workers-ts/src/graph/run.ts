@@ -21,8 +21,8 @@
  * after it was abandoned.
  */
 
-import { CallContext, type CallScope, type Context, currentCall, runInCall } from "./context.js";
-import { errorText } from "./error_text.js";
+import { CallContext, type CallScope, type Context, currentCall, runInCall } from "../context.js";
+import { errorText } from "../error_text.js";
 import {
   type AnyNode,
   BatchFlow,
@@ -45,9 +45,9 @@ import {
   labelOf,
   ownParamsOf,
   paramsScope,
-} from "./graph.js";
-import { pause } from "./pause.js";
-import { type NodePhase, toJsonText } from "./protocol.js";
+} from "./dsl.js";
+import { pause } from "../pause.js";
+import { type NodePhase, toJsonText } from "../worker/protocol.js";
 
 /** Steps a run may take unless its flow says otherwise (GRAPHS.md). */
 export const DEFAULT_MAX_STEPS = 10_000;
@@ -493,8 +493,8 @@ function stopped(signal: AbortSignal, path: string): NodeError {
 
 /**
  * The timeouts of attempts (told apart from a NodeError a node throws
- * itself). Not a subclass of NodeError: this module and graph.ts import
- * each other, so nothing here may use graph.ts at the top level.
+ * itself). Not a subclass of NodeError: this module and dsl.ts import
+ * each other, so nothing here may use dsl.ts at the top level.
  */
 const timeouts = new WeakSet<NodeError>();
 

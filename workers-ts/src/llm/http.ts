@@ -24,8 +24,8 @@
  */
 
 import { STATUS_CODES } from "node:http";
-import { APIError, ConnectionError, TimeoutError } from "./llm_errors.js";
-import { pause } from "./pause.js";
+import { APIError, ConnectionError, TimeoutError } from "./errors.js";
+import { pause } from "../pause.js";
 
 /** What a request needs to know. */
 export interface PostOptions {
@@ -143,7 +143,7 @@ class Exchange {
     } catch (err) {
       const signal = this.options.signal;
       if (signal?.aborted || this.timedOut || isNetworkError(err)) throw this.failure(err, "cannot reach the endpoint");
-      // fetch refused the request before sending it (llm.ts checks what it can first): not a network error.
+      // fetch refused the request before sending it (index.ts checks what it can first): not a network error.
       throw err;
     }
   }

@@ -19,19 +19,19 @@
  * ```
  */
 
-import { currentContext } from "./context.js";
-import { APIError, ConfigError, LLMError } from "./llm_errors.js";
-import { MIB, type OpenResponse, errorDetail, post } from "./llm_http.js";
-import { type Message, type Reply, StreamAccumulator, replyOfResponse } from "./llm_reply.js";
-import { SseParser } from "./llm_sse.js";
-import { type ChatStream, TextStream } from "./llm_stream.js";
-import { type ResolvedTool, type Tools, resolveTools, runToolCall } from "./llm_tools.js";
-import { SDK_VERSION } from "./version.js";
+import { currentContext } from "../context.js";
+import { APIError, ConfigError, LLMError } from "./errors.js";
+import { MIB, type OpenResponse, errorDetail, post } from "./http.js";
+import { type Message, type Reply, StreamAccumulator, replyOfResponse } from "./reply.js";
+import { SseParser } from "./sse.js";
+import { type ChatStream, TextStream } from "./stream.js";
+import { type ResolvedTool, type Tools, resolveTools, runToolCall } from "./tools.js";
+import { SDK_VERSION } from "../version.js";
 
-export { APIError, ConfigError, ConnectionError, LLMError, TimeoutError, isLLMError } from "./llm_errors.js";
-export type { AssistantMessage, Message, Reply, ToolCall, Usage, WireToolCall } from "./llm_reply.js";
-export type { ChatStream } from "./llm_stream.js";
-export type { FunctionTool, OpenAITool, Tools, ToolSpec } from "./llm_tools.js";
+export { APIError, ConfigError, ConnectionError, LLMError, TimeoutError, isLLMError } from "./errors.js";
+export type { AssistantMessage, Message, Reply, ToolCall, Usage, WireToolCall } from "./reply.js";
+export type { ChatStream } from "./stream.js";
+export type { FunctionTool, OpenAITool, Tools, ToolSpec } from "./tools.js";
 
 /** Where and how to call: the options `llm.client()` keeps, and every call may override. */
 export interface ClientOptions {

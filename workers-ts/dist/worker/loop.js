@@ -27,18 +27,18 @@ import { fileURLToPath } from "node:url";
 import { LineWriter } from "./channel.js";
 import { startReaderThread } from "./channel_reader.js";
 import { CallChildren, installChildTracking, killTaggedProcesses } from "./children.js";
-import { CallContext, runInCall } from "./context.js";
-import { errorText } from "./error_text.js";
+import { CallContext, runInCall } from "../context.js";
+import { errorText } from "../error_text.js";
 import { FdWriter } from "./fd_writer.js";
-import { NO_GRAPH } from "./graph_manifest.js";
-import { phasesOf, runPhase } from "./graph_run.js";
+import { NO_GRAPH } from "../graph/manifest.js";
+import { phasesOf, runPhase } from "../graph/run.js";
 import { killOwnGroup, note } from "./process_group.js";
 import { WORKER_TAG, callTag } from "./process_tags.js";
 import { DEFAULT_MAX_LINE_BYTES, PROTOCOL_VERSIONS, ProtocolError, decode, toJsonText, } from "./protocol.js";
-import { validate } from "./schema.js";
+import { validate } from "../schema.js";
 import { STOPPING, newSharedState } from "./shared_state.js";
-import { checkWithStandardSchema } from "./standard_schema.js";
-import { SDK_VERSION } from "./version.js";
+import { checkWithStandardSchema } from "../standard_schema.js";
+import { SDK_VERSION } from "../version.js";
 export { note } from "./process_group.js";
 /** How long `shutdown` waits for calls still in flight, in milliseconds. */
 export const SHUTDOWN_GRACE_MS = 3000;
@@ -90,7 +90,8 @@ class InvalidArguments extends Error {
 function cancelledReply(id) {
     return errorReply(id, "cancelled", `call ${id} was cancelled`);
 }
-const SDK_URL = new URL(".", import.meta.url).href;
+/** The SDK's folder (`dist/`; this module is in its `worker/` folder). */
+const SDK_URL = new URL("..", import.meta.url).href;
 const SDK_PATH = fileURLToPath(SDK_URL);
 /** The stack of an error without the SDK's own frames (nor the frame that tracks a call's children). */
 function stackOf(err) {

@@ -28,12 +28,12 @@ import { fileURLToPath } from "node:url";
 import { type Channel, LineWriter } from "./channel.js";
 import { startReaderThread } from "./channel_reader.js";
 import { CallChildren, installChildTracking, killTaggedProcesses } from "./children.js";
-import { CallContext, type Context, runInCall } from "./context.js";
-import { errorText } from "./error_text.js";
+import { CallContext, type Context, runInCall } from "../context.js";
+import { errorText } from "../error_text.js";
 import { FdWriter } from "./fd_writer.js";
-import type { PhaseNode } from "./graph.js";
-import { type Graph, NO_GRAPH } from "./graph_manifest.js";
-import { type PhaseRequest, phasesOf, runPhase } from "./graph_run.js";
+import type { PhaseNode } from "../graph/dsl.js";
+import { type Graph, NO_GRAPH } from "../graph/manifest.js";
+import { type PhaseRequest, phasesOf, runPhase } from "../graph/run.js";
 import { killOwnGroup, note } from "./process_group.js";
 import { WORKER_TAG, callTag } from "./process_tags.js";
 import {
@@ -46,11 +46,11 @@ import {
   decode,
   toJsonText,
 } from "./protocol.js";
-import { validate } from "./schema.js";
+import { validate } from "../schema.js";
 import { STOPPING, newSharedState } from "./shared_state.js";
-import { checkWithStandardSchema } from "./standard_schema.js";
-import type { NamedTool } from "./tool.js";
-import { SDK_VERSION } from "./version.js";
+import { checkWithStandardSchema } from "../standard_schema.js";
+import type { NamedTool } from "../tool.js";
+import { SDK_VERSION } from "../version.js";
 
 export { note } from "./process_group.js";
 
@@ -133,7 +133,8 @@ function cancelledReply(id: number): Reply {
   return errorReply(id, "cancelled", `call ${id} was cancelled`);
 }
 
-const SDK_URL = new URL(".", import.meta.url).href;
+/** The SDK's folder (`dist/`; this module is in its `worker/` folder). */
+const SDK_URL = new URL("..", import.meta.url).href;
 const SDK_PATH = fileURLToPath(SDK_URL);
 
 /** The stack of an error without the SDK's own frames (nor the frame that tracks a call's children). */

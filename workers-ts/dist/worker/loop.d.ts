@@ -24,8 +24,8 @@
  * and the supervisor's SIGKILL of the group comes first.
  */
 import { type Channel } from "./channel.js";
-import { type Graph } from "./graph_manifest.js";
-import type { NamedTool } from "./tool.js";
+import { type Graph } from "../graph/manifest.js";
+import type { NamedTool } from "../tool.js";
 export { note } from "./process_group.js";
 /** How long `shutdown` waits for calls still in flight, in milliseconds. */
 export declare const SHUTDOWN_GRACE_MS = 3000;

@@ -4,7 +4,7 @@
  * tool-call deltas gathered by their `index`).
  */
 
-import { LLMError } from "./llm_errors.js";
+import { LLMError } from "./errors.js";
 
 /** A message of the transcript, as OpenAI-compatible endpoints take it. */
 export interface Message {

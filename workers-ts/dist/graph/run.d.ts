@@ -20,9 +20,9 @@
  * a failed or timed-out attempt's changes are dropped, even those it makes
  * after it was abandoned.
  */
-import { type Context } from "./context.js";
-import { type AnyNode, type Params, type PhaseNode, type RunOptions, type Shared } from "./graph.js";
-import { type NodePhase } from "./protocol.js";
+import { type Context } from "../context.js";
+import { type AnyNode, type Params, type PhaseNode, type RunOptions, type Shared } from "./dsl.js";
+import { type NodePhase } from "../worker/protocol.js";
 /** Steps a run may take unless its flow says otherwise (GRAPHS.md). */
 export declare const DEFAULT_MAX_STEPS = 10000;
 /** The first retry's wait unless a node says otherwise, and the cap of later ones, in milliseconds. */

@@ -23,8 +23,8 @@
  * also while waiting to retry.
  */
 import { STATUS_CODES } from "node:http";
-import { APIError, ConnectionError, TimeoutError } from "./llm_errors.js";
-import { pause } from "./pause.js";
+import { APIError, ConnectionError, TimeoutError } from "./errors.js";
+import { pause } from "../pause.js";
 /** 1 MiB, in bytes. */
 export const MIB = 1024 * 1024;
 const RETRY_STATUSES = new Set([408, 409, 429]);
@@ -118,7 +118,7 @@ class Exchange {
             const signal = this.options.signal;
             if (signal?.aborted || this.timedOut || isNetworkError(err))
                 throw this.failure(err, "cannot reach the endpoint");
-            // fetch refused the request before sending it (llm.ts checks what it can first): not a network error.
+            // fetch refused the request before sending it (index.ts checks what it can first): not a network error.
             throw err;
         }
     }

@@ -16,8 +16,8 @@
  * referenced (`{"flow": "review"}`), an unnamed one is inlined with the id
  * `flow_1`, `flow_2`, ... (an unnamed fan-out: `parallel_1`, ...).
  */
-import { BatchFlow, BatchNode, Flow, FunctionNode, GraphNode, Parallel, hasFallback, isWorkerNode, labelOf, resolvedNames, } from "./graph.js";
-import { isValidToolName } from "./protocol.js";
+import { BatchFlow, BatchNode, Flow, FunctionNode, GraphNode, Parallel, hasFallback, isWorkerNode, labelOf, resolvedNames, } from "./dsl.js";
+import { isValidToolName } from "../worker/protocol.js";
 /** An empty graph (a script without nodes). */
 export const NO_GRAPH = { nodes: new Map(), manifest: [], flows: [] };
 function describeNode(node) {

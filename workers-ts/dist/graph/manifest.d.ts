@@ -16,8 +16,8 @@
  * referenced (`{"flow": "review"}`), an unnamed one is inlined with the id
  * `flow_1`, `flow_2`, ... (an unnamed fan-out: `parallel_1`, ...).
  */
-import { type PhaseNode } from "./graph.js";
-import { type NodeKind } from "./protocol.js";
+import { type PhaseNode } from "./dsl.js";
+import { type NodeKind } from "../worker/protocol.js";
 /** A node object of `hello.nodes`. */
 export interface NodeManifest {
     readonly name: string;

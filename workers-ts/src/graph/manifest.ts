@@ -31,8 +31,8 @@ import {
   isWorkerNode,
   labelOf,
   resolvedNames,
-} from "./graph.js";
-import { type NodeKind, isValidToolName } from "./protocol.js";
+} from "./dsl.js";
+import { type NodeKind, isValidToolName } from "../worker/protocol.js";
 
 /** A node object of `hello.nodes`. */
 export interface NodeManifest {

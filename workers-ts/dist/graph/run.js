@@ -20,11 +20,11 @@
  * a failed or timed-out attempt's changes are dropped, even those it makes
  * after it was abandoned.
  */
-import { CallContext, currentCall, runInCall } from "./context.js";
-import { errorText } from "./error_text.js";
-import { BatchFlow, BatchNode, Flow, FunctionNode, NodeError, Parallel, asError, attemptScope, hasFallback, isWorkerNode, labelOf, ownParamsOf, paramsScope, } from "./graph.js";
-import { pause } from "./pause.js";
-import { toJsonText } from "./protocol.js";
+import { CallContext, currentCall, runInCall } from "../context.js";
+import { errorText } from "../error_text.js";
+import { BatchFlow, BatchNode, Flow, FunctionNode, NodeError, Parallel, asError, attemptScope, hasFallback, isWorkerNode, labelOf, ownParamsOf, paramsScope, } from "./dsl.js";
+import { pause } from "../pause.js";
+import { toJsonText } from "../worker/protocol.js";
 /** Steps a run may take unless its flow says otherwise (GRAPHS.md). */
 export const DEFAULT_MAX_STEPS = 10_000;
 /** The first retry's wait unless a node says otherwise, and the cap of later ones, in milliseconds. */
@@ -417,8 +417,8 @@ function stopped(signal, path) {
 }
 /**
  * The timeouts of attempts (told apart from a NodeError a node throws
- * itself). Not a subclass of NodeError: this module and graph.ts import
- * each other, so nothing here may use graph.ts at the top level.
+ * itself). Not a subclass of NodeError: this module and dsl.ts import
+ * each other, so nothing here may use dsl.ts at the top level.
  */
 const timeouts = new WeakSet();
 function attemptTimeout(message) {

@@ -3,12 +3,12 @@
  * (`{type: "function", function: {name, description, parameters}}`), and
  * how `runTools` runs the calls the model asks for.
  */
-import { currentContext, detachedContext } from "./context.js";
-import { errorText } from "./error_text.js";
-import { isValidToolName } from "./protocol.js";
-import { validate } from "./schema.js";
-import { checkWithStandardSchema } from "./standard_schema.js";
-import { isTool } from "./tool.js";
+import { currentContext, detachedContext } from "../context.js";
+import { errorText } from "../error_text.js";
+import { isValidToolName } from "../worker/protocol.js";
+import { validate } from "../schema.js";
+import { checkWithStandardSchema } from "../standard_schema.js";
+import { isTool } from "../tool.js";
 const isObject = (value) => typeof value === "object" && value !== null && !Array.isArray(value);
 /** Check and convert the `tools` option; throws a `TypeError` naming the entry that is wrong. */
 export function resolveTools(tools, where) {

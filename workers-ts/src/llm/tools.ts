@@ -4,13 +4,13 @@
  * how `runTools` runs the calls the model asks for.
  */
 
-import { type Context, currentContext, detachedContext } from "./context.js";
-import { errorText } from "./error_text.js";
-import type { ToolCall } from "./llm_reply.js";
-import { isValidToolName } from "./protocol.js";
-import { type JsonSchema, validate } from "./schema.js";
-import { checkWithStandardSchema } from "./standard_schema.js";
-import { type Tool, isTool } from "./tool.js";
+import { type Context, currentContext, detachedContext } from "../context.js";
+import { errorText } from "../error_text.js";
+import type { ToolCall } from "./reply.js";
+import { isValidToolName } from "../worker/protocol.js";
+import { type JsonSchema, validate } from "../schema.js";
+import { checkWithStandardSchema } from "../standard_schema.js";
+import { type Tool, isTool } from "../tool.js";
 
 /**
  * A tool written in place: its parameters' JSON Schema and, for `runTools`,

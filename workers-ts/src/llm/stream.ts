@@ -4,7 +4,7 @@
  * early aborts the call.
  */
 
-import type { Reply } from "./llm_reply.js";
+import type { Reply } from "./reply.js";
 
 /** What `llm.stream()` returns: the text pieces as they come (iterate once), and the whole reply. */
 export interface ChatStream extends AsyncIterable<string> {

@@ -18,15 +18,15 @@
  * });
  * ```
  */
-import { currentContext } from "./context.js";
-import { APIError, ConfigError, LLMError } from "./llm_errors.js";
-import { MIB, errorDetail, post } from "./llm_http.js";
-import { StreamAccumulator, replyOfResponse } from "./llm_reply.js";
-import { SseParser } from "./llm_sse.js";
-import { TextStream } from "./llm_stream.js";
-import { resolveTools, runToolCall } from "./llm_tools.js";
-import { SDK_VERSION } from "./version.js";
-export { APIError, ConfigError, ConnectionError, LLMError, TimeoutError, isLLMError } from "./llm_errors.js";
+import { currentContext } from "../context.js";
+import { APIError, ConfigError, LLMError } from "./errors.js";
+import { MIB, errorDetail, post } from "./http.js";
+import { StreamAccumulator, replyOfResponse } from "./reply.js";
+import { SseParser } from "./sse.js";
+import { TextStream } from "./stream.js";
+import { resolveTools, runToolCall } from "./tools.js";
+import { SDK_VERSION } from "../version.js";
+export { APIError, ConfigError, ConnectionError, LLMError, TimeoutError, isLLMError } from "./errors.js";
 const DEFAULT_TIMEOUT_MS = 60_000;
 const DEFAULT_MAX_RETRIES = 2;
 const DEFAULT_MAX_TURNS = 8;

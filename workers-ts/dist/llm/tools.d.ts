@@ -3,10 +3,10 @@
  * (`{type: "function", function: {name, description, parameters}}`), and
  * how `runTools` runs the calls the model asks for.
  */
-import { type Context } from "./context.js";
-import type { ToolCall } from "./llm_reply.js";
-import { type JsonSchema } from "./schema.js";
-import { type Tool } from "./tool.js";
+import { type Context } from "../context.js";
+import type { ToolCall } from "./reply.js";
+import { type JsonSchema } from "../schema.js";
+import { type Tool } from "../tool.js";
 /**
  * A tool written in place: its parameters' JSON Schema and, for `runTools`,
  * what runs it (`run(args, ctx)`, the arguments checked against `parameters`

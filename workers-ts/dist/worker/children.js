@@ -39,7 +39,7 @@
  * and `signalCode` are still `null`), so its pid cannot have been reused.
  */
 import { ChildProcess } from "node:child_process";
-import { currentCall } from "./context.js";
+import { currentCall } from "../context.js";
 import { CALL_TAG_ENV, SWEEP_PASSES, callTag, canSweep, killAllTagged, signalTagged } from "./process_tags.js";
 /** How long a cancelled call's children get between SIGTERM and SIGKILL, in milliseconds. */
 export const CHILD_KILL_GRACE_MS = 500;

@@ -3,7 +3,7 @@
  * come and read with `for await`, and the call's reply. Leaving the loop
  * early aborts the call.
  */
-import type { Reply } from "./llm_reply.js";
+import type { Reply } from "./reply.js";
 /** What `llm.stream()` returns: the text pieces as they come (iterate once), and the whole reply. */
 export interface ChatStream extends AsyncIterable<string> {
     readonly reply: Promise<Reply>;

@@ -3,7 +3,7 @@
  * accumulated from the chunks of a streamed one (text deltas appended,
  * tool-call deltas gathered by their `index`).
  */
-import { LLMError } from "./llm_errors.js";
+import { LLMError } from "./errors.js";
 const isObject = (value) => typeof value === "object" && value !== null && !Array.isArray(value);
 const text = (value) => (typeof value === "string" ? value : undefined);
 class ReplyObject {

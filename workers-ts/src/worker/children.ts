@@ -40,7 +40,7 @@
  */
 
 import { ChildProcess, type SpawnOptions } from "node:child_process";
-import { currentCall } from "./context.js";
+import { currentCall } from "../context.js";
 import { CALL_TAG_ENV, SWEEP_PASSES, callTag, canSweep, killAllTagged, signalTagged } from "./process_tags.js";
 
 /** How long a cancelled call's children get between SIGTERM and SIGKILL, in milliseconds. */
