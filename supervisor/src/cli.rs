@@ -276,6 +276,19 @@ fn pools_from(scripts: &[PathBuf], config: Option<&PathBuf>) -> anyhow::Result<C
 
 /// Writes `text` to stdout; a reader that went away (`flw tools | head`)
 /// is not an error.
+/// The workers' output held back while they started (see
+/// [`crate::logging::Held`]): dropped when a worker failed to start, since
+/// the error already ends with its stderr; printed for any other error (a
+/// flow or tool defined twice, an unknown flow), where it is news.
+fn release_or_discard(held: crate::logging::Held, e: &crate::router::CatalogError) {
+    use crate::pool::ToolsUnavailable;
+    use crate::router::CatalogError;
+    match e {
+        CatalogError::Pool(ToolsUnavailable::Failed(_)) => held.discard(),
+        _ => held.release(),
+    }
+}
+
 fn print_stdout(text: &str) -> anyhow::Result<ExitCode> {
     use std::io::Write as _;
     match std::io::stdout().lock().write_all(text.as_bytes()) {

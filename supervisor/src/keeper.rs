@@ -29,6 +29,24 @@ use nix::unistd::{getpgrp, getpid, Pid};
 /// supervisor's `kill_grace` minus 50 ms, as the fork server computes it).
 pub const ARG: &str = "__keeper";
 
+/// The binary fork servers' children exec as their keeper: set by the
+/// `flw` binary's `main` (`this_binary_keeps`); a program that only links
+/// the library has none, and its forked workers keep Python keepers.
+static EXE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+/// Makes this program (the `flw` binary, which dispatches [`ARG`]) the
+/// keeper of the workers it forks.
+pub fn this_binary_keeps() {
+    if let Ok(exe) = std::env::current_exe() {
+        let _ = EXE.set(exe);
+    }
+}
+
+/// The keeper program for `FLW_KEEPER_EXE`, if there is one.
+pub fn exe() -> Option<&'static std::path::Path> {
+    EXE.get().map(std::path::PathBuf::as_path)
+}
+
 /// How long the sweep waits for a signal before it looks at `/proc` again.
 const SWEEP_WAIT: Duration = Duration::from_millis(20);
 /// Rounds after which the sweep gives up on what it cannot kill.

@@ -14,6 +14,7 @@ fn main() -> ExitCode {
     if args.nth(1).as_deref() == Some(std::ffi::OsStr::new(flw::keeper::ARG)) {
         flw::keeper::main(&args.collect::<Vec<_>>());
     }
+    flw::keeper::this_binary_keeps();
     match flw::cli::run() {
         Ok(code) => code,
         Err(e) => {

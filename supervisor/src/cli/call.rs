@@ -54,7 +54,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let router = Router::start(config);
     if let Err(e) = router.tools().await {
         router.shutdown(Duration::ZERO).await;
-        held.discard(); // the error shows the end of the worker's stderr
+        super::release_or_discard(held, &e);
         eprintln!("error: {e}");
         return Ok(ExitCode::from(super::EXIT_USAGE));
     }

@@ -74,7 +74,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Ok(plan) => plan,
         Err(e) => {
             router.shutdown(Duration::ZERO).await;
-            held.discard(); // the error shows the end of the worker's stderr
+            super::release_or_discard(held, &e);
             eprintln!("error: {e}");
             return Ok(ExitCode::from(super::EXIT_USAGE));
         }

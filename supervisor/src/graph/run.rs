@@ -49,6 +49,12 @@ pub trait NodeCaller: Sync {
 /// The longest wait between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
+/// Items, runs or branches in flight at once when a batch or `parallel`
+/// sets no `limit`: the largest default `max_workers`. A worker's `prep`
+/// may return millions of items; each in flight holds its parameters and
+/// a view of the store, so the runner bounds them itself.
+pub const MAX_IN_FLIGHT: usize = 1024;
+
 /// How to run a flow.
 #[derive(Debug, Default)]
 pub struct RunOptions {
@@ -268,7 +274,7 @@ impl Runner<'_> {
                     format!(
                     "{path}: prep of batch flow {} returned {}, not a list of parameter objects",
                     plan.name,
-                    serde_json::to_string(other).unwrap_or_default()
+                    crate::excerpt::display(other, crate::excerpt::CHARS)
                 ),
                 )))
             }
@@ -519,7 +525,7 @@ impl Runner<'_> {
                     format!(
                         "{path}: prep of batch node {} returned {}, not a list of items",
                         w.name,
-                        serde_json::to_string(other).unwrap_or_default()
+                        crate::excerpt::display(other, crate::excerpt::CHARS)
                     ),
                 )))
             }
@@ -848,7 +854,7 @@ where
     F: Fn(usize, CancellationToken) -> Fut,
     Fut: Future<Output = Result<T, Fail>>,
 {
-    let limit = limit.unwrap_or(total).max(1);
+    let limit = limit.unwrap_or(total).clamp(1, MAX_IN_FLIGHT);
     let group = tok.child_token();
     let start = |i: usize| {
         let fut = one(i, group.clone());
@@ -907,5 +913,26 @@ mod tests {
         assert_eq!(backoff(100, 3), Duration::from_millis(400));
         assert_eq!(backoff(100, 40), MAX_BACKOFF);
         assert_eq!(backoff(0, 5), Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn without_a_limit_at_most_max_in_flight_run_at_once() {
+        let now = std::sync::atomic::AtomicUsize::new(0);
+        let peak = std::sync::atomic::AtomicUsize::new(0);
+        let tok = CancellationToken::new();
+        let one = |i: usize, _tok: CancellationToken| {
+            let (now, peak) = (&now, &peak);
+            async move {
+                let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(n, Ordering::SeqCst);
+                tokio::task::yield_now().await;
+                now.fetch_sub(1, Ordering::SeqCst);
+                Ok::<usize, Fail>(i)
+            }
+        };
+        let total = MAX_IN_FLIGHT * 3;
+        let done = all_or_first_failure(total, None, &tok, one, |_| {}).await;
+        assert_eq!(done.map(|v| v.len()).ok(), Some(total));
+        assert_eq!(peak.load(Ordering::SeqCst), MAX_IN_FLIGHT);
     }
 }

@@ -258,7 +258,7 @@ impl ForkServer {
         cmd.env(ENV_FORK_SERVER, "1")
             .env(ENV_LIFELINE_FD, LIFELINE_FD.to_string());
         // Its children exec flw as their keeper (`crate::keeper`).
-        if let Ok(exe) = std::env::current_exe() {
+        if let Some(exe) = crate::keeper::exe() {
             cmd.env(ENV_KEEPER_EXE, exe);
         }
         // SAFETY: only async-signal-safe calls (setsid, prctl, dup2) between

@@ -171,6 +171,7 @@ def start_worker(
         return
     if keeper_exe is not None and lifeline_fd is not None:
         _exec_keeper(keeper_exe, label, worker, channel_fd, lifeline_fd, grace_seconds)
+        channel_fd = None  # closed there: its number may be another's by now
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)
     os.set_blocking(wake_w, False)
