@@ -3,7 +3,8 @@
 Each case's flow is built from flw's own classes, with nodes that play the
 case's script (sleeping for real), and the run must give what the
 supervisor's runner gives: the same calls in the same order, the same final
-store, status and error kind, and the same 'Flow ends' warnings.
+store, status and error kind, the same 'Flow ends' warnings, and the same
+node events (``on_event``), written as the Rust harness writes them.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ VECTORS = Path(__file__).resolve().parents[2] / "protocol" / "vectors" / "graph_
 CASES = json.loads(VECTORS.read_text())["cases"]
 EARLY_MS = 5
 """How much earlier than the vector's time a real clock may see an entry."""
+
+
+class ScriptedFailure(Exception):
+    """The failure a script step asks for: the only error that counts as ``tool_error``."""
 
 
 class Script:
@@ -63,7 +68,7 @@ class Script:
             for k in step.get("delete", []):
                 store.pop(k, None)
         if step.get("fail"):
-            raise RuntimeError(f"{key} failed")
+            raise ScriptedFailure(f"{key} failed")
         return step
 
 
@@ -121,8 +126,8 @@ def build_flow(doc: dict[str, Any], case: dict[str, Any], script: Script) -> Flo
     for eid, entry in doc["nodes"].items():
         if "node" in entry:
             objs[eid] = worker_node(entry["node"], case["nodes"][entry["node"]], entry, script)
-        elif "flow" in entry:
-            objs[eid] = build_flow(entry["flow"], case, script)
+        elif "flow" in entry:  # named by its entry id, as the manifest names a nested flow
+            objs[eid] = build_flow({**entry["flow"], "name": eid}, case, script)
     for eid, entry in doc["nodes"].items():
         if "parallel" in entry:
             branches = [objs[b] for b in entry["parallel"]]
@@ -148,6 +153,24 @@ def build_flow(doc: dict[str, Any], case: dict[str, Any], script: Script) -> Flo
     return Each(objs[doc["start"]], limit=batch.get("limit"), **kwargs)
 
 
+def event_text(e: dict[str, Any]) -> str | None:
+    """An event as the vectors write it (as ``event_text`` in vectors.rs), or None."""
+    kind, path = e["event"], e.get("path")
+    if kind in ("node_started", "node_fallback", "item_finished"):
+        return f"{kind} {path}"
+    if kind == "node_retry":
+        return f"{kind} {path} {e['attempt']}"
+    if kind == "node_finished":
+        return f"{kind} {path} {e['action']}"
+    if kind == "node_failed":
+        return f"{kind} {path} {e['error']['kind']}"
+    if kind == "batch_items":
+        return f"{kind} {path} {e['total']}"
+    if kind == "merge_conflict":
+        return f"{kind} {path} {','.join(e['keys'])}"
+    return None
+
+
 def check_trace(actual: list[tuple[float, str]], expected: list[str]) -> None:
     """Same entries in the same order (any order within one time), none too early."""
     want = [(int(e.split(" ", 1)[0]), e.split(" ", 1)[1]) for e in expected]
@@ -171,14 +194,15 @@ def test_the_python_runner_passes_the_graph_run_vector(case: dict[str, Any]) -> 
     shared = json.loads(json.dumps(case["shared"]))
     expect = case["expect"]
     error = None
+    events: list[dict[str, Any]] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         script.began = time.monotonic()
         try:
-            flow.run(shared)
+            flow.run(shared, on_event=events.append)
         except flw.NodeError as exc:
             error = exc.kind
-        except RuntimeError:
+        except ScriptedFailure:
             error = "tool_error"
     status = "failed" if error else "succeeded"
     assert (status, error) == (expect["status"], expect.get("error"))
@@ -186,3 +210,5 @@ def test_the_python_runner_passes_the_graph_run_vector(case: dict[str, Any]) -> 
     assert shared == expect["shared"]
     ends = [w for w in caught if str(w.message).startswith("Flow ends: '")]
     assert len(ends) == expect["flow_ends"], [str(w.message) for w in caught]
+    texts = [t for t in map(event_text, events) if t is not None]
+    assert texts == expect["events"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from ..worker._protocol import is_valid_tool_name
@@ -214,21 +214,29 @@ class BaseNode:
             return _Transition(self, action)
         raise TypeError(f"an action must be a string, not {action!r}")
 
-    def run(self, shared: dict[str, Any]) -> str | None:
+    def run(
+        self, shared: dict[str, Any], *, on_event: Callable[[dict[str, Any]], None] | None = None
+    ) -> str | None:
         """Run in this process on ``shared`` (changed in place); return the last action.
 
         Async nodes run on an asyncio loop (a new one; in a thread when this
-        thread already runs a loop, as in a notebook).
+        thread already runs a loop, as in a notebook). ``on_event`` gets the
+        run's node events as ``flw run --events jsonl`` writes them
+        (GRAPHS.md "Events": ``node_started``, ``node_retry``, ``node_fallback``,
+        ``node_finished``, ``node_failed``, ``batch_items``, ``item_finished``,
+        ``merge_conflict``), each a dict with ``event`` and ``t_ms``.
         """
         from ._run import run
 
-        return run(self, shared)
+        return run(self, shared, on_event)
 
-    async def run_async(self, shared: dict[str, Any]) -> str | None:
+    async def run_async(
+        self, shared: dict[str, Any], *, on_event: Callable[[dict[str, Any]], None] | None = None
+    ) -> str | None:
         """``run`` on the running event loop: async nodes are awaited on it."""
         from ._run import run_async
 
-        return await run_async(self, shared)
+        return await run_async(self, shared, on_event)
 
     def _flw_label(self) -> str:
         """How messages name this object before names are worked out."""

@@ -10,7 +10,8 @@ node's items run at once (``limit`` in flight); ``Parallel`` branches run at
 once, each on a copy of the store, merged in listed order; a batch flow runs
 its graph once per parameter set (overlapping for
 ``AsyncParallelBatchFlow``); the top flow's ``deadline`` stops the node in
-flight. The run goes on an asyncio loop (see ``run``).
+flight. The run goes on an asyncio loop (see ``run``). ``on_event`` gets the
+supervisor's node events (GRAPHS.md "Events"), with the same paths.
 
 Each phase works on a copy of the store; what it changed (by top-level key)
 goes into the caller's store when it returns, which is changed in place
@@ -27,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import threading
+import time
 import warnings
 from collections.abc import Awaitable, Coroutine
 from typing import Any, Callable, NamedTuple, TypeVar
@@ -52,21 +54,26 @@ T = TypeVar("T")
 
 _STORE_PHASES = ("run", "prep", "post", "fallback")
 
+OnEvent = Callable[[dict[str, Any]], None]
+"""Gets each event of a run (GRAPHS.md "Events") as a dict."""
 
-def run(root: BaseNode, shared: dict[str, Any]) -> str | None:
+
+def run(root: BaseNode, shared: dict[str, Any], on_event: OnEvent | None = None) -> str | None:
     """Run ``root`` on ``shared`` in this process; the last action.
 
     The run goes on a new event loop (in a thread of its own if this thread
     already runs a loop, as in a notebook).
     """
     _check(root, shared)
-    return _run_coroutine(lambda: _Runner(root).top(shared))
+    return _run_coroutine(lambda: _Runner(root, on_event).top(shared))
 
 
-async def run_async(root: BaseNode, shared: dict[str, Any]) -> str | None:
+async def run_async(
+    root: BaseNode, shared: dict[str, Any], on_event: OnEvent | None = None
+) -> str | None:
     """``run`` on the running loop: async nodes are awaited, sync ones called."""
     _check(root, shared)
-    return await _Runner(root).top(shared)
+    return await _Runner(root, on_event).top(shared)
 
 
 def _check(root: BaseNode, shared: Any) -> None:
@@ -187,7 +194,9 @@ class _Outcome(NamedTuple):
 
 
 class _Runner:
-    def __init__(self, root: BaseNode) -> None:
+    def __init__(self, root: BaseNode, on_event: OnEvent | None = None) -> None:
+        self.on_event = on_event
+        self.began = time.monotonic()
         self.label = root._flw_label()
         flow = root if isinstance(root, Flow) else None
         self.root = root
@@ -197,12 +206,18 @@ class _Runner:
         self.deadline = flow.deadline if flow is not None else None
         self.steps = 0
 
+    def emit(self, event: str, **members: Any) -> None:
+        if self.on_event is not None:
+            t_ms = int((time.monotonic() - self.began) * 1000)
+            self.on_event({"event": event, "t_ms": t_ms, **members})
+
     async def top(self, shared: dict[str, Any]) -> str | None:
         scope = _Scope(dict(self.root.params))
+        self.began = time.monotonic()
         if isinstance(self.root, Flow):  # the run itself, not a visit
-            walk = self.run_flow(self.root, shared, scope)
+            walk = self.run_flow(self.root, shared, scope, self.label)
         else:
-            walk = self.visit(self.root, shared, scope)
+            walk = self.visit(self.root, shared, scope, None)
         if self.deadline is None:
             return await walk
         try:
@@ -214,77 +229,112 @@ class _Runner:
                 "the node in flight was stopped",
             ) from None
 
-    async def run_flow(self, flow: Flow, shared: dict[str, Any], scope: _Scope) -> str | None:
+    async def run_flow(
+        self, flow: Flow, shared: dict[str, Any], scope: _Scope, path: str
+    ) -> str | None:
         if isinstance(flow, BatchFlowBase):
-            return await self.batch_flow(flow, shared, scope)
-        return await self.walk(flow, shared, scope)
+            return await self.batch_flow(flow, shared, scope, path)
+        return await self.walk(flow, shared, scope, path)
 
-    async def walk(self, flow: Flow, shared: dict[str, Any], scope: _Scope) -> str | None:
+    async def walk(
+        self, flow: Flow, shared: dict[str, Any], scope: _Scope, path: str
+    ) -> str | None:
         current = flow.start_node
         action = None
         while current is not None:
-            action = await self.visit(current, shared, scope)
+            action = await self.visit(current, shared, scope, path)
             current = _successor(current, action)
         return action
 
-    async def visit(self, obj: BaseNode, shared: dict[str, Any], scope: _Scope) -> str | None:
+    async def visit(
+        self, obj: BaseNode, shared: dict[str, Any], scope: _Scope, flow_path: str | None
+    ) -> str | None:
+        """One visit of ``obj`` in the flow at ``flow_path`` (``None``: the run's root)."""
+        label = obj._flw_label()
+        path = label if flow_path is None else f"{flow_path}/{label}"
         self.steps += 1
         if self.steps > self.max_steps:
             self.steps -= 1
             raise NodeError(
                 "max_steps",
                 f"the run made max_steps = {self.max_steps} node visits and would go on with "
-                f"{obj._flw_label()}; it looks like a loop that does not end",
+                f"{path}; it looks like a loop that does not end",
             )
+        self.emit("node_started", path=path, kind=_kind(obj), step=self.steps)
+        began = time.monotonic()
+        try:
+            action = await self.dispatch(obj, shared, scope, flow_path, path)
+        except Exception as exc:  # not a cancel: a stopped visit has no event, as in the supervisor
+            self.emit("node_failed", path=path, error=_error(exc), ms=_ms_since(began))
+            raise
+        self.emit("node_finished", path=path, action=action or "default", ms=_ms_since(began))
+        return action
+
+    async def dispatch(
+        self, obj: BaseNode, shared: dict[str, Any], scope: _Scope, flow_path: str | None, path: str
+    ) -> str | None:
         if isinstance(obj, Flow):
-            return await self.run_flow(obj, shared, scope)
+            return await self.run_flow(obj, shared, scope, path)
         if isinstance(obj, Parallel):
-            await self.parallel(obj, shared, scope)
+            await self.parallel(obj, shared, scope, flow_path, path)
             return None
         if isinstance(obj, WorkerNode):
             if obj._flw_kind() == "batch":
-                return await self.batch_node(obj, shared, scope)
-            return await self.worker_node(obj, shared, scope)
+                return await self.batch_node(obj, shared, scope, path)
+            return await self.worker_node(obj, shared, scope, path)
         raise NodeDefinitionError(f"{obj!r} is neither a node, a Flow nor a Parallel")
 
-    async def retrying(self, options: Options, attempt: Callable[[], Awaitable[T]]) -> T:
+    async def retrying(self, options: Options, path: str, attempt: Callable[[], Awaitable[T]]) -> T:
         n = 1
         while True:
             try:
                 return await attempt()
-            except Exception:
+            except Exception as exc:
                 if n > options.retries:
                     raise
-            await asyncio.sleep(options.backoff_before(n))
+                wait = options.backoff_before(n)
+                self.emit(
+                    "node_retry",
+                    path=path,
+                    attempt=n,
+                    error=_error(exc),
+                    wait_ms=round(wait * 1000),
+                )
+            await asyncio.sleep(wait)
             n += 1
 
     async def worker_node(
-        self, node: WorkerNode, shared: dict[str, Any], scope: _Scope
+        self, node: WorkerNode, shared: dict[str, Any], scope: _Scope, path: str
     ) -> str | None:
         options = node._flw_options
         scope.refresh(shared)
         try:
             given = PhaseInput(shared, params=scope.params)
-            outcome = await self.retrying(options, lambda: self.call(node, "run", given, scope))
+            outcome = await self.retrying(
+                options, path, lambda: self.call(node, "run", given, scope)
+            )
         except Exception as exc:
             if not node._flw_has_fallback():
                 raise
             error = exc if isinstance(exc, NodeError) else NodeError("tool_error", _exc_text(exc))
             if error is not exc:
                 error.__cause__ = exc
+            self.emit("node_fallback", path=path, error=_error(error))
             given = PhaseInput(shared, error=error, params=scope.params)
             outcome = await self.call(node, "fallback", given, scope)
         scope.commit(shared, outcome.changes)
         return outcome.action
 
     async def batch_node(
-        self, node: WorkerNode, shared: dict[str, Any], scope: _Scope
+        self, node: WorkerNode, shared: dict[str, Any], scope: _Scope, path: str
     ) -> str | None:
         options = node._flw_options
         label = node._flw_label()
         scope.refresh(shared)
         prep = await self.retrying(
-            options, lambda: self.call(node, "prep", PhaseInput(shared, params=scope.params), scope)
+            options,
+            path,
+            lambda: self.call(node, "prep", PhaseInput(shared, params=scope.params), scope),
         )
         items = prep.value
         if items is None:
@@ -296,21 +346,46 @@ class _Runner:
             )
         concurrent = len(items) > 1 and options.limit != 1
         item_scope = scope.alone(concurrent)
+        items_done = self.items(path, len(items))
 
         async def one(i: int) -> Any:
             given = PhaseInput({}, item=items[i], params=scope.params)
-            done = await self.retrying(options, lambda: self.call(node, "exec", given, item_scope))
+            began = time.monotonic()
+            done = await self.retrying(
+                options, f"{path}[{i}]", lambda: self.call(node, "exec", given, item_scope)
+            )
+            items_done(i, began)
             return done.value
 
         results = await _all_or_first_failure(len(items), options.limit, one)
         post_store = dict(shared)
         _apply(prep.changes, post_store)
         given = PhaseInput(post_store, prep=prep.value, results=results, params=scope.params)
-        post = await self.retrying(options, lambda: self.call(node, "post", given, scope))
+        post = await self.retrying(options, path, lambda: self.call(node, "post", given, scope))
         scope.commit(shared, prep.changes, post.changes)
         return post.action
 
-    async def parallel(self, fan: Parallel, shared: dict[str, Any], scope: _Scope) -> None:
+    def items(self, path: str, total: int) -> Callable[[int, float], None]:
+        """Emits ``batch_items``; the returned function, ``item_finished`` for each."""
+        self.emit("batch_items", path=path, total=total)
+        done = 0
+
+        def finished(i: int, began: float) -> None:
+            nonlocal done
+            done += 1
+            ms = _ms_since(began)
+            self.emit("item_finished", path=f"{path}[{i}]", done=done, total=total, ms=ms)
+
+        return finished
+
+    async def parallel(
+        self,
+        fan: Parallel,
+        shared: dict[str, Any],
+        scope: _Scope,
+        flow_path: str | None,
+        path: str,
+    ) -> None:
         scope.refresh(shared)
         before = dict(shared)
         branches = fan.branches
@@ -318,17 +393,28 @@ class _Runner:
 
         async def one(k: int) -> dict[str, Any]:
             store = _copy(before)
-            await self.visit(branches[k], store, inner)
+            await self.visit(
+                branches[k], store, inner, flow_path
+            )  # branches are the flow's entries
             return store
 
         stores = await _all_or_first_failure(len(branches), fan.limit, one)
         merged = dict(before)
+        touched: set[str] = set()
+        clashes: list[str] = []
         for store in stores:  # in listed order: the later branch wins a key
-            _apply(_between(before, store), merged)
+            changes = _between(before, store)
+            for key in [*changes.set, *changes.delete]:
+                if key in touched and key not in clashes:
+                    clashes.append(key)
+                touched.add(key)
+            _apply(changes, merged)
+        if clashes:
+            self.emit("merge_conflict", path=path, keys=clashes)
         scope.commit(shared, _between(before, merged))
 
     async def batch_flow(
-        self, flow: BatchFlowBase, shared: dict[str, Any], scope: _Scope
+        self, flow: BatchFlowBase, shared: dict[str, Any], scope: _Scope, path: str
     ) -> str | None:
         label = flow._flw_label()
         scope.refresh(shared)
@@ -342,6 +428,7 @@ class _Runner:
                 "it must return a list of parameter dicts"
             )
         scope.commit(shared, prep.changes)
+        runs_done = self.items(path, len(sets))
 
         def params(k: int) -> dict[str, Any]:
             return {**scope.params, **sets[k]}
@@ -353,7 +440,9 @@ class _Runner:
 
             async def one(k: int) -> None:
                 inner = _Scope(params(k), store, scope.concurrent or concurrent)
-                await self.walk(flow, {}, inner)
+                began = time.monotonic()
+                await self.walk(flow, {}, inner, f"{path}[{k}]")
+                runs_done(k, began)
 
             try:
                 await _all_or_first_failure(len(sets), flow.limit, one)
@@ -363,7 +452,9 @@ class _Runner:
         else:
             for k in range(len(sets)):
                 inner = _Scope(params(k), scope.shared_with, scope.concurrent)
-                await self.walk(flow, shared, inner)
+                began = time.monotonic()
+                await self.walk(flow, shared, inner, f"{path}[{k}]")
+                runs_done(k, began)
         scope.refresh(shared)
         given = PhaseInput(shared, prep=prep.value, params=scope.params)
         post = await self.call(flow, "post", given, scope)
@@ -455,6 +546,28 @@ async def _all_or_first_failure(
         await asyncio.gather(*tasks, return_exceptions=True)
         raise failed.exception()  # type: ignore[misc]
     return [t.result() for t in tasks]
+
+
+def _kind(obj: BaseNode) -> str:
+    """A visit's ``kind`` in ``node_started``."""
+    if isinstance(obj, BatchFlowBase):
+        return "batch_flow"
+    if isinstance(obj, Flow):
+        return "flow"
+    if isinstance(obj, Parallel):
+        return "parallel"
+    return obj._flw_kind() if isinstance(obj, WorkerNode) else "node"
+
+
+def _error(exc: BaseException) -> dict[str, str]:
+    """An event's ``error`` member: a NodeError's kind, else ``tool_error``."""
+    if isinstance(exc, NodeError):
+        return {"kind": exc.kind, "message": exc.message}
+    return {"kind": "tool_error", "message": _exc_text(exc)}
+
+
+def _ms_since(began: float) -> int:
+    return int((time.monotonic() - began) * 1000)
 
 
 def _successor(obj: BaseNode, action: str | None) -> BaseNode | None:
