@@ -41,7 +41,7 @@
  * nodes and flows the script exports.
  */
 export { type Context, currentContext, detachedContext } from "./context.js";
-export { type Action, type AnyNode, AsyncBatchFlow, AsyncParallelBatchFlow, BatchFlow, type BatchFlowOptions, BatchNode, ClassNode, type ClassNodeOptions, type EntryOptions, type FallbackFn, Flow, type FlowOptions, FunctionNode, GraphNode, Node, type NodeDefinition, NodeError, type NodeFn, type NodeOptions, Parallel, type ParallelOptions, type ParameterSets, type Params, type RunOptions, type Shared, flow, node, parallel, } from "./graph/dsl.js";
+export { type Action, type AnyNode, AsyncBatchFlow, AsyncParallelBatchFlow, BatchFlow, type BatchFlowOptions, BatchNode, ClassNode, type ClassNodeOptions, type EntryOptions, type FallbackFn, Flow, type FlowOptions, FunctionNode, GraphNode, Node, type NodeDefinition, NodeError, type NodeFn, type NodeOptions, Parallel, type ParallelOptions, type ParameterSets, type Params, type RunEvent, type RunOptions, type Shared, flow, node, parallel, } from "./graph/dsl.js";
 export * as llm from "./llm/index.js";
 export { type AnyTool, type StandardToolDefinition, type Tool, type ToolDefinition, isTool, tool } from "./tool.js";
 export type { InferStandardInput, InferStandardOutput, StandardIssue, StandardResult, StandardSchemaV1 } from "./standard_schema.js";

@@ -67,6 +67,7 @@ export {
   type ParallelOptions,
   type ParameterSets,
   type Params,
+  type RunEvent,
   type RunOptions,
   type Shared,
   flow,

@@ -575,7 +575,7 @@ describe("in-process runs", () => {
     const waits = node((_s, ctx) => new Promise((resolve) => ctx.signal.addEventListener("abort", () => { cancelled = true; resolve(); })));
     const fails = node(async () => { await sleep(10); throw new Error("branch failed"); }, { name: "fails" });
     const shared = { x: 1 };
-    await assert.rejects(flow({ start: parallel([waits, fails]), name: "p" }).run(shared), /node p\/parallel\/fails failed: Error: branch failed/);
+    await assert.rejects(flow({ start: parallel([waits, fails]), name: "p" }).run(shared), /node p\/fails failed: Error: branch failed/);
     assert.ok(cancelled);
     assert.deepStrictEqual(shared, { x: 1 });
   });

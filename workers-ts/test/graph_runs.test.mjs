@@ -1,8 +1,9 @@
 // The graph-run vectors (protocol/vectors/graph_runs.json) against the
 // in-process runner, flow.run(): nodes that play each case's script
 // (sleeping for real) must give what the supervisor's runner gives: the same
-// calls in the same order, the same final store, status and error kind, and
-// the same "Flow ends" warnings.
+// calls in the same order, the same final store, status and error kind, the
+// same "Flow ends" warnings, and the same node events (onEvent), written as
+// the Rust harness (vectors.rs) writes them.
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { test } from "node:test";
@@ -13,6 +14,9 @@ const VECTORS = new URL("../../protocol/vectors/graph_runs.json", import.meta.ur
 const CASES = JSON.parse(readFileSync(VECTORS, "utf8")).cases;
 /** How much earlier than the vector's time a real clock may see an entry. */
 const EARLY_MS = 5;
+
+/** The failure a script step asks for: the only error that counts as tool_error. */
+class ScriptedFailure extends Error {}
 
 class Script {
   constructor(steps) {
@@ -48,7 +52,7 @@ class Script {
       Object.assign(store, step.set ?? {});
       for (const k of step.delete ?? []) delete store[k];
     }
-    if (step.fail) throw new Error(`${key} failed`);
+    if (step.fail) throw new ScriptedFailure(`${key} failed`);
     return step;
   }
 }
@@ -101,7 +105,8 @@ function buildFlow(doc, kase, script) {
   const objs = {};
   for (const [id, entry] of Object.entries(doc.nodes)) {
     if (entry.node !== undefined) objs[id] = workerNode(entry.node, kase.nodes[entry.node], entry, script);
-    else if (entry.flow !== undefined) objs[id] = buildFlow(entry.flow, kase, script);
+    // Named by its entry id, as the manifest names a nested flow.
+    else if (entry.flow !== undefined) objs[id] = buildFlow({ ...entry.flow, name: id }, kase, script);
   }
   for (const [id, entry] of Object.entries(doc.nodes)) {
     if (entry.parallel !== undefined) {
@@ -123,6 +128,36 @@ function buildFlow(doc, kase, script) {
     }
   }
   return new Each({ ...options, limit: batch.limit });
+}
+
+/** An event as the vectors write it (as event_text in vectors.rs), or undefined. */
+function eventText(e) {
+  switch (e.event) {
+    case "node_started":
+    case "node_fallback":
+    case "item_finished":
+      return `${e.event} ${e.path}`;
+    case "node_retry":
+      return `${e.event} ${e.path} ${e.attempt}`;
+    case "node_finished":
+      return `${e.event} ${e.path} ${e.action}`;
+    case "node_failed":
+      return `${e.event} ${e.path} ${e.error.kind}`;
+    case "batch_items":
+      return `${e.event} ${e.path} ${e.total}`;
+    case "merge_conflict":
+      return `${e.event} ${e.path} ${e.keys.join(",")}`;
+    default:
+      return undefined;
+  }
+}
+
+/** The kind the run failed with; the test fails on anything but a NodeError from the runner. */
+function failureKind(err) {
+  assert.ok(err instanceof NodeError, `run() threw ${err?.stack ?? err}, not a NodeError`);
+  // A node's own error is wrapped as tool_error: only the script's failure may be.
+  if (err.kind === "tool_error") assert.ok(err.cause instanceof ScriptedFailure, `tool_error not from the script: ${err.cause?.stack ?? err.stack}`);
+  return err.kind;
 }
 
 function checkTrace(actual, expected) {
@@ -155,11 +190,12 @@ for (const kase of CASES) {
       return write.call(process.stderr, chunk, ...rest);
     };
     let error;
+    const events = [];
     script.began = performance.now();
     try {
-      await flow.run(shared);
+      await flow.run(shared, { onEvent: (e) => events.push(e) });
     } catch (err) {
-      error = err instanceof NodeError ? err.kind : "tool_error";
+      error = failureKind(err);
     } finally {
       process.stderr.write = write;
     }
@@ -168,5 +204,6 @@ for (const kase of CASES) {
     assert.deepEqual(shared, expect.shared);
     const ends = lines.filter((l) => l.includes("Flow ends: '"));
     assert.equal(ends.length, expect.flow_ends, lines.join(""));
+    assert.deepEqual(events.map(eventText).filter((t) => t !== undefined), expect.events);
   });
 }

@@ -59,10 +59,25 @@ export interface EntryOptions {
     /** Batch nodes: items in flight at once; parallel: branches at once. */
     readonly limit?: number;
 }
+/**
+ * An event of an in-process run, as `flw run --events jsonl` writes it
+ * (GRAPHS.md "Events"): `event` is `node_started`, `node_retry`,
+ * `node_fallback`, `node_finished`, `node_failed`, `batch_items`,
+ * `item_finished` or `merge_conflict`, with that event's members.
+ */
+export interface RunEvent {
+    readonly event: string;
+    /** Milliseconds since the run started. */
+    readonly t_ms: number;
+    readonly path: string;
+    readonly [member: string]: unknown;
+}
 /** Options of `run()`, which runs a node or a flow in this process. */
 export interface RunOptions {
     /** Cancels the run; by default the signal of the tool call or node running now, if any. */
     readonly signal?: AbortSignal;
+    /** Gets each node event of the run, with the supervisor's paths and members. */
+    readonly onEvent?: (event: RunEvent) => void;
 }
 /**
  * Why a node failed, as a fallback gets it and as `run()` throws it:

@@ -13,6 +13,7 @@
  * listed order, batch flows once per parameter set (overlapping for
  * `AsyncParallelBatchFlow`); the graph-run vectors
  * (protocol/vectors/graph_runs.json) hold it to the supervisor's runner.
+ * `onEvent` gets the supervisor's node events, with the same paths.
  *
  * Each phase works on a copy of the store (plain objects and arrays are
  * copied; other values, such as class instances, are shared), and what it
@@ -35,6 +36,7 @@ import {
   Parallel,
   type Params,
   type PhaseNode,
+  type RunEvent,
   type RunOptions,
   type Shared,
   type WorkerNode,
@@ -453,6 +455,24 @@ interface RunState {
   readonly signal: AbortSignal;
   /** The call this run is part of (a tool running a flow), for contexts and child tracking. */
   readonly outer: CallScope | undefined;
+  /** Sends an event to `onEvent`, if given. */
+  readonly emit: (event: string, path: string, members?: Record<string, unknown>) => void;
+}
+
+/** An event's `error` member. */
+function errorMember(err: unknown): { kind: string; message: string } {
+  if (err instanceof NodeError) return { kind: err.kind, message: err.message };
+  return { kind: "tool_error", message: errorText(err) };
+}
+
+/** Emits `batch_items`; the function returned emits `item_finished` for each. */
+function itemEvents(state: RunState, path: string, total: number): (i: number, began: number) => void {
+  state.emit("batch_items", path, { total });
+  let done = 0;
+  return (i, began) => {
+    done++;
+    state.emit("item_finished", `${path}[${i}]`, { done, total, ms: Math.floor(performance.now() - began) });
+  };
 }
 
 /** An AbortController that also aborts (with the same reason) when `parent` does. */
@@ -583,27 +603,46 @@ export async function runGraph(root: AnyNode, shared: Shared, options: RunOption
     const reason = (): NodeError => new NodeError("timeout", `flow ${labelOf(root)} passed its deadline of ${ms} ms`);
     timer = setTimeout(() => controller.abort(reason()), ms);
   }
-  const state: RunState = { steps: { n: 0 }, maxSteps: flow?.maxSteps ?? DEFAULT_MAX_STEPS, signal: controller.signal, outer };
+  const began = performance.now();
+  const onEvent = options.onEvent;
+  const emit = (event: string, path: string, members: Record<string, unknown> = {}): void => {
+    onEvent?.({ event, t_ms: Math.floor(performance.now() - began), path, ...members });
+  };
+  const state: RunState = { steps: { n: 0 }, maxSteps: flow?.maxSteps ?? DEFAULT_MAX_STEPS, signal: controller.signal, outer, emit };
   const scope: Scope = { params: { ...ownParamsOf(root) }, sharedWith: undefined };
   try {
     // The top flow is the run itself, not a visit (as in the supervisor).
     if (root instanceof Flow) return await runFlow(root, shared, state, scope, labelOf(root));
-    return await visit(root, shared, state, scope, labelOf(root));
+    return await visit(root, shared, state, scope, undefined);
   } finally {
     clearTimeout(timer);
     dispose();
   }
 }
 
-async function visit(node: AnyNode, shared: Shared, state: RunState, scope: Scope, path: string): Promise<string | undefined> {
+/** One visit of `node` in the flow at `flowPath` (`undefined`: the run's root). */
+async function visit(node: AnyNode, shared: Shared, state: RunState, scope: Scope, flowPath: string | undefined): Promise<string | undefined> {
+  const path = flowPath === undefined ? labelOf(node) : `${flowPath}/${labelOf(node)}`;
   if (state.signal.aborted) throw stopped(state.signal, path);
   if (++state.steps.n > state.maxSteps) {
     throw new NodeError("max_steps", `the run passed its limit of ${state.maxSteps} steps at ${path}`);
   }
-  if (node instanceof Flow) return runFlow(node, shared, state, scope, path);
-  if (node instanceof Parallel) return runParallel(node, shared, state, scope, path);
-  if (isWorkerNode(node)) return runNode(node, shared, state, scope, path);
-  throw new TypeError(`${path} is not a node, flow or parallel`);
+  const kind = node instanceof BatchFlow ? "batch_flow" : node.kind;
+  state.emit("node_started", path, { kind, step: state.steps.n });
+  const began = performance.now();
+  let action: string | undefined;
+  try {
+    if (node instanceof Flow) action = await runFlow(node, shared, state, scope, path);
+    else if (node instanceof Parallel) action = await runParallel(node, shared, state, scope, flowPath, path);
+    else if (isWorkerNode(node)) action = await runNode(node, shared, state, scope, path);
+    else throw new TypeError(`${path} is not a node, flow or parallel`);
+  } catch (err) {
+    // A stopped visit (a cancel, the deadline, a sibling's failure) has no event, as in the supervisor.
+    if (!state.signal.aborted) state.emit("node_failed", path, { error: errorMember(err), ms: Math.floor(performance.now() - began) });
+    throw err;
+  }
+  state.emit("node_finished", path, { action: action ?? "default", ms: Math.floor(performance.now() - began) });
+  return action;
 }
 
 function runFlow(flow: Flow, shared: Shared, state: RunState, scope: Scope, path: string): Promise<string | undefined> {
@@ -617,7 +656,7 @@ async function walk(flow: Flow, shared: Shared, state: RunState, scope: Scope, p
   let action: string | undefined;
   while (current !== undefined) {
     const id = labelOf(current);
-    action = await visit(current, shared, state, scope, `${path}/${id}`);
+    action = await visit(current, shared, state, scope, path);
     const key = action ?? "default";
     const next: AnyNode | undefined = current.successors.get(key);
     if (next === undefined && current.successors.size > 0) {
@@ -645,21 +684,26 @@ async function runBatchFlow(flow: BatchFlow, shared: Shared, state: RunState, sc
   );
   const sets = prep.value;
   commit(scope, shared, prep.changes);
+  const finished = itemEvents(state, path, sets.length);
   const paramsOf = (i: number): Params => ({ ...scope.params, ...sets[i] });
   if (flow.concurrent && sets.length > 0) {
     const before = shallowCopy(shared);
     const store = shallowCopy(shared);
     try {
-      await allOrFirstFailure(sets.length, flow.limit, state, (i, runState) =>
-        walk(flow, {}, runState, { params: paramsOf(i), sharedWith: store }, `${path}[${i}]`),
-      );
+      await allOrFirstFailure(sets.length, flow.limit, state, async (i, runState) => {
+        const began = performance.now();
+        await walk(flow, {}, runState, { params: paramsOf(i), sharedWith: store }, `${path}[${i}]`);
+        finished(i, began);
+      });
     } finally {
       // The runs' net changes, as far as they went, go on to the store this flow works on.
       commit(scope, shared, between(before, store));
     }
   } else {
     for (let i = 0; i < sets.length; i++) {
+      const began = performance.now();
       await walk(flow, shared, state, { params: paramsOf(i), sharedWith: scope.sharedWith }, `${path}[${i}]`);
+      finished(i, began);
     }
   }
   refresh(scope, shared);
@@ -670,14 +714,22 @@ async function runBatchFlow(flow: BatchFlow, shared: Shared, state: RunState, sc
   return post.value;
 }
 
-async function runParallel(par: Parallel, shared: Shared, state: RunState, scope: Scope, path: string): Promise<string | undefined> {
+/** The branches are entries of the flow at `flowPath`, so their paths are its, as in the supervisor. */
+async function runParallel(
+  par: Parallel,
+  shared: Shared,
+  state: RunState,
+  scope: Scope,
+  flowPath: string | undefined,
+  path: string,
+): Promise<string | undefined> {
   refresh(scope, shared);
   const before = shallowCopy(shared);
   const alone: Scope = { params: scope.params, sharedWith: undefined };
   const copies = await allOrFirstFailure(par.branches.length, par.options.limit, state, async (i, branchState) => {
     const branch = par.branches[i] as AnyNode;
     const copy = copyStore(before);
-    await visit(branch, copy, branchState, alone, `${path}/${labelOf(branch)}`);
+    await visit(branch, copy, branchState, alone, flowPath);
     return copy;
   });
   const merged = shallowCopy(before);
@@ -693,6 +745,7 @@ async function runParallel(par: Parallel, shared: Shared, state: RunState, scope
     apply(changes, merged);
   }
   if (clashes.size > 0) {
+    state.emit("merge_conflict", path, { keys: [...clashes] });
     warn(state, `parallel ${path}: more than one branch changed ${[...clashes].join(", ")}; the later-listed branch won`);
   }
   commit(scope, shared, between(before, merged));
@@ -750,10 +803,14 @@ async function runNode(node: WorkerNode, shared: Shared, state: RunState, scope:
     // As the supervisor: no fallback phase (execFallback applies per item, within exec).
     const prep = await attempts(node, state, path, phase(shared, (work) => batchPrep(node, work, name)));
     const items = prep.value;
+    const finished = itemEvents(state, path, items.length);
     // The items at once, at most `limit` in flight, as the supervisor spreads them.
-    const results = await allOrFirstFailure(items.length, node.options.limit, state, (i, itemState) =>
-      attempts(node, itemState, `${path}[${i}]`, () => withParams(node, params, () => batchExec(node, items[i]))),
-    );
+    const results = await allOrFirstFailure(items.length, node.options.limit, state, async (i, itemState) => {
+      const began = performance.now();
+      const value = await attempts(node, itemState, `${path}[${i}]`, () => withParams(node, params, () => batchExec(node, items[i])));
+      finished(i, began);
+      return value;
+    });
     const postStore = shallowCopy(shared);
     apply(prep.changes, postStore);
     const post = await attempts(node, state, path, phase(postStore, (work) => batchPost(node, work, items, results, name)));
@@ -765,6 +822,7 @@ async function runNode(node: WorkerNode, shared: Shared, state: RunState, scope:
     done = await attempts(node, state, path, (ctx) => phase(shared, (work) => runOnce(node, work, ctx, name))());
   } catch (err) {
     if (state.signal.aborted || !(err instanceof NodeError) || !hasFallback(node) || err.kind === "max_steps") throw err;
+    state.emit("node_fallback", path, { error: errorMember(err) });
     done = await attempts(node, state, path, (ctx) => phase(shared, (work) => fallbackOnce(node, work, err, ctx, name))(), 0);
   }
   commit(scope, shared, done.changes);
@@ -807,6 +865,7 @@ async function attempts<T>(
           : new NodeError("tool_error", `node ${path} failed: ${errorText(err)}`, { cause: err });
       if (attempt > retries) throw error;
       const wait = Math.min(backoff * 2 ** (attempt - 1), MAX_BACKOFF_MS);
+      state.emit("node_retry", path, { attempt, error: errorMember(error), wait_ms: wait });
       try {
         await pause(wait, state.signal);
       } catch {
