@@ -274,8 +274,6 @@ fn pools_from(scripts: &[PathBuf], config: Option<&PathBuf>) -> anyhow::Result<C
     Ok(cfg)
 }
 
-/// Writes `text` to stdout; a reader that went away (`flw tools | head`)
-/// is not an error.
 /// The workers' output held back while they started (see
 /// [`crate::logging::Held`]): dropped when a worker failed to start, since
 /// the error already ends with its stderr; printed for any other error (a
@@ -289,6 +287,8 @@ fn release_or_discard(held: crate::logging::Held, e: &crate::router::CatalogErro
     }
 }
 
+/// Writes `text` to stdout; a reader that went away (`flw tools | head`)
+/// is not an error.
 fn print_stdout(text: &str) -> anyhow::Result<ExitCode> {
     use std::io::Write as _;
     match std::io::stdout().lock().write_all(text.as_bytes()) {

@@ -594,3 +594,21 @@ def test_a_global_flow_bound_twice_is_announced_once_by_its_first_name() -> None
     flow = Flow(start=only)
     graph = build_graph({"main": flow, "alias": flow}, [])
     assert [f["name"] for f in graph.flows] == ["main"]
+
+
+def test_an_event_hook_that_raises_does_not_change_the_run(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    seen: list[str] = []
+
+    def hook(event: dict[str, Any]) -> None:
+        seen.append(event["event"])
+        raise RuntimeError("hook broke")
+
+    shared: dict[str, Any] = {"question": "q"}
+    assert make_agent().run(shared, on_event=hook) is None
+    assert shared["answer"] == "note 0 / note 1"  # the run went on as without a hook
+    assert seen == ["node_started"]  # one call, then no more
+    assert "on_event raised RuntimeError: hook broke" in capsys.readouterr().err
+    with pytest.raises(TypeError, match="on_event must be a function"):
+        make_agent().run({}, on_event="not a function")  # type: ignore[arg-type]

@@ -381,6 +381,24 @@ describe("in-process runs", () => {
     assert.deepStrictEqual(order, ["a", "b", "c", "d"]);
   });
 
+  test("an onEvent hook that throws or rejects does not change the run", async () => {
+    for (const kind of ["throws", "rejects"]) {
+      const order = [];
+      const step = (name, action) => node(() => { order.push(name); return action; });
+      const a = step("a");
+      const b = step("b", "last");
+      a.next(b);
+      const seen = [];
+      const hook = kind === "throws"
+        ? (e) => { seen.push(e.event); throw new Error("hook broke"); }
+        : async (e) => { seen.push(e.event); throw new Error("hook broke"); };
+      assert.equal(await flow({ start: a }).run({}, { onEvent: hook }), "last");
+      assert.deepStrictEqual(order, ["a", "b"], kind);
+      assert.ok(seen.length >= 1 && seen.length <= 4, `${kind}: ${seen}`);
+    }
+    await assert.rejects(flow({ start: node(() => {}) }).run({}, { onEvent: "no" }), TypeError);
+  });
+
   test("a single node runs on its own", async () => {
     const shared = { x: 1 };
     assert.equal(await node((s) => { s.x++; return "more"; }).run(shared), "more");

@@ -854,7 +854,7 @@ where
     F: Fn(usize, CancellationToken) -> Fut,
     Fut: Future<Output = Result<T, Fail>>,
 {
-    let limit = limit.unwrap_or(total).clamp(1, MAX_IN_FLIGHT);
+    let limit = limit.unwrap_or_else(|| total.min(MAX_IN_FLIGHT)).max(1);
     let group = tok.child_token();
     let start = |i: usize| {
         let fut = one(i, group.clone());

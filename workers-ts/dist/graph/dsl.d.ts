@@ -76,7 +76,7 @@ export interface RunEvent {
 export interface RunOptions {
     /** Cancels the run; by default the signal of the tool call or node running now, if any. */
     readonly signal?: AbortSignal;
-    /** Gets each node event of the run, with the supervisor's paths and members. */
+    /** Gets each node event of the run, with the supervisor's members (and its paths for named nodes); a hook that throws is dropped, not fatal. */
     readonly onEvent?: (event: RunEvent) => void;
 }
 /**

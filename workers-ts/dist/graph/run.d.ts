@@ -13,7 +13,8 @@
  * listed order, batch flows once per parameter set (overlapping for
  * `AsyncParallelBatchFlow`); the graph-run vectors
  * (protocol/vectors/graph_runs.json) hold it to the supervisor's runner.
- * `onEvent` gets the supervisor's node events, with the same paths.
+ * `onEvent` gets the supervisor's node events (its paths where nodes are
+ * named as `flw run` names them); a hook that throws is dropped.
  *
  * Each phase works on a copy of the store (plain objects and arrays are
  * copied; other values, such as class instances, are shared), and what it

@@ -13,7 +13,8 @@
  * listed order, batch flows once per parameter set (overlapping for
  * `AsyncParallelBatchFlow`); the graph-run vectors
  * (protocol/vectors/graph_runs.json) hold it to the supervisor's runner.
- * `onEvent` gets the supervisor's node events, with the same paths.
+ * `onEvent` gets the supervisor's node events (its paths where nodes are
+ * named as `flw run` names them); a hook that throws is dropped.
  *
  * Each phase works on a copy of the store (plain objects and arrays are
  * copied; other values, such as class instances, are shared), and what it
@@ -506,9 +507,29 @@ export async function runGraph(root, shared, options) {
         timer = setTimeout(() => controller.abort(reason()), ms);
     }
     const began = performance.now();
-    const onEvent = options.onEvent;
+    let onEvent = options.onEvent;
+    if (onEvent !== undefined && typeof onEvent !== "function") {
+        throw new TypeError(`run(): onEvent must be a function of one event, not ${typeof onEvent}`);
+    }
+    // A hook that throws (or rejects) never changes the run: it is noted
+    // once on stderr and gets no more events.
+    const dropHook = (err) => {
+        if (onEvent === undefined)
+            return;
+        onEvent = undefined;
+        process.stderr.write(`flw: onEvent threw ${errorText(err)}; it gets no more events\n`);
+    };
     const emit = (event, path, members = {}) => {
-        onEvent?.({ event, t_ms: Math.floor(performance.now() - began), path, ...members });
+        if (onEvent === undefined)
+            return;
+        try {
+            const r = onEvent({ event, t_ms: Math.floor(performance.now() - began), path, ...members });
+            if (r instanceof Promise)
+                r.catch(dropHook);
+        }
+        catch (err) {
+            dropHook(err);
+        }
     };
     const state = { steps: { n: 0 }, maxSteps: flow?.maxSteps ?? DEFAULT_MAX_STEPS, signal: controller.signal, outer, emit };
     const scope = { params: { ...ownParamsOf(root) }, sharedWith: undefined };

@@ -11,7 +11,8 @@ once, each on a copy of the store, merged in listed order; a batch flow runs
 its graph once per parameter set (overlapping for
 ``AsyncParallelBatchFlow``); the top flow's ``deadline`` stops the node in
 flight. The run goes on an asyncio loop (see ``run``). ``on_event`` gets the
-supervisor's node events (GRAPHS.md "Events"), with the same paths.
+supervisor's node events (GRAPHS.md "Events"), with its paths where the
+nodes are named as ``flw run`` names them; a hook that raises is dropped.
 
 Each phase works on a copy of the store; what it changed (by top-level key)
 goes into the caller's store when it returns, which is changed in place
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import sys
 import threading
 import time
 import warnings
@@ -195,6 +197,9 @@ class _Outcome(NamedTuple):
 
 class _Runner:
     def __init__(self, root: BaseNode, on_event: OnEvent | None = None) -> None:
+        if on_event is not None and not callable(on_event):
+            what = type(on_event).__name__
+            raise TypeError(f"on_event must be a function of one event, not {what}")
         self.on_event = on_event
         self.began = time.monotonic()
         self.label = root._flw_label()
@@ -207,9 +212,18 @@ class _Runner:
         self.steps = 0
 
     def emit(self, event: str, **members: Any) -> None:
-        if self.on_event is not None:
-            t_ms = int((time.monotonic() - self.began) * 1000)
-            self.on_event({"event": event, "t_ms": t_ms, **members})
+        """Tell ``on_event``; a hook that raises never changes the run, and
+        gets no more events (its error is noted once on stderr)."""
+        hook = self.on_event
+        if hook is None:
+            return
+        t_ms = int((time.monotonic() - self.began) * 1000)
+        try:
+            hook({"event": event, "t_ms": t_ms, **members})
+        except Exception as exc:
+            self.on_event = None
+            name = type(exc).__name__
+            print(f"flw: on_event raised {name}: {exc}; it gets no more events", file=sys.stderr)
 
     async def top(self, shared: dict[str, Any]) -> str | None:
         scope = _Scope(dict(self.root.params))
