@@ -13,15 +13,10 @@ const ROOTS: [(&str, &str); 4] = [
     ("workers-ts/src", "ts"),
 ];
 
-/// Folders never walked: build output and installed dependencies.
-const SKIP: [&str; 6] = [
-    "target",
-    "node_modules",
-    ".venv",
-    ".git",
-    "dist",
-    "__pycache__",
-];
+/// Folders never walked, besides every folder whose name starts with a
+/// dot (`.git`, `.venv`, `.tools`, `bench/.venv-mcp`): build output and
+/// installed dependencies.
+const SKIP: [&str; 4] = ["target", "node_modules", "dist", "__pycache__"];
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -38,7 +33,7 @@ fn walk(base: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in entries.flatten() {
         let path = entry.path();
         let name = entry.file_name();
-        if SKIP.iter().any(|s| name == *s) {
+        if SKIP.iter().any(|s| name == *s) || name.to_string_lossy().starts_with('.') {
             continue;
         }
         if path.is_dir() {
